@@ -1,0 +1,48 @@
+//! DANM's Kubernetes API (`danm.k8s.io/v1`): wire-compatible types for networks, DanmEps, TenantConfigs and NADs.
+//!
+//! Every type reads objects exactly as DANM's Go components wrote them: `""`, `0`, `null` and an absent member mean
+//! the same thing, and the always-serialised empty `allocation_pool`/`allocation_pool_v6` objects are accepted.
+//! With the `kube` feature (the host side) the types implement `kube::Resource` and can describe their CRDs; guests
+//! build without it and get plain serde types.
+
+mod danmep;
+mod nad;
+mod network;
+mod nullable;
+#[cfg(feature = "kube")]
+mod resource;
+mod tenantconfig;
+
+#[cfg(feature = "kube")]
+pub mod crd;
+
+pub use danmep::{DanmEp, DanmEpInterface, DanmEpSpec};
+pub use nad::{NadSpec, NetworkAttachmentDefinition};
+pub use network::{IpPool, Ip6Pool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind};
+pub use tenantconfig::{InterfaceProfile, TenantConfig};
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The API group of every DANM release (v3.x–v4.3).
+pub const GROUP: &str = "danm.k8s.io";
+/// The only served version.
+pub const VERSION: &str = "v1";
+/// `apiVersion` of every DANM object.
+pub const API_VERSION: &str = "danm.k8s.io/v1";
+
+/// Pod annotation listing the interfaces a pod wants (DANM releases).
+pub const INTERFACES_ANNOTATION: &str = "danm.k8s.io/interfaces";
+/// The same annotation under the group of DANM's unreleased master; accepted too.
+pub const INTERFACES_ANNOTATION_ALT: &str = "danm.io/interfaces";
+/// Both accepted annotation prefixes, preferred first.
+pub const ANNOTATION_PREFIXES: [&str; 2] = ["danm.k8s.io/", "danm.io/"];
+/// The Network Plumbing WG status annotation the CNI writes after ADD.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// Labels danm puts on DanmEps so DEL and GC select them instead of scanning the cluster (spec §10 B7).
+pub mod labels {
+    /// The pod sandbox (infra container) id the DanmEp belongs to.
+    pub const CONTAINER_ID: &str = "danm.k8s.io/container-id";
+    /// The pod UID the DanmEp belongs to.
+    pub const POD_UID: &str = "danm.k8s.io/pod-uid";
+}

@@ -1,0 +1,47 @@
+//! NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`), read by netwatcher (spec §1.5, §6).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::nullable::or_default;
+
+pub const NAD_GROUP: &str = "k8s.cni.cncf.io";
+
+/// A Network Plumbing WG NetworkAttachmentDefinition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAttachmentDefinition {
+    #[serde(rename = "apiVersion", default = "api_version")]
+    pub api_version: String,
+    #[serde(default = "kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "or_default")]
+    pub spec: NadSpec,
+}
+
+fn api_version() -> String {
+    "k8s.cni.cncf.io/v1".to_owned()
+}
+fn kind() -> String {
+    "NetworkAttachmentDefinition".to_owned()
+}
+
+/// `spec` of a NAD: a CNI config as a JSON string.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(default)]
+pub struct NadSpec {
+    #[serde(deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    pub config: String,
+}
+
+#[cfg(feature = "kube")]
+crate::static_resource!(
+    NetworkAttachmentDefinition,
+    "NetworkAttachmentDefinition",
+    NAD_GROUP,
+    "v1",
+    "network-attachment-definitions",
+    NamespaceResourceScope
+);

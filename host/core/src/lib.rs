@@ -1,0 +1,1 @@
+//! The pure core of danm: annotation parsing, network resolution, interface naming, IPAM bitmaps and CNI types.

@@ -1,0 +1,3 @@
+//! `danmctl`: offline operator commands on files (IPAM, plugins).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Every kernel call danm makes (links, addresses, routes, rules, sysctls, netns) behind one trait.

@@ -1,0 +1,1 @@
+//! The plugin runtime: finds, checks, precompiles, instantiates and calls the WASI backend and rules plugins.
