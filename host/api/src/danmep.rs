@@ -55,16 +55,28 @@ pub struct DanmEpSpec {
     pub endpoint_id: String,
     #[serde(rename = "Interface", deserialize_with = "or_default")]
     pub interface: DanmEpInterface,
-    #[serde(rename = "Host", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "Host",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub host: String,
     #[serde(rename = "Pod", deserialize_with = "or_default")]
     pub pod: String,
     #[serde(rename = "PodUID", deserialize_with = "or_default")]
     pub pod_uid: String,
     /// `K8S_POD_INFRA_CONTAINER_ID` of the pod sandbox.
-    #[serde(rename = "CID", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "CID",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cid: String,
-    #[serde(rename = "netns", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "netns",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub netns: String,
     /// Kind of the network (`DanmNet`, `TenantNetwork`, `ClusterNetwork`); DANM left it empty for default DanmNets.
     #[serde(rename = "apiType", deserialize_with = "or_default")]
@@ -88,9 +100,20 @@ pub struct DanmEpInterface {
     /// Always serialised, `null` when absent (as DANM did).
     pub proutes: Option<BTreeMap<String, String>>,
     pub proutes6: Option<BTreeMap<String, String>>,
-    #[serde(rename = "DeviceID", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "DeviceID",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub device_id: String,
 }
 
 #[cfg(feature = "kube")]
-crate::static_resource!(DanmEp, "DanmEp", crate::GROUP, crate::VERSION, "danmeps", NamespaceResourceScope);
+crate::static_resource!(
+    DanmEp,
+    "DanmEp",
+    crate::GROUP,
+    crate::VERSION,
+    "danmeps",
+    NamespaceResourceScope
+);

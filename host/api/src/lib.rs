@@ -6,7 +6,7 @@
 //! build without it and get plain serde types.
 
 mod danmep;
-mod nad;
+pub mod nad;
 mod network;
 mod nullable;
 #[cfg(feature = "kube")]
@@ -18,7 +18,7 @@ pub mod crd;
 
 pub use danmep::{DanmEp, DanmEpInterface, DanmEpSpec};
 pub use nad::{NadSpec, NetworkAttachmentDefinition};
-pub use network::{IpPool, Ip6Pool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind};
+pub use network::{Ip6Pool, IpPool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind};
 pub use tenantconfig::{InterfaceProfile, TenantConfig};
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -55,7 +55,11 @@ impl NetworkKind {
     /// The DanmEp `apiType` value that refers to this kind. DANM wrote `""` for the namespace default DanmNet;
     /// [`NetworkKind::from_api_type`] reads that back as DanmNet (spec §10 B11).
     pub fn from_api_type(api_type: &str) -> Result<Self, UnknownKind> {
-        if api_type.is_empty() { Ok(Self::DanmNet) } else { api_type.parse() }
+        if api_type.is_empty() {
+            Ok(Self::DanmNet)
+        } else {
+            api_type.parse()
+        }
     }
 }
 
@@ -79,7 +83,10 @@ impl std::error::Error for UnknownKind {}
 impl FromStr for NetworkKind {
     type Err = UnknownKind;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownKind(s.to_owned()))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
     }
 }
 
@@ -92,7 +99,11 @@ pub struct NetworkSpec {
     #[serde(rename = "NetworkID", deserialize_with = "or_default")]
     pub network_id: String,
     /// Backend: ipvlan (default), macvlan, sriov, or any CNI plugin name (static delegation).
-    #[serde(rename = "NetworkType", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "NetworkType",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub network_type: String,
     /// ClusterNetwork only: namespaces whose pods may connect; absent = every namespace.
     #[serde(rename = "AllowedTenants", skip_serializing_if = "Option::is_none")]
@@ -121,7 +132,10 @@ pub struct NetworkOptions {
     pub container_prefix: String,
     /// IPv4 subnet (prefix ≥ /9).
     #[serde(deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
-    #[cfg_attr(feature = "kube", schemars(regex(pattern = r"^$|^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")))]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(regex(pattern = r"^$|^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))
+    )]
     pub cidr: String,
     /// IPv4 routes (destination CIDR → gateway) for the pod's main table.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,7 +238,11 @@ impl Network {
             kind: kind.as_str().to_owned(),
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                namespace: if kind.namespaced() { namespace.map(str::to_owned) } else { None },
+                namespace: if kind.namespaced() {
+                    namespace.map(str::to_owned)
+                } else {
+                    None
+                },
                 ..ObjectMeta::default()
             },
             spec,

@@ -16,10 +16,20 @@ pub struct TenantConfig {
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(rename = "hostDevices", default, deserialize_with = "or_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "hostDevices",
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub host_devices: Vec<InterfaceProfile>,
     /// NetworkType → NetworkID forced onto TenantNetworks of that type (type compared case-insensitively).
-    #[serde(rename = "networkIds", default, deserialize_with = "or_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "networkIds",
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub network_ids: BTreeMap<String, String>,
 }
 
@@ -35,7 +45,10 @@ impl TenantConfig {
         TenantConfig {
             api_version: api_version(),
             kind: kind(),
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
             ..TenantConfig::default()
         }
     }
@@ -49,10 +62,18 @@ pub struct InterfaceProfile {
     #[serde(deserialize_with = "or_default")]
     pub name: String,
     /// `vlan` or `vxlan`; empty = no VNI for networks on this profile.
-    #[serde(rename = "vniType", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "vniType",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub vni_type: String,
     /// cpuset syntax, e.g. `2000-2500,2601`; VNIs ≤ 5000.
-    #[serde(rename = "vniRange", deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "vniRange",
+        deserialize_with = "or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub vni_range: String,
     /// 5001-bit VNI bitmap (base64), written by the webhook.
     #[serde(deserialize_with = "or_default", skip_serializing_if = "String::is_empty")]
@@ -60,4 +81,11 @@ pub struct InterfaceProfile {
 }
 
 #[cfg(feature = "kube")]
-crate::static_resource!(TenantConfig, "TenantConfig", crate::GROUP, crate::VERSION, "tenantconfigs", ClusterResourceScope);
+crate::static_resource!(
+    TenantConfig,
+    "TenantConfig",
+    crate::GROUP,
+    crate::VERSION,
+    "tenantconfigs",
+    ClusterResourceScope
+);

@@ -9,7 +9,12 @@ fn checked_in_crds_match_the_rust_types() {
         let path = dir.join(file);
         let on_disk = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{} is missing ({e}); run `make crds`", path.display()));
-        assert_eq!(on_disk, danm_api::crd::to_yaml(&crd), "{} drifted from the types; run `make crds`", path.display());
+        assert_eq!(
+            on_disk,
+            danm_api::crd::to_yaml(&crd),
+            "{} drifted from the types; run `make crds`",
+            path.display()
+        );
     }
 }
 
@@ -17,10 +22,25 @@ fn checked_in_crds_match_the_rust_types() {
 fn network_crds_carry_danms_names_scopes_and_bounds() {
     let expect = [
         ("danmnet.yaml", "DanmNet", "Namespaced", vec!["dn", "dnet"]),
-        ("tenantnetwork.yaml", "TenantNetwork", "Namespaced", vec!["tn", "tnet"]),
-        ("clusternetwork.yaml", "ClusterNetwork", "Cluster", vec!["cn", "cnet"]),
+        (
+            "tenantnetwork.yaml",
+            "TenantNetwork",
+            "Namespaced",
+            vec!["tn", "tnet"],
+        ),
+        (
+            "clusternetwork.yaml",
+            "ClusterNetwork",
+            "Cluster",
+            vec!["cn", "cnet"],
+        ),
         ("danmep.yaml", "DanmEp", "Namespaced", vec!["de", "dep"]),
-        ("tenantconfig.yaml", "TenantConfig", "Cluster", vec!["tc", "tconf"]),
+        (
+            "tenantconfig.yaml",
+            "TenantConfig",
+            "Cluster",
+            vec!["tc", "tconf"],
+        ),
     ];
     let all = danm_api::crd::all();
     for (file, kind, scope, short) in expect {
@@ -32,8 +52,8 @@ fn network_crds_carry_danms_names_scopes_and_bounds() {
         assert_eq!(crd["spec"]["versions"][0]["name"], "v1");
     }
     let dn = &all[0].1;
-    let options = &dn["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["Options"]
-        ["properties"];
+    let options = &dn["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["Options"]["properties"];
     let bounds = |k: &str| (options[k]["minimum"].clone(), options[k]["maximum"].clone());
     assert_eq!(bounds("vlan"), (Value::from(1), Value::from(4094)));
     assert_eq!(bounds("vxlan"), (Value::from(1), Value::from(16777214)));

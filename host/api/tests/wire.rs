@@ -50,21 +50,40 @@ fn routes_distinguish_absent_from_empty_because_the_webhook_rejects_empty_routes
 
 #[test]
 fn serialising_writes_danm_keys_and_always_writes_pools_and_rt_tables() {
-    let mut n = Network::new(NetworkKind::ClusterNetwork, Some("ignored"), "mgmt", Default::default());
+    let mut n = Network::new(
+        NetworkKind::ClusterNetwork,
+        Some("ignored"),
+        "mgmt",
+        Default::default(),
+    );
     n.spec.network_id = "mgmt".into();
     n.spec.options.vlan = 700;
     n.spec.options.host_device = "ens4".into();
     let v = serde_json::to_value(&n).unwrap();
     assert_eq!(v["apiVersion"], "danm.k8s.io/v1");
     assert_eq!(v["kind"], "ClusterNetwork");
-    assert_eq!(v["metadata"].get("namespace"), None, "ClusterNetworks are cluster-scoped");
+    assert_eq!(
+        v["metadata"].get("namespace"),
+        None,
+        "ClusterNetworks are cluster-scoped"
+    );
     let o = &v["spec"]["Options"];
     assert_eq!(o["vlan"], 700);
     assert_eq!(o["host_device"], "ens4");
     assert_eq!(o["rt_tables"], 0);
-    assert_eq!(o["allocation_pool"], json!({"start": "", "end": "", "lastIp": ""}));
-    assert_eq!(o["allocation_pool_v6"], json!({"start": "", "end": "", "lastIp": "", "cidr": ""}));
-    assert_eq!(o.get("vxlan"), None, "zero VNIs are omitted as DANM's omitempty did");
+    assert_eq!(
+        o["allocation_pool"],
+        json!({"start": "", "end": "", "lastIp": ""})
+    );
+    assert_eq!(
+        o["allocation_pool_v6"],
+        json!({"start": "", "end": "", "lastIp": "", "cidr": ""})
+    );
+    assert_eq!(
+        o.get("vxlan"),
+        None,
+        "zero VNIs are omitted as DANM's omitempty did"
+    );
     assert_eq!(v["spec"].get("AllowedTenants"), None);
     let back: Network = serde_json::from_value(v).unwrap();
     assert_eq!(back, n);
@@ -82,10 +101,18 @@ fn danmep_always_serialises_proutes_and_reads_back() {
     });
     let ep: DanmEp = serde_json::from_value(go.clone()).unwrap();
     assert_eq!(ep.spec.interface.name, "int2");
-    assert_eq!(NetworkKind::from_api_type(&ep.spec.api_type), Ok(NetworkKind::DanmNet));
+    assert_eq!(
+        NetworkKind::from_api_type(&ep.spec.api_type),
+        Ok(NetworkKind::DanmNet)
+    );
     let out = serde_json::to_value(&ep).unwrap();
     assert_eq!(out["spec"]["Interface"]["proutes"], Value::Null);
-    assert!(out["spec"]["Interface"].as_object().unwrap().contains_key("proutes6"));
+    assert!(
+        out["spec"]["Interface"]
+            .as_object()
+            .unwrap()
+            .contains_key("proutes6")
+    );
     assert_eq!(out, go);
 }
 
@@ -102,7 +129,10 @@ fn tenantconfig_has_top_level_fields_and_no_spec() {
     assert_eq!(tc.network_ids["flannel"], "flannel");
     let out = serde_json::to_value(&tc).unwrap();
     assert!(out.get("spec").is_none());
-    assert_eq!(out["hostDevices"][1], json!({"name": "nokia.k8s.io/sriov_ens1f0"}));
+    assert_eq!(
+        out["hostDevices"][1],
+        json!({"name": "nokia.k8s.io/sriov_ens1f0"})
+    );
 }
 
 #[test]
@@ -120,7 +150,10 @@ fn unknown_network_kinds_are_named_in_the_error() {
 fn every_object_of_the_acceptance_corpus_reads_into_our_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/acceptance/webhook");
     if !dir.exists() {
-        eprintln!("skipping: the shared acceptance corpus is not at {}", dir.display());
+        eprintln!(
+            "skipping: the shared acceptance corpus is not at {}",
+            dir.display()
+        );
         return;
     }
     let mut seen = 0;

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
         }
     }
     if !drift.is_empty() {
-        eprintln!("crdgen: these CRDs differ from the Rust types; run `make crds`: {}", drift.join(", "));
+        eprintln!(
+            "crdgen: these CRDs differ from the Rust types; run `make crds`: {}",
+            drift.join(", ")
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
