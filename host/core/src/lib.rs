@@ -1,1 +1,2 @@
 //! The pure core of danm: annotation parsing, network resolution, interface naming, IPAM bitmaps and CNI types.
+pub mod annotation;
