@@ -1,0 +1,198 @@
+//! The bridge backend: a NetworkType danm's host has no code for. It translates a network object into a config for
+//! the reference `bridge` CNI plugin, which danm executes from `CNI_PATH`, with danm's IPAM passed through `fakeipam`.
+//!
+//! Mapping: bridge name = `spec.Options.host_device` if set, else `br_<NetworkID>`; `spec.Options.mode` selects the
+//! gateway behaviour: `l2` (default: the bridge gets no address), `gateway` (`isGateway`: the bridge gets the subnet's
+//! gateway address), `masquerade` (`isGateway` + `ipMasq`). `mtu` defaults to 1500. Routes are not part of the config:
+//! danm's own post-processing adds `routes`/`routes6` in the pod for every backend (spec §4.10).
+
+use danm_guest_sdk::{
+    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
+    check_mtu, check_network_id_length, insert_ipam, parse_network,
+};
+use serde_json::{Map, Value, json};
+
+pub const MODES: [&str; 3] = ["l2", "gateway", "masquerade"];
+pub const DEFAULT_MTU: u32 = 1500;
+/// `br_` + NetworkID must fit in IFNAMSIZ (15); 10 keeps DANM's documented limit for every dynamic type.
+pub const MAX_NETWORK_ID: usize = 10;
+
+pub struct Bridge;
+
+/// The Linux bridge a network's pods are attached to.
+pub fn bridge_name(network_id: &str, host_device: &str) -> String {
+    if host_device.is_empty() {
+        format!("br_{network_id}")
+    } else {
+        host_device.to_owned()
+    }
+}
+
+impl Backend for Bridge {
+    fn network_types() -> Vec<String> {
+        vec!["bridge".into()]
+    }
+
+    fn describe() -> Info {
+        Info {
+            description: "veth pair into a Linux bridge via the reference bridge CNI plugin, addresses from danm's IPAM"
+                .into(),
+            needs_ipam: true,
+            needs_device_pool: false,
+            needs_host_device: false,
+            max_network_id_length: Some(MAX_NETWORK_ID as u32),
+        }
+    }
+
+    fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
+        if op == Operation::Delete {
+            return Vec::new();
+        }
+        let net = match parse_network(network_json) {
+            Ok(n) => n,
+            Err(e) => return vec![Violation::new("D1", "", e)],
+        };
+        let spec = &net.spec;
+        let mut out = Vec::new();
+        check_network_id_length(spec, MAX_NETWORK_ID, &mut out);
+        check_device_pool_vs_host_device(spec, &mut out);
+        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
+            out.push(Violation::new(
+                "MODE",
+                "spec.Options.mode",
+                format!(
+                    "Spec.Options.mode:{} is not a bridge mode (one of {})!",
+                    spec.options.mode,
+                    MODES.join(", ")
+                ),
+            ));
+        }
+        if spec.options.host_device.chars().count() > 15 {
+            out.push(Violation::new(
+                "BRIDGE-NAME",
+                "spec.Options.host_device",
+                format!(
+                    "Spec.Options.host_device:{} is too long for a bridge name (15 characters)!",
+                    spec.options.host_device
+                ),
+            ));
+        }
+        check_mtu(spec, &mut out);
+        out
+    }
+
+    fn translate(att: Attachment) -> Result<String, TranslateError> {
+        let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
+        let net = parse_network(&att.network_json)
+            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
+        let spec = &net.spec;
+        if spec.network_id.is_empty() {
+            return Err(TranslateError::new(
+                "T-NO-ID",
+                format!(
+                    "bridge network:{} has no NetworkID (interface {} of pod {pod})",
+                    net.name(),
+                    att.interface_name
+                ),
+            ));
+        }
+        let mode = spec.options.mode.as_str();
+        let mut cfg: Map<String, Value> = Map::new();
+        cfg.insert("cniVersion".into(), json!(att.cni_version));
+        cfg.insert("name".into(), json!(spec.network_id));
+        cfg.insert("type".into(), json!("bridge"));
+        cfg.insert(
+            "bridge".into(),
+            json!(bridge_name(&spec.network_id, &spec.options.host_device)),
+        );
+        cfg.insert(
+            "isGateway".into(),
+            json!(matches!(mode, "gateway" | "masquerade")),
+        );
+        cfg.insert("ipMasq".into(), json!(mode == "masquerade"));
+        cfg.insert(
+            "mtu".into(),
+            json!(if spec.options.mtu == 0 {
+                DEFAULT_MTU
+            } else {
+                spec.options.mtu
+            }),
+        );
+        insert_ipam(&mut cfg, &att);
+        Ok(Value::Object(cfg).to_string())
+    }
+}
+
+danm_guest_sdk::backend_plugin!(Bridge, "../../wit/v0.1.0");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(options: Value) -> String {
+        json!({"kind":"DanmNet","metadata":{"name":"lan","namespace":"default"},
+               "spec":{"NetworkID":"lan","NetworkType":"bridge","Options":options}})
+        .to_string()
+    }
+
+    fn attach(options: Value) -> Attachment {
+        Attachment {
+            network_json: network(options),
+            interface_name: "eth1".into(),
+            ip4: Some("10.20.0.3/24".into()),
+            cni_version: "1.0.0".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn translation_targets_the_reference_bridge_plugin() {
+        let cfg: Value =
+            serde_json::from_str(&Bridge::translate(attach(json!({"cidr":"10.20.0.0/24"}))).unwrap())
+                .unwrap();
+        assert_eq!(
+            cfg,
+            json!({"cniVersion":"1.0.0","name":"lan","type":"bridge","bridge":"br_lan","isGateway":false,"ipMasq":false,
+                   "mtu":1500,"ipam":{"type":"fakeipam","ips":[{"ipcidr":"10.20.0.3/24","version":4}]}})
+        );
+    }
+
+    #[test]
+    fn host_device_names_the_bridge_and_masquerade_mode_enables_gateway_and_nat() {
+        let cfg: Value = serde_json::from_str(
+            &Bridge::translate(attach(
+                json!({"host_device":"cbr0","mode":"masquerade","mtu":1450}),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(cfg["bridge"], "cbr0");
+        assert_eq!(
+            (
+                cfg["isGateway"].as_bool(),
+                cfg["ipMasq"].as_bool(),
+                cfg["mtu"].as_u64()
+            ),
+            (Some(true), Some(true), Some(1450))
+        );
+    }
+
+    #[test]
+    fn validation_accepts_gateway_mode_and_rejects_vepa() {
+        assert!(Bridge::validate(Operation::Create, &network(json!({"mode":"gateway"})), None).is_empty());
+        assert_eq!(
+            Bridge::validate(Operation::Create, &network(json!({"mode":"vepa"})), None)[0].rule,
+            "MODE"
+        );
+    }
+
+    #[test]
+    fn validation_rejects_a_bridge_name_longer_than_ifnamsiz() {
+        let v = Bridge::validate(
+            Operation::Create,
+            &network(json!({"host_device":"a-very-long-bridge0"})),
+            None,
+        );
+        assert_eq!(v[0].rule, "BRIDGE-NAME");
+    }
+}

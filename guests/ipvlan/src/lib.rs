@@ -1,0 +1,163 @@
+//! The ipvlan backend (DANM's built-in, spec §4.9): validates ipvlan networks and translates them into configs for the
+//! reference ipvlan plugin. Mode defaults to DANM's `l2`; MTU 0 (the default) inherits the parent's MTU, as DANM did.
+
+use danm_guest_sdk::{
+    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
+    check_mtu, check_network_id_length, insert_ipam, parent_link, parse_network,
+};
+use serde_json::{Map, Value, json};
+
+/// ipvlan modes the kernel and the reference plugin know.
+pub const MODES: [&str; 3] = ["l2", "l3", "l3s"];
+pub const DEFAULT_MODE: &str = "l2";
+
+pub struct Ipvlan;
+
+impl Backend for Ipvlan {
+    fn network_types() -> Vec<String> {
+        vec!["ipvlan".into()]
+    }
+
+    fn describe() -> Info {
+        Info {
+            description:
+                "ipvlan interface on host_device or on its VLAN/VxLAN link (DANM's built-in backend)".into(),
+            needs_ipam: true,
+            needs_device_pool: false,
+            needs_host_device: true,
+            max_network_id_length: Some(10),
+        }
+    }
+
+    fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
+        if op == Operation::Delete {
+            return Vec::new();
+        }
+        let net = match parse_network(network_json) {
+            Ok(n) => n,
+            Err(e) => return vec![Violation::new("D1", "", e)],
+        };
+        let spec = &net.spec;
+        let mut out = Vec::new();
+        check_network_id_length(spec, 10, &mut out);
+        check_device_pool_vs_host_device(spec, &mut out);
+        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
+            out.push(Violation::new(
+                "MODE",
+                "spec.Options.mode",
+                format!(
+                    "Spec.Options.mode:{} is not an ipvlan mode (one of {})!",
+                    spec.options.mode,
+                    MODES.join(", ")
+                ),
+            ));
+        }
+        check_mtu(spec, &mut out);
+        out
+    }
+
+    fn translate(att: Attachment) -> Result<String, TranslateError> {
+        let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
+        let net = parse_network(&att.network_json)
+            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
+        let spec = &net.spec;
+        let parent = att.parent.clone().unwrap_or_else(|| parent_link(spec));
+        if parent.is_empty() {
+            return Err(TranslateError::new(
+                "T-NO-PARENT",
+                format!(
+                    "ipvlan network:{} (NetworkID {}) has no host_device, vlan or vxlan to put interface {} of pod {pod} on",
+                    net.name(),
+                    spec.network_id,
+                    att.interface_name
+                ),
+            ));
+        }
+        let mode = if spec.options.mode.is_empty() {
+            DEFAULT_MODE
+        } else {
+            &spec.options.mode
+        };
+        let mut cfg: Map<String, Value> = Map::new();
+        cfg.insert("cniVersion".into(), json!(att.cni_version));
+        cfg.insert("name".into(), json!(spec.network_id));
+        cfg.insert("type".into(), json!("ipvlan"));
+        cfg.insert("master".into(), json!(parent));
+        cfg.insert("mode".into(), json!(mode));
+        // The reference plugin reads an absent or zero mtu as "inherit the master's MTU" (DANM's behaviour).
+        if spec.options.mtu != 0 {
+            cfg.insert("mtu".into(), json!(spec.options.mtu));
+        }
+        insert_ipam(&mut cfg, &att);
+        Ok(Value::Object(cfg).to_string())
+    }
+}
+
+danm_guest_sdk::backend_plugin!(Ipvlan, "../../wit/v0.1.0");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(options: Value) -> String {
+        json!({"apiVersion":"danm.k8s.io/v1","kind":"ClusterNetwork","metadata":{"name":"int"},
+               "spec":{"NetworkID":"int","NetworkType":"ipvlan","Options":options}})
+        .to_string()
+    }
+
+    fn attach(options: Value, ip4: Option<&str>, ip6: Option<&str>) -> Attachment {
+        Attachment {
+            network_json: network(options),
+            interface_name: "int2".into(),
+            ip4: ip4.map(str::to_owned),
+            ip6: ip6.map(str::to_owned),
+            cni_version: "1.0.0".into(),
+            pod_namespace: "ns".into(),
+            pod_name: "p".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn translation_is_an_l2_ipvlan_inheriting_the_parent_mtu() {
+        let out = Ipvlan::translate(attach(
+            json!({"host_device":"ens4"}),
+            Some("10.1.0.9/16"),
+            Some("fd00::9/64"),
+        ));
+        let cfg: Value = serde_json::from_str(&out.unwrap()).unwrap();
+        assert_eq!(
+            cfg,
+            json!({"cniVersion":"1.0.0","name":"int","type":"ipvlan","master":"ens4","mode":"l2",
+                   "ipam":{"type":"fakeipam","ips":[{"ipcidr":"10.1.0.9/16","version":4},{"ipcidr":"fd00::9/64","version":6}]}})
+        );
+    }
+
+    #[test]
+    fn mode_mtu_and_vxlan_parent_come_from_the_network() {
+        let out = Ipvlan::translate(attach(
+            json!({"host_device":"ens4","vxlan":77,"mode":"l3","mtu":1400}),
+            None,
+            None,
+        ));
+        let cfg: Value = serde_json::from_str(&out.unwrap()).unwrap();
+        assert_eq!(
+            (cfg["master"].as_str(), cfg["mode"].as_str(), cfg["mtu"].as_u64()),
+            (Some("vx_int"), Some("l3"), Some(1400))
+        );
+    }
+
+    #[test]
+    fn validation_accepts_l3s_and_rejects_bridge_mode() {
+        assert!(Ipvlan::validate(Operation::Create, &network(json!({"mode":"l3s"})), None).is_empty());
+        assert_eq!(
+            Ipvlan::validate(Operation::Create, &network(json!({"mode":"bridge"})), None)[0].rule,
+            "MODE"
+        );
+    }
+
+    #[test]
+    fn validation_reports_malformed_json() {
+        assert_eq!(Ipvlan::validate(Operation::Create, "{", None)[0].rule, "D1");
+    }
+}

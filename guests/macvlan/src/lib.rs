@@ -1,0 +1,193 @@
+//! The macvlan backend: validates macvlan networks and translates them into configs for the reference macvlan plugin
+//! (DANM's shape, spec §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
+
+use danm_guest_sdk::{
+    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
+    check_mtu, check_network_id_length, insert_ipam, parent_link, parse_network,
+};
+use serde_json::{Map, Value, json};
+
+/// macvlan modes the kernel and the reference plugin know.
+pub const MODES: [&str; 4] = ["bridge", "vepa", "private", "passthru"];
+/// DANM's hard-coded values, now the defaults.
+pub const DEFAULT_MODE: &str = "bridge";
+pub const DEFAULT_MTU: u32 = 1500;
+
+pub struct Macvlan;
+
+impl Backend for Macvlan {
+    fn network_types() -> Vec<String> {
+        vec!["macvlan".into()]
+    }
+
+    fn describe() -> Info {
+        Info {
+            description: "macvlan interface on host_device or on its VLAN/VxLAN link (reference macvlan plugin semantics)"
+                .into(),
+            needs_ipam: true,
+            needs_device_pool: false,
+            needs_host_device: true,
+            max_network_id_length: Some(10),
+        }
+    }
+
+    fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
+        if op == Operation::Delete {
+            return Vec::new();
+        }
+        let net = match parse_network(network_json) {
+            Ok(n) => n,
+            Err(e) => return vec![Violation::new("D1", "", e)],
+        };
+        let spec = &net.spec;
+        let mut out = Vec::new();
+        check_network_id_length(spec, 10, &mut out);
+        check_device_pool_vs_host_device(spec, &mut out);
+        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
+            out.push(Violation::new(
+                "MODE",
+                "spec.Options.mode",
+                format!(
+                    "Spec.Options.mode:{} is not a macvlan mode (one of {})!",
+                    spec.options.mode,
+                    MODES.join(", ")
+                ),
+            ));
+        }
+        check_mtu(spec, &mut out);
+        out
+    }
+
+    fn translate(att: Attachment) -> Result<String, TranslateError> {
+        let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
+        let net = parse_network(&att.network_json)
+            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
+        let spec = &net.spec;
+        let parent = att.parent.clone().unwrap_or_else(|| parent_link(spec));
+        if parent.is_empty() {
+            return Err(TranslateError::new(
+                "T-NO-PARENT",
+                format!(
+                    "macvlan network:{} (NetworkID {}) has no host_device, vlan or vxlan to put interface {} of pod {pod} on",
+                    net.name(),
+                    spec.network_id,
+                    att.interface_name
+                ),
+            ));
+        }
+        let mode = if spec.options.mode.is_empty() {
+            DEFAULT_MODE
+        } else {
+            &spec.options.mode
+        };
+        let mtu = if spec.options.mtu == 0 {
+            DEFAULT_MTU
+        } else {
+            spec.options.mtu
+        };
+        let mut cfg: Map<String, Value> = match json!({
+            "cniVersion": att.cni_version,
+            "name": spec.network_id,
+            "type": "macvlan",
+            "master": parent,
+            "mode": mode,
+            "mtu": mtu,
+        }) {
+            Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        };
+        insert_ipam(&mut cfg, &att);
+        Ok(Value::Object(cfg).to_string())
+    }
+}
+
+danm_guest_sdk::backend_plugin!(Macvlan, "../../wit/v0.1.0");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(options: Value) -> String {
+        json!({"apiVersion":"danm.k8s.io/v1","kind":"DanmNet","metadata":{"name":"ext","namespace":"default"},
+               "spec":{"NetworkID":"ext","NetworkType":"macvlan","Options":options}})
+        .to_string()
+    }
+
+    fn attach(options: Value, ip4: Option<&str>) -> Attachment {
+        Attachment {
+            network_json: network(options),
+            interface_name: "ext1".into(),
+            ip4: ip4.map(str::to_owned),
+            cni_version: "0.3.1".into(),
+            pod_namespace: "default".into(),
+            pod_name: "p".into(),
+            ..Default::default()
+        }
+    }
+
+    fn translate(att: Attachment) -> Value {
+        serde_json::from_str(&Macvlan::translate(att).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn translation_keeps_danms_defaults_and_sets_the_type() {
+        let cfg = translate(attach(
+            json!({"host_device":"ens3","cidr":"10.0.0.0/24"}),
+            Some("10.0.0.5/24"),
+        ));
+        assert_eq!(
+            cfg,
+            json!({"cniVersion":"0.3.1","name":"ext","type":"macvlan","master":"ens3","mode":"bridge","mtu":1500,
+                   "ipam":{"type":"fakeipam","ips":[{"ipcidr":"10.0.0.5/24","version":4}]}})
+        );
+    }
+
+    #[test]
+    fn mode_and_mtu_come_from_the_network_options() {
+        let cfg = translate(attach(
+            json!({"host_device":"ens3","mode":"vepa","mtu":9000}),
+            None,
+        ));
+        assert_eq!(cfg["mode"], "vepa");
+        assert_eq!(cfg["mtu"], 9000);
+        assert!(cfg.get("ipam").is_none(), "no addresses, no ipam block");
+    }
+
+    #[test]
+    fn the_parent_is_the_vlan_link_netwatcher_creates() {
+        let cfg = translate(attach(json!({"host_device":"ens3","vlan":200}), None));
+        assert_eq!(cfg["master"], "ext.200");
+    }
+
+    #[test]
+    fn a_parent_resolved_by_the_host_wins() {
+        let mut att = attach(json!({"host_device":"ens3"}), None);
+        att.parent = Some("veth0".into());
+        assert_eq!(translate(att)["master"], "veth0");
+    }
+
+    #[test]
+    fn a_network_without_any_parent_cannot_be_translated() {
+        let err = Macvlan::translate(attach(json!({}), None)).unwrap_err();
+        assert_eq!(err.code, "T-NO-PARENT");
+        assert!(err.message.contains("default/p"), "{}", err.message);
+    }
+
+    #[test]
+    fn validation_accepts_known_modes_and_rejects_others() {
+        assert!(Macvlan::validate(Operation::Create, &network(json!({"mode":"private"})), None).is_empty());
+        let v = Macvlan::validate(Operation::Create, &network(json!({"mode":"l3"})), None);
+        assert_eq!(v[0].rule, "MODE");
+    }
+
+    #[test]
+    fn validation_rejects_host_device_with_device_pool_and_bad_mtu() {
+        let v = Macvlan::validate(
+            Operation::Update,
+            &network(json!({"host_device":"a","device_pool":"x/y","mtu":10})),
+            None,
+        );
+        let rules: Vec<_> = v.iter().map(|v| v.rule.as_str()).collect();
+        assert_eq!(rules, ["V26", "MTU"]);
+    }
+}

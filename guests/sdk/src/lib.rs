@@ -1,0 +1,39 @@
+//! The guest SDK: what every danm plugin shares (violations, strict/lenient decoding, parent links, fakeipam blocks,
+//! the backend and rules traits) and the macros that put a plain-Rust implementation behind the WIT glue.
+//!
+//! Plugins keep their logic in ordinary modules that are unit-tested natively; only the macros
+//! [`backend_plugin!`] and [`rules_plugin!`] expand to `wit-bindgen` code, and only on `wasm32`.
+
+mod backend;
+mod cni;
+mod decode;
+mod glue;
+mod link;
+mod violation;
+
+pub use backend::{Backend, Info, check_device_pool_vs_host_device, check_mtu, check_network_id_length};
+pub use cni::{Attachment, TranslateError, fakeipam, insert_ipam};
+pub use decode::{Meta, NetworkDoc, parse_network, strict_decode};
+pub use link::parent_link;
+pub use violation::{Operation, Violation};
+
+/// The rules plugin's request, mirroring `danm:plugin/rules.review`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Review {
+    pub kind: String,
+    pub operation: Operation,
+    pub object_json: Option<String>,
+    pub old_object_json: Option<String>,
+    pub tenant_config_json: Option<String>,
+    /// NetworkTypes served by backend plugins (lower-case).
+    pub dynamic_types: Vec<String>,
+}
+
+/// A rules plugin, exported with [`rules_plugin!`].
+pub trait Rules {
+    fn validate(review: Review) -> Vec<Violation>;
+}
+
+/// Re-exported for the glue macros.
+#[doc(hidden)]
+pub use danm_api as __api;
