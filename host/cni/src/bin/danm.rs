@@ -1,0 +1,3 @@
+//! danm: the CNI metaplugin binary (thin: parse, run, print).
+
+fn main() {}

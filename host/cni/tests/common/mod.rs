@@ -1,0 +1,78 @@
+//! Test helpers: root check, named netns guard, running CNI plugins and `ip`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+pub fn is_root() -> bool {
+    // SAFETY-free check: /proc/self/status Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a command, panics unless it succeeds, returns stdout.
+pub fn cmd_ok(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command, returns whether it succeeded (for cleanup).
+pub fn cmd(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs a CNI plugin with a clean env holding only `CNI_COMMAND`, `PATH` and `env`.
+pub fn run_plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plugin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub path: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        cmd_ok(&["ip", "netns", "add", name]);
+        cmd_ok(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        Netns {
+            name: name.to_string(),
+            path: format!("/var/run/netns/{name}"),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
