@@ -2,3 +2,4 @@
 pub mod annotation;
 pub mod naming;
 pub mod resolve;
+pub mod cni;
