@@ -1,1 +1,28 @@
 //! The plugin runtime: finds, checks, precompiles, instantiates and calls the WASI backend and rules plugins.
+//!
+//! A [`PluginSet`] is loaded from a directory of `.wasm` components (default [`DEFAULT_PLUGIN_DIR`]). Each component's
+//! `danm:plugin` version is checked against the versions this host has bindings for ([`SUPPORTED_VERSIONS`]); its
+//! world says whether it is a backend (serving NetworkTypes) or the rules plugin. Compiled artefacts are cached on
+//! disk (keyed by the file's sha256 and the engine's compatibility hash), so a short-lived CNI process deserialises
+//! instead of compiling. Every call runs in a fresh instance from an `InstancePre`, with an epoch deadline, a memory
+//! cap, an output cap and no WASI capabilities; the guest's stderr is captured into the error.
+//!
+//! The host never looks at a NetworkType's name: everything it knows about a backend comes from the plugin.
+
+mod bindings;
+mod cache;
+mod config;
+mod engine;
+mod error;
+mod plugin;
+mod set;
+mod types;
+
+pub use config::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR, RuntimeConfig};
+pub use error::{CallSite, PluginError};
+pub use plugin::{PluginInfo, PluginKind};
+pub use set::{LoadReport, PluginSet};
+pub use types::{BackendInfo, Operation, Review, TranslateRequest, Violation};
+
+/// The `danm:plugin` package versions this host has bindings for, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &[bindings::v0_1_0::VERSION];

@@ -1,0 +1,2 @@
+//! Benchmark of the plugin runtime (placeholder until written below).
+fn main() {}

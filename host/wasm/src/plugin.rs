@@ -1,0 +1,441 @@
+//! One plugin file: identification (sha256, WIT version, world), compilation or cache load, and the guarded calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::v0_1_0;
+use crate::cache::{Cache, Meta};
+use crate::engine::{Host, Pipes, Runtime, sha256_hex};
+use crate::{
+    BackendInfo, CallSite, Operation, PluginError, Review, SUPPORTED_VERSIONS, TranslateRequest, Violation,
+};
+
+/// Which world a plugin implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PluginKind {
+    /// `backend-plugin`: serves NetworkTypes.
+    Backend,
+    /// `rules-plugin`: DANM's API-level rules.
+    Rules,
+}
+
+/// What `danmctl plugins list` shows about a plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub kind: PluginKind,
+    /// The `danm:plugin` version it was built against.
+    pub version: String,
+    /// NetworkTypes served (backends), lower-case.
+    pub network_types: Vec<String>,
+    pub backend: Option<BackendInfo>,
+}
+
+/// Instance factories, per supported version and world.
+enum Pre {
+    BackendV0_1(v0_1_0::backend::BackendPluginPre<Host>),
+    RulesV0_1(v0_1_0::rules::RulesPluginPre<Host>),
+}
+
+pub(crate) struct Plugin {
+    pub(crate) info: PluginInfo,
+    key: String,
+    pre: OnceLock<Result<Pre, String>>,
+}
+
+impl Plugin {
+    /// Identifies and checks a plugin file. With a cache hit on its metadata nothing is compiled or deserialised
+    /// until the first call.
+    pub(crate) fn open(rt: &Runtime, cache: Option<&Cache>, file: &Path) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let sha256 = sha256_hex(&bytes);
+        let key = format!("{sha256}-{}", rt.engine_hash);
+        if let Some(meta) = cache.and_then(|c| c.load_meta(&key)) {
+            let info = PluginInfo {
+                file: file.to_owned(),
+                sha256,
+                kind: meta.kind,
+                version: meta.version,
+                network_types: meta.network_types,
+                backend: meta.backend,
+            };
+            return Ok(Plugin {
+                info,
+                key,
+                pre: OnceLock::new(),
+            });
+        }
+        let component = component(rt, cache, &key, file, Some(&bytes))?;
+        let (kind, version) = identify(rt, &component, file)?;
+        let pre = instance_pre(rt, &component, kind, &version, file)?;
+        let mut plugin = Plugin {
+            info: PluginInfo {
+                file: file.to_owned(),
+                sha256,
+                kind,
+                version,
+                network_types: Vec::new(),
+                backend: None,
+            },
+            key,
+            pre: OnceLock::new(),
+        };
+        let _ = plugin.pre.set(Ok(pre));
+        if kind == PluginKind::Backend {
+            let types = plugin.call(rt, "network-types", None, |store, pre| match pre {
+                Pre::BackendV0_1(p) => p
+                    .instantiate(&mut *store)?
+                    .danm_plugin_backend()
+                    .call_network_types(store),
+                Pre::RulesV0_1(_) => unreachable!("a backend"),
+            })?;
+            let info = plugin.call(rt, "describe", None, |store, pre| match pre {
+                Pre::BackendV0_1(p) => p
+                    .instantiate(&mut *store)?
+                    .danm_plugin_backend()
+                    .call_describe(store),
+                Pre::RulesV0_1(_) => unreachable!("a backend"),
+            })?;
+            plugin.info.network_types = types.into_iter().map(|t| t.to_ascii_lowercase()).collect();
+            plugin.info.backend = Some(info.into());
+        }
+        if let Some(c) = cache {
+            c.store_meta(&Meta {
+                key: plugin.key.clone(),
+                kind,
+                version: plugin.info.version.clone(),
+                network_types: plugin.info.network_types.clone(),
+                backend: plugin.info.backend.clone(),
+            });
+        }
+        Ok(plugin)
+    }
+
+    fn pre(&self, rt: &Runtime, cache: Option<&Cache>) -> Result<&Pre, PluginError> {
+        let file = &self.info.file;
+        let res = self.pre.get_or_init(|| {
+            let component = component(rt, cache, &self.key, file, None).map_err(|e| e.to_string())?;
+            instance_pre(rt, &component, self.info.kind, &self.info.version, file).map_err(|e| e.to_string())
+        });
+        res.as_ref().map_err(|message| PluginError::Compile {
+            file: file.clone(),
+            message: message.clone(),
+        })
+    }
+
+    /// Runs `f` in a fresh store and turns every failure into a [`PluginError`] naming this plugin.
+    fn call<R>(
+        &self,
+        rt: &Runtime,
+        function: &'static str,
+        network: Option<&dyn Fn() -> Option<String>>,
+        f: impl FnOnce(&mut Store<Host>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.call_cached(rt, None, function, network, f)
+    }
+
+    fn call_cached<R>(
+        &self,
+        rt: &Runtime,
+        cache: Option<&Cache>,
+        function: &'static str,
+        network: Option<&dyn Fn() -> Option<String>>,
+        f: impl FnOnce(&mut Store<Host>, &Pre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let pre = self.pre(rt, cache)?;
+        let (mut store, pipes) = rt.store();
+        match f(&mut store, pre) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let site = CallSite {
+                    file: self.info.file.clone(),
+                    function,
+                    network: network.and_then(|n| n()),
+                };
+                Err(classify(rt, &store, &pipes, site, e))
+            }
+        }
+    }
+
+    pub(crate) fn translate(
+        &self,
+        rt: &Runtime,
+        cache: Option<&Cache>,
+        req: &TranslateRequest,
+    ) -> Result<String, PluginError> {
+        let network = || network_name(&req.network_json);
+        let site = || CallSite {
+            file: self.info.file.clone(),
+            function: "translate",
+            network: network(),
+        };
+        let res = self.call_cached(rt, cache, "translate", Some(&network), |store, pre| match pre {
+            Pre::BackendV0_1(p) => {
+                let att = req.into();
+                p.instantiate(&mut *store)?
+                    .danm_plugin_backend()
+                    .call_translate(store, &att)
+            }
+            Pre::RulesV0_1(_) => wasmtime::bail!("the rules plugin cannot translate"),
+        })?;
+        let config = res.map_err(|e| PluginError::Refused {
+            site: site(),
+            code: e.code,
+            message: e.message,
+        })?;
+        if config.len() > rt.config.output_limit {
+            return Err(PluginError::OutputTooLarge {
+                site: site(),
+                size: config.len(),
+                limit: rt.config.output_limit,
+            });
+        }
+        match serde_json::from_str::<serde_json::Value>(&config) {
+            Ok(v)
+                if v.get("type")
+                    .is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) =>
+            {
+                Ok(config)
+            }
+            Ok(_) => Err(PluginError::InvalidOutput {
+                site: site(),
+                message: "no \"type\"".into(),
+            }),
+            Err(e) => Err(PluginError::InvalidOutput {
+                site: site(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn validate(
+        &self,
+        rt: &Runtime,
+        cache: Option<&Cache>,
+        op: Operation,
+        network_json: &str,
+        old_network_json: Option<&str>,
+    ) -> Result<Vec<Violation>, PluginError> {
+        let network = || network_name(network_json);
+        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, pre| match pre {
+            Pre::BackendV0_1(p) => p.instantiate(&mut *store)?.danm_plugin_backend().call_validate(
+                store,
+                op.into(),
+                network_json,
+                old_network_json,
+            ),
+            Pre::RulesV0_1(_) => wasmtime::bail!("not a backend"),
+        })?;
+        let site = || CallSite {
+            file: self.info.file.clone(),
+            function: "validate",
+            network: network(),
+        };
+        violations(rt, v.into_iter().map(Into::into).collect(), site)
+    }
+
+    pub(crate) fn review(
+        &self,
+        rt: &Runtime,
+        cache: Option<&Cache>,
+        review: &Review,
+    ) -> Result<Vec<Violation>, PluginError> {
+        let network = || {
+            review
+                .object_json
+                .as_deref()
+                .or(review.old_object_json.as_deref())
+                .and_then(network_name)
+        };
+        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, pre| match pre {
+            Pre::RulesV0_1(p) => {
+                let r = review.into();
+                p.instantiate(&mut *store)?
+                    .danm_plugin_rules()
+                    .call_validate(store, &r)
+            }
+            Pre::BackendV0_1(_) => wasmtime::bail!("not the rules plugin"),
+        })?;
+        let site = || CallSite {
+            file: self.info.file.clone(),
+            function: "validate",
+            network: network(),
+        };
+        violations(rt, v.into_iter().map(Into::into).collect(), site)
+    }
+}
+
+fn violations(
+    rt: &Runtime,
+    v: Vec<Violation>,
+    site: impl Fn() -> CallSite,
+) -> Result<Vec<Violation>, PluginError> {
+    let size: usize = v
+        .iter()
+        .map(|v| v.rule.len() + v.field.len() + v.message.len())
+        .sum();
+    if size > rt.config.output_limit {
+        return Err(PluginError::OutputTooLarge {
+            site: site(),
+            size,
+            limit: rt.config.output_limit,
+        });
+    }
+    Ok(v)
+}
+
+/// `kind/namespace/name` of a network object, for error messages.
+fn network_name(json: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        metadata: MetaName,
+    }
+    #[derive(Deserialize, Default)]
+    struct MetaName {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    let d: Doc = serde_json::from_str(json).ok()?;
+    let name = d.metadata.name?;
+    Some(match d.metadata.namespace {
+        Some(ns) => format!("{} {ns}/{name}", d.kind),
+        None => format!("{} {name}", d.kind),
+    })
+}
+
+fn classify(
+    rt: &Runtime,
+    store: &Store<Host>,
+    pipes: &Pipes,
+    site: CallSite,
+    e: wasmtime::Error,
+) -> PluginError {
+    let stderr = pipes.text();
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return PluginError::Timeout {
+                site,
+                timeout: rt.config.timeout,
+                stderr,
+            };
+        }
+        Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { site, stderr },
+        _ => {}
+    }
+    if store.data().memory_denied {
+        return PluginError::MemoryLimit {
+            site,
+            limit: rt.config.memory_limit,
+            stderr,
+        };
+    }
+    PluginError::Trap {
+        site,
+        message: format!("{e:#}"),
+        stderr,
+    }
+}
+
+/// The component for `key`: from the cache if intact, else compiled (and cached).
+fn component(
+    rt: &Runtime,
+    cache: Option<&Cache>,
+    key: &str,
+    file: &Path,
+    bytes: Option<&[u8]>,
+) -> Result<Component, PluginError> {
+    if let Some(c) = cache.and_then(|c| c.load_component(&rt.engine, key)) {
+        return Ok(c);
+    }
+    let owned;
+    let bytes = match bytes {
+        Some(b) => b,
+        None => {
+            owned = std::fs::read(file).map_err(|source| PluginError::Read {
+                file: file.to_owned(),
+                source,
+            })?;
+            &owned
+        }
+    };
+    let component = Component::new(&rt.engine, bytes).map_err(|e| PluginError::Compile {
+        file: file.to_owned(),
+        message: format!("{e:#}"),
+    })?;
+    if let Some(c) = cache {
+        match component.serialize() {
+            Ok(s) => c.store_component(key, &s),
+            Err(e) => tracing::warn!(file = %file.display(), "cannot serialise compiled plugin: {e:#}"),
+        }
+    }
+    Ok(component)
+}
+
+/// Reads the world and `danm:plugin` version from the component's export names (`danm:plugin/backend@0.1.0`).
+fn identify(rt: &Runtime, component: &Component, file: &Path) -> Result<(PluginKind, String), PluginError> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_owned()).collect();
+    for name in &names {
+        let Some(rest) = name.strip_prefix("danm:plugin/") else {
+            continue;
+        };
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, "unversioned"));
+        let kind = match iface {
+            "backend" => PluginKind::Backend,
+            "rules" => PluginKind::Rules,
+            _ => continue,
+        };
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(PluginError::WitVersion {
+                file: file.to_owned(),
+                found: version.to_owned(),
+                supported: SUPPORTED_VERSIONS.join(", "),
+            });
+        }
+        return Ok((kind, version.to_owned()));
+    }
+    Err(PluginError::NotAPlugin {
+        file: file.to_owned(),
+        exports: names.join(", "),
+    })
+}
+
+fn instance_pre(
+    rt: &Runtime,
+    component: &Component,
+    kind: PluginKind,
+    version: &str,
+    file: &Path,
+) -> Result<Pre, PluginError> {
+    let link = |e: wasmtime::Error| PluginError::Link {
+        file: file.to_owned(),
+        message: format!("{e:#}"),
+    };
+    let pre = rt.linker.instantiate_pre(component).map_err(link)?;
+    match (kind, version) {
+        (PluginKind::Backend, v0_1_0::VERSION) => Ok(Pre::BackendV0_1(
+            v0_1_0::backend::BackendPluginPre::new(pre).map_err(link)?,
+        )),
+        (PluginKind::Rules, v0_1_0::VERSION) => Ok(Pre::RulesV0_1(
+            v0_1_0::rules::RulesPluginPre::new(pre).map_err(link)?,
+        )),
+        (_, other) => Err(PluginError::WitVersion {
+            file: file.to_owned(),
+            found: other.to_owned(),
+            supported: SUPPORTED_VERSIONS.join(", "),
+        }),
+    }
+}

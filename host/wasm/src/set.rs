@@ -1,0 +1,296 @@
+//! The set of plugins loaded from one directory: the NetworkType → backend registry, the rules plugin, the calls
+//! the CNI and the webhook make, and reloading when the directory changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cache::Cache;
+use crate::engine::Runtime;
+use crate::plugin::Plugin;
+use crate::{
+    BackendInfo, Operation, PluginError, PluginInfo, PluginKind, Review, RuntimeConfig, TranslateRequest,
+    Violation,
+};
+
+/// Per-plugin problems found while loading; the healthy plugins are still usable.
+pub type LoadReport = Vec<PluginError>;
+
+/// Plugins of one directory, ready to call. `Send + Sync`: calls may run concurrently.
+pub struct PluginSet {
+    rt: Arc<Runtime>,
+    cache: Option<Cache>,
+    plugins: Vec<Plugin>,
+    by_type: BTreeMap<String, usize>,
+    /// Types claimed by more than one plugin: served by none, the error names both files.
+    conflicts: BTreeMap<String, (PathBuf, PathBuf)>,
+    rules: Option<usize>,
+    errors: LoadReport,
+    fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSet")
+            .field("dir", &self.rt.config.plugin_dir)
+            .field(
+                "plugins",
+                &self.plugins.iter().map(|p| &p.info.file).collect::<Vec<_>>(),
+            )
+            .field("errors", &self.errors.len())
+            .finish()
+    }
+}
+
+impl PluginSet {
+    /// Loads every `*.wasm` of `config.plugin_dir`. Fails only when the directory, the cache or the engine cannot be
+    /// set up; a broken plugin, a WIT version mismatch or a duplicate NetworkType is recorded in [`Self::errors`].
+    pub fn load(config: RuntimeConfig) -> Result<PluginSet, PluginError> {
+        let rt = Runtime::new(config).map_err(|e| PluginError::Engine {
+            message: format!("{e:#}"),
+        })?;
+        Self::load_with(Arc::new(rt))
+    }
+
+    /// Like [`Self::load`], but any per-plugin problem is an error (the CNI uses this: a node with a broken plugin
+    /// directory should fail loudly).
+    pub fn load_strict(config: RuntimeConfig) -> Result<PluginSet, PluginError> {
+        let mut set = Self::load(config)?;
+        match set.errors.is_empty() {
+            true => Ok(set),
+            false => Err(set.errors.remove(0)),
+        }
+    }
+
+    fn load_with(rt: Arc<Runtime>) -> Result<PluginSet, PluginError> {
+        let cache = rt.config.cache_dir.as_deref().map(Cache::open).transpose()?;
+        let fingerprint = scan(&rt.config.plugin_dir)?;
+        let mut set = PluginSet {
+            rt,
+            cache,
+            plugins: Vec::new(),
+            by_type: BTreeMap::new(),
+            conflicts: BTreeMap::new(),
+            rules: None,
+            errors: Vec::new(),
+            fingerprint: Vec::new(),
+        };
+        for (file, _, _) in &fingerprint {
+            match Plugin::open(&set.rt, set.cache.as_ref(), file) {
+                Ok(p) => set.register(p),
+                Err(e) => set.errors.push(e),
+            }
+        }
+        set.fingerprint = fingerprint;
+        Ok(set)
+    }
+
+    fn register(&mut self, plugin: Plugin) {
+        let idx = self.plugins.len();
+        match plugin.info.kind {
+            PluginKind::Rules => match self.rules {
+                Some(first) => {
+                    self.errors.push(PluginError::DuplicateRules {
+                        first: self.plugins[first].info.file.clone(),
+                        second: plugin.info.file.clone(),
+                    });
+                    return;
+                }
+                None => self.rules = Some(idx),
+            },
+            PluginKind::Backend => {
+                for ty in &plugin.info.network_types {
+                    let first = match (self.conflicts.get(ty), self.by_type.get(ty)) {
+                        (Some((first, _)), _) => Some(first.clone()),
+                        (None, Some(&i)) => Some(self.plugins[i].info.file.clone()),
+                        (None, None) => None,
+                    };
+                    match first {
+                        Some(first) => {
+                            self.by_type.remove(ty);
+                            self.errors.push(PluginError::DuplicateType {
+                                network_type: ty.clone(),
+                                first: first.clone(),
+                                second: plugin.info.file.clone(),
+                            });
+                            self.conflicts
+                                .entry(ty.clone())
+                                .or_insert((first, plugin.info.file.clone()));
+                        }
+                        None => {
+                            self.by_type.insert(ty.clone(), idx);
+                        }
+                    }
+                }
+            }
+        }
+        self.plugins.push(plugin);
+    }
+
+    /// Per-plugin load problems.
+    pub fn errors(&self) -> &[PluginError] {
+        &self.errors
+    }
+
+    /// The plugin directory.
+    pub fn dir(&self) -> &Path {
+        &self.rt.config.plugin_dir
+    }
+
+    /// The runtime settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.rt.config
+    }
+
+    /// Every loaded plugin (including those whose types conflict).
+    pub fn plugins(&self) -> impl Iterator<Item = &PluginInfo> {
+        self.plugins.iter().map(|p| &p.info)
+    }
+
+    /// NetworkTypes served by exactly one backend plugin (DANM's "dynamic" types), sorted.
+    pub fn network_types(&self) -> Vec<String> {
+        self.by_type.keys().cloned().collect()
+    }
+
+    /// Whether a backend plugin serves `network_type` (case-insensitive).
+    pub fn serves(&self, network_type: &str) -> bool {
+        self.by_type.contains_key(&network_type.to_ascii_lowercase())
+    }
+
+    /// The backend's `describe()` for a NetworkType.
+    pub fn backend_info(&self, network_type: &str) -> Option<&BackendInfo> {
+        let i = *self.by_type.get(&network_type.to_ascii_lowercase())?;
+        self.plugins[i].info.backend.as_ref()
+    }
+
+    fn backend(&self, network_type: &str) -> Result<&Plugin, PluginError> {
+        let ty = network_type.to_ascii_lowercase();
+        if let Some((first, second)) = self.conflicts.get(&ty) {
+            return Err(PluginError::DuplicateType {
+                network_type: ty,
+                first: first.clone(),
+                second: second.clone(),
+            });
+        }
+        match self.by_type.get(&ty) {
+            Some(&i) => Ok(&self.plugins[i]),
+            None => Err(PluginError::NoBackend {
+                network_type: ty,
+                dir: self.dir().to_owned(),
+            }),
+        }
+    }
+
+    /// Translates an attachment with the backend serving the network's NetworkType (empty = ipvlan, DANM's default).
+    pub fn translate(&self, req: &TranslateRequest) -> Result<String, PluginError> {
+        let ty = network_type_of(&req.network_json);
+        self.backend(&ty)?.translate(&self.rt, self.cache.as_ref(), req)
+    }
+
+    /// Translates with the backend of an explicit NetworkType.
+    pub fn translate_as(&self, network_type: &str, req: &TranslateRequest) -> Result<String, PluginError> {
+        self.backend(network_type)?
+            .translate(&self.rt, self.cache.as_ref(), req)
+    }
+
+    /// The backend rules for a network object of a served type.
+    pub fn validate_backend(
+        &self,
+        network_type: &str,
+        op: Operation,
+        network_json: &str,
+        old_network_json: Option<&str>,
+    ) -> Result<Vec<Violation>, PluginError> {
+        self.backend(network_type)?.validate(
+            &self.rt,
+            self.cache.as_ref(),
+            op,
+            network_json,
+            old_network_json,
+        )
+    }
+
+    /// DANM's API-level rules (the rules plugin). An empty `dynamic_types` is filled with [`Self::network_types`].
+    pub fn review(&self, review: &Review) -> Result<Vec<Violation>, PluginError> {
+        let i = self.rules.ok_or_else(|| PluginError::NoRules {
+            dir: self.dir().to_owned(),
+        })?;
+        if review.dynamic_types.is_empty() {
+            let mut r = review.clone();
+            r.dynamic_types = self.network_types();
+            return self.plugins[i].review(&self.rt, self.cache.as_ref(), &r);
+        }
+        self.plugins[i].review(&self.rt, self.cache.as_ref(), review)
+    }
+
+    /// Everything the webhook checks for a network object in plugins: the rules plugin, then the backend serving its
+    /// NetworkType (static types have no backend). Violations are returned in that order.
+    pub fn validate_network(
+        &self,
+        kind: &str,
+        op: Operation,
+        network_json: Option<&str>,
+        old_network_json: Option<&str>,
+        tenant_config_json: Option<&str>,
+    ) -> Result<Vec<Violation>, PluginError> {
+        let mut out = self.review(&Review {
+            kind: kind.to_owned(),
+            operation: op,
+            object_json: network_json.map(str::to_owned),
+            old_object_json: old_network_json.map(str::to_owned),
+            tenant_config_json: tenant_config_json.map(str::to_owned),
+            dynamic_types: Vec::new(),
+        })?;
+        if let Some(json) = network_json.or(old_network_json) {
+            let ty = network_type_of(json);
+            if self.serves(&ty) {
+                let old = if network_json.is_some() {
+                    old_network_json
+                } else {
+                    None
+                };
+                out.extend(self.validate_backend(&ty, op, json, old)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reloads the directory if its `*.wasm` files changed (names, sizes or mtimes). Returns whether it reloaded.
+    /// Long-lived hosts (the webhook) call this periodically; unchanged plugins come from the cache.
+    pub fn reload_if_changed(&mut self) -> Result<bool, PluginError> {
+        if scan(&self.rt.config.plugin_dir)? == self.fingerprint {
+            return Ok(false);
+        }
+        *self = Self::load_with(self.rt.clone())?;
+        Ok(true)
+    }
+}
+
+/// `spec.NetworkType` lower-cased, empty meaning `ipvlan` (DANM's default, spec §8.3 / §10 B3).
+fn network_type_of(json: &str) -> String {
+    serde_json::from_str::<danm_api::Network>(json)
+        .map(|n| n.spec.backend())
+        .unwrap_or_else(|_| "ipvlan".to_owned())
+}
+
+/// `*.wasm` files of a directory with size and mtime, sorted by path.
+fn scan(dir: &Path) -> Result<Vec<(PathBuf, u64, Option<SystemTime>)>, PluginError> {
+    let err = |source| PluginError::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let meta = std::fs::metadata(&path).map_err(err)?;
+            if meta.is_file() {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! Misbehaving plugins get a clear error within their limits and leave the host healthy; version mismatches and
+//! duplicate types are reported naming both sides; the compiled cache survives corruption; directories reload.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use danm_wasm::{PluginError, PluginSet, TranslateRequest};
+use serde_json::json;
+
+use common::{config, dir_with, real, set_with, shared_cache, test_plugin};
+
+fn request(ty: &str) -> TranslateRequest {
+    TranslateRequest {
+        network_json: json!({"kind":"DanmNet","metadata":{"name":"n","namespace":"ns"},
+                             "spec":{"NetworkID":"n","NetworkType":ty,"Options":{"host_device":"ens3"}}})
+        .to_string(),
+        interface_name: "eth1".into(),
+        ip4: Some("10.0.0.5/24".into()),
+        cni_version: "1.0.0".into(),
+        pod_namespace: "ns".into(),
+        pod_name: "p".into(),
+        ..Default::default()
+    }
+}
+
+/// After a failure the same set must still translate with a healthy plugin.
+fn still_healthy(set: &PluginSet) {
+    let cfg = set
+        .translate(&request("macvlan"))
+        .expect("the host stays healthy after a misbehaving plugin");
+    assert!(cfg.contains("\"type\":\"macvlan\""), "{cfg}");
+}
+
+fn failing(name: &str) -> (PluginError, Duration, PluginSet) {
+    let (dir, set) = set_with(&[test_plugin(name)]);
+    assert!(set.errors().is_empty(), "{:?}", set.errors());
+    let t = Instant::now();
+    let err = set.translate(&request(name)).unwrap_err();
+    let took = t.elapsed();
+    drop(dir);
+    (err, took, set)
+}
+
+#[test]
+fn a_trapping_plugin_gives_an_error_with_its_stderr() {
+    let (err, _, set) = failing("trap");
+    let msg = err.to_string();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
+    assert!(
+        msg.contains("trap.wasm") && msg.contains("function translate") && msg.contains("DanmNet ns/n"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("about to fail for eth1") && msg.contains("deliberate trap"),
+        "stderr is captured: {msg}"
+    );
+    still_healthy(&set);
+}
+
+#[test]
+fn a_spinning_plugin_is_stopped_at_its_deadline() {
+    let (err, took, set) = failing("spin");
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("deadline of 500ms"), "{err}");
+    // The deadline is 500 ms in 10 ms epochs; allow generous scheduling slack on a shared machine.
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "stopped after {took:?}"
+    );
+    still_healthy(&set);
+}
+
+#[test]
+fn a_memory_hog_hits_the_memory_cap() {
+    let (err, _, set) = failing("hog");
+    assert!(
+        matches!(err, PluginError::MemoryLimit { limit, .. } if limit == 64 << 20),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("hog.wasm"), "{err}");
+    still_healthy(&set);
+}
+
+#[test]
+fn a_flood_of_output_is_refused() {
+    let (err, _, set) = failing("flood");
+    assert!(
+        matches!(err, PluginError::OutputTooLarge { size, limit: 1048576, .. } if size > 16 << 20),
+        "{err:?}"
+    );
+    still_healthy(&set);
+}
+
+#[test]
+fn invalid_json_output_is_refused() {
+    let (err, _, set) = failing("badjson");
+    assert!(matches!(err, PluginError::InvalidOutput { .. }), "{err:?}");
+    assert!(err.to_string().contains("badjson.wasm"), "{err}");
+    still_healthy(&set);
+}
+
+#[test]
+fn a_plugin_built_for_another_wit_version_is_refused_naming_both_versions() {
+    let (_dir, set) = set_with(&[test_plugin("oldwit")]);
+    let errs: Vec<String> = set.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("oldwit.wasm") && errs[0].contains("danm:plugin@0.0.9"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].contains("danm:plugin@0.1.0"), "{}", errs[0]);
+    assert!(!set.serves("oldwit"));
+    still_healthy_or_conflict(&set);
+}
+
+fn still_healthy_or_conflict(set: &PluginSet) {
+    assert!(set.serves("macvlan"));
+    still_healthy(set);
+}
+
+#[test]
+fn a_type_claimed_twice_is_an_error_naming_both_files() {
+    let (_dir, set) = set_with(&[test_plugin("dupe")]);
+    let errs: Vec<String> = set.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("macvlan") && errs[0].contains("dupe.wasm") && errs[0].contains("/macvlan.wasm"),
+        "{}",
+        errs[0]
+    );
+    // Neither plugin silently wins.
+    let err = set.translate(&request("macvlan")).unwrap_err();
+    assert!(matches!(err, PluginError::DuplicateType { .. }), "{err:?}");
+    assert!(set.serves("ipvlan"));
+}
+
+#[test]
+fn strict_loading_fails_on_the_first_broken_plugin() {
+    let dir = dir_with(&[real("macvlan"), test_plugin("oldwit")]);
+    let err = PluginSet::load_strict(config(dir.path(), Some(shared_cache()))).unwrap_err();
+    assert!(matches!(err, PluginError::WitVersion { .. }), "{err:?}");
+}
+
+fn cwasm_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_cache_is_root_only_and_reused_by_a_new_set() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    let first = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+    assert_eq!(
+        std::fs::metadata(&cache_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let entries = cwasm_files(&cache_dir);
+    assert_eq!(entries.len(), 1);
+    let written = std::fs::read(&entries[0]).unwrap();
+    drop(first);
+    let second = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+    assert!(second.translate(&request("macvlan")).is_ok());
+    assert_eq!(
+        std::fs::read(&entries[0]).unwrap(),
+        written,
+        "a valid entry is reused, not rewritten"
+    );
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    drop(PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap());
+    let entry = cwasm_files(&cache_dir).remove(0);
+    let good = std::fs::read(&entry).unwrap();
+    let corruptions: Vec<Vec<u8>> = vec![
+        {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            b[mid] ^= 0xff; // a flipped byte in the native code
+            b
+        },
+        good[..good.len() / 3].to_vec(), // truncated
+        b"garbage".to_vec(),
+        {
+            let mut b = good.clone();
+            b[20] ^= 0x01; // the recorded checksum itself
+            b
+        },
+    ];
+    for bad in corruptions {
+        std::fs::write(&entry, &bad).unwrap();
+        let set = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+        set.translate(&request("macvlan"))
+            .expect("recompiled from the .wasm");
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            good,
+            "the entry is rewritten with a good artefact"
+        );
+    }
+}
+
+#[test]
+fn sets_without_a_cache_compile_in_memory() {
+    let plugins = dir_with(&[real("macvlan")]);
+    let set = PluginSet::load(config(plugins.path(), None)).unwrap();
+    assert!(set.translate(&request("macvlan")).is_ok());
+}
+
+#[test]
+fn reload_picks_up_a_new_plugin_and_ignores_an_unchanged_directory() {
+    let plugins = dir_with(&[real("macvlan")]);
+    let mut set = PluginSet::load(config(plugins.path(), Some(shared_cache()))).unwrap();
+    assert!(!set.reload_if_changed().unwrap());
+    assert!(!set.serves("bridge"));
+    std::fs::copy(real("bridge"), plugins.path().join("bridge.wasm")).unwrap();
+    assert!(set.reload_if_changed().unwrap());
+    assert!(set.serves("bridge") && set.serves("macvlan"));
+    std::fs::remove_file(plugins.path().join("macvlan.wasm")).unwrap();
+    assert!(set.reload_if_changed().unwrap());
+    assert!(!set.serves("macvlan"));
+}
