@@ -1,0 +1,46 @@
+//! Shared plumbing of danm's controllers (webhook, netwatcher, svcwatcher): tracing set-up, a Prometheus registry,
+//! health/readiness endpoints, a kube client from a kubeconfig or the in-cluster environment, and HTTPS serving with
+//! a certificate that is reloaded when its files change.
+
+pub mod health;
+pub mod kubeclient;
+pub mod metrics;
+pub mod telemetry;
+pub mod tls;
+
+pub use health::{Readiness, health_router};
+pub use kubeclient::client;
+pub use metrics::MetricsRegistry;
+pub use telemetry::{LogFormat, init_tracing};
+pub use tls::{CertFiles, ReloadingCert, bind, serve_tls};
+
+/// Errors of the kit.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no usable {what}")]
+    Pem { what: &'static str, path: String },
+    #[error("TLS configuration from {cert} and {key} is invalid: {source}")]
+    Tls {
+        cert: String,
+        key: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kube client configuration failed: {0}")]
+    Kube(String),
+    #[error("tracing set-up failed: {0}")]
+    Tracing(String),
+}

@@ -1,0 +1,100 @@
+//! "Is this network in use?" (spec §8.2 V27, §8.5): DanmEps whose `apiType` is the network's kind (an empty
+//! `apiType` counts as DanmNet, spec §10 B11), whose `NetworkName` is its name, and that live in its namespace
+//! (any namespace for a ClusterNetwork).
+
+use danm_api::{DanmEp, NetworkKind};
+
+/// The DanmEps connected to network `kind`/`namespace`/`name`.
+pub fn connected_endpoints<'a>(
+    eps: &'a [DanmEp],
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<&'a DanmEp> {
+    let cluster_scoped = kind == NetworkKind::ClusterNetwork.as_str();
+    eps.iter()
+        .filter(|ep| {
+            let ep_kind = NetworkKind::from_api_type(&ep.spec.api_type)
+                .map(|k| k.as_str())
+                .unwrap_or("");
+            ep_kind == kind
+                && ep.spec.network_name == name
+                && (cluster_scoped || ep.metadata.namespace.as_deref().unwrap_or("") == namespace)
+        })
+        .collect()
+}
+
+/// `Pod:<p> in namespace:<ns>` for the first endpoint, plus how many other pods are connected and a few of them.
+pub(crate) fn describe_pods(eps: &[&DanmEp]) -> String {
+    let mut pods: Vec<(String, String)> = eps
+        .iter()
+        .map(|ep| {
+            (
+                ep.metadata.namespace.clone().unwrap_or_default(),
+                ep.spec.pod.clone(),
+            )
+        })
+        .collect();
+    pods.dedup();
+    let (ns, pod) = pods.first().cloned().unwrap_or_default();
+    let mut text = format!("Pod:{pod} in namespace:{ns}");
+    if pods.len() > 1 {
+        let others: Vec<String> = pods
+            .iter()
+            .skip(1)
+            .take(5)
+            .map(|(ns, p)| format!("{ns}/{p}"))
+            .collect();
+        let more = pods.len() - 1 - others.len();
+        text.push_str(&format!(" (also {}", others.join(", ")));
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text.push(')');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use danm_api::DanmEpSpec;
+
+    use super::*;
+
+    fn ep(ns: &str, pod: &str, net: &str, api_type: &str) -> DanmEp {
+        DanmEp::new(
+            ns,
+            &format!("{pod}-ep"),
+            DanmEpSpec {
+                network_name: net.into(),
+                pod: pod.into(),
+                api_type: api_type.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn an_endpoint_with_an_empty_api_type_counts_as_a_danmnet_user() {
+        let eps = vec![ep("ns", "p", "default", "")];
+        assert_eq!(connected_endpoints(&eps, "DanmNet", "ns", "default").len(), 1);
+        assert!(connected_endpoints(&eps, "TenantNetwork", "ns", "default").is_empty());
+    }
+
+    #[test]
+    fn namespaced_networks_match_only_their_namespace_but_cluster_networks_match_all() {
+        let eps = vec![
+            ep("a", "p1", "n", "DanmNet"),
+            ep("b", "p2", "n", "ClusterNetwork"),
+        ];
+        assert!(connected_endpoints(&eps, "DanmNet", "b", "n").is_empty());
+        assert_eq!(connected_endpoints(&eps, "ClusterNetwork", "", "n").len(), 1);
+    }
+
+    #[test]
+    fn the_description_names_the_first_pod_and_counts_the_others() {
+        let eps = [ep("a", "p1", "n", "DanmNet"), ep("a", "p2", "n", "DanmNet")];
+        let refs: Vec<&DanmEp> = eps.iter().collect();
+        assert_eq!(describe_pods(&refs), "Pod:p1 in namespace:a (also a/p2)");
+    }
+}

@@ -1,0 +1,96 @@
+//! VNI reservation and release in the TenantConfig (spec §8.4) with conditional writes: a 409 re-reads the
+//! TenantConfig and recomputes on the fresh copy, a bounded number of times with jittered backoff (spec §10 B8).
+
+use danm_api::{NetworkSpec, TenantConfig};
+use danm_core::vni::{self, VniError, VniRelease};
+
+use super::Webhook;
+use crate::cluster::ClusterError;
+
+/// Why a VNI could not be reserved or released.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VniFailure {
+    #[error("{0}")]
+    Vni(#[from] VniError),
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
+    #[error("TenantConfig {name} kept changing: gave up after {attempts} conflicting writes")]
+    TooManyConflicts { name: String, attempts: u32 },
+}
+
+/// What a release did.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Released {
+    Freed(u32),
+    Nothing,
+    NoProfile { profile: String, vni_type: &'static str },
+}
+
+impl Webhook {
+    /// Reserves the lowest free VNI of profile `name`/`vni_type`, starting from `tc` as read.
+    pub(crate) async fn reserve_vni(
+        &self,
+        mut tc: TenantConfig,
+        name: &str,
+        vni_type: &str,
+    ) -> Result<u32, VniFailure> {
+        let tc_name = tc.metadata.name.clone().unwrap_or_default();
+        for attempt in 0..self.retry.attempts {
+            let (new, vni) = vni::reserve_for_profile(&tc, name, vni_type)?;
+            match self.cluster.replace_tenant_config(&new).await {
+                Ok(_) => {
+                    tracing::info!(tenantconfig = %tc_name, profile = %name, vni_type, vni, "reserved VNI");
+                    return Ok(vni);
+                }
+                Err(ClusterError::Conflict { .. }) => {
+                    tracing::debug!(tenantconfig = %tc_name, attempt, "conflict reserving a VNI; re-reading");
+                    self.backoff(attempt).await;
+                    tc = self.cluster.get_tenant_config(&tc_name).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(VniFailure::TooManyConflicts {
+            name: tc_name,
+            attempts: self.retry.attempts,
+        })
+    }
+
+    /// Frees the VNI of a TenantNetwork spec (profile = device_pool or host_device; vxlan if set, else vlan).
+    pub(crate) async fn release_vni(
+        &self,
+        mut tc: TenantConfig,
+        spec: &NetworkSpec,
+    ) -> Result<Released, VniFailure> {
+        let tc_name = tc.metadata.name.clone().unwrap_or_default();
+        for attempt in 0..self.retry.attempts {
+            let new = match vni::release_network_vni(&tc, spec)? {
+                VniRelease::NoVni | VniRelease::NotAllocated => return Ok(Released::Nothing),
+                VniRelease::NoProfile { profile, vni_type } => {
+                    return Ok(Released::NoProfile { profile, vni_type });
+                }
+                VniRelease::Freed(new) => new,
+            };
+            match self.cluster.replace_tenant_config(&new).await {
+                Ok(_) => {
+                    let vni = if spec.options.vxlan != 0 {
+                        spec.options.vxlan
+                    } else {
+                        spec.options.vlan
+                    };
+                    tracing::info!(tenantconfig = %tc_name, vni, "released VNI");
+                    return Ok(Released::Freed(vni));
+                }
+                Err(ClusterError::Conflict { .. }) => {
+                    self.backoff(attempt).await;
+                    tc = self.cluster.get_tenant_config(&tc_name).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(VniFailure::TooManyConflicts {
+            name: tc_name,
+            attempts: self.retry.attempts,
+        })
+    }
+}
