@@ -56,7 +56,7 @@ impl fmt::Display for Op {
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// The object does not exist (ENODEV, ENOENT, ESRCH, EADDRNOTAVAIL).
-    #[error("{op} {object} in {netns}: not found ({})", errno_text(*.errno))]
+    #[error("{op}: {object} in {netns}: not found ({})", errno_text(*.errno))]
     NotFound {
         op: Op,
         netns: String,
@@ -67,10 +67,10 @@ pub enum NetlinkError {
     #[error("{op} in {netns}: the network namespace does not exist")]
     NetnsNotFound { op: Op, netns: String },
     /// The object exists already (EEXIST).
-    #[error("{op} {object} in {netns}: already exists")]
+    #[error("{op}: {object} in {netns}: already exists")]
     Exists { op: Op, netns: String, object: String },
     /// The kernel lacks the feature, e.g. a link kind whose driver is not built (EOPNOTSUPP).
-    #[error("{op} {object} in {netns}: not supported by this kernel: {feature} ({})", errno_text(*.errno))]
+    #[error("{op}: {object} in {netns}: not supported by this kernel: {feature} ({})", errno_text(*.errno))]
     NotSupported {
         op: Op,
         netns: String,
@@ -79,7 +79,7 @@ pub enum NetlinkError {
         errno: i32,
     },
     /// Any other kernel refusal.
-    #[error("{op} {object} in {netns}: kernel error: {}", errno_text(*.errno))]
+    #[error("{op}: {object} in {netns}: kernel error: {}", errno_text(*.errno))]
     Kernel {
         op: Op,
         netns: String,
@@ -95,7 +95,7 @@ pub enum NetlinkError {
         source: io::Error,
     },
     /// Reading or writing `/proc/sys/<key>` failed.
-    #[error("{op} {key} in {netns}: {source}")]
+    #[error("{op}: {key} in {netns}: {source}")]
     Sysctl {
         op: Op,
         netns: String,
@@ -104,7 +104,7 @@ pub enum NetlinkError {
         source: io::Error,
     },
     /// The request is invalid before it reaches the kernel (bad sysctl key, wrong family...).
-    #[error("{op} {object} in {netns}: invalid request: {reason}")]
+    #[error("{op}: {object} in {netns}: invalid request: {reason}")]
     Invalid {
         op: Op,
         netns: String,
@@ -112,7 +112,7 @@ pub enum NetlinkError {
         reason: String,
     },
     /// The netlink conversation itself failed (unexpected message, closed connection).
-    #[error("{op} {object} in {netns}: netlink protocol error: {message}")]
+    #[error("{op}: {object} in {netns}: netlink protocol error: {message}")]
     Protocol {
         op: Op,
         netns: String,
@@ -218,7 +218,6 @@ pub(crate) mod libc_errno {
     pub const EOPNOTSUPP: i32 = Errno::EOPNOTSUPP as i32;
     pub const EADDRNOTAVAIL: i32 = Errno::EADDRNOTAVAIL as i32;
     pub const EINVAL: i32 = Errno::EINVAL as i32;
-    pub const EBUSY: i32 = Errno::EBUSY as i32;
     pub const ENETDOWN: i32 = Errno::ENETDOWN as i32;
     pub const ENETUNREACH: i32 = Errno::ENETUNREACH as i32;
     pub const EACCES: i32 = Errno::EACCES as i32;
@@ -242,7 +241,7 @@ mod tests {
         assert!(err.is_not_found());
         assert_eq!(err.errno(), Some(libc_errno::ENODEV));
         let text = err.to_string();
-        assert!(text.contains("get link link eth9"), "{text}");
+        assert!(text.contains("get link: link eth9"), "{text}");
         assert!(text.contains("/var/run/netns/pod1"), "{text}");
         assert!(text.contains("No such device"), "{text}");
     }

@@ -4,8 +4,8 @@
 //! The model follows the kernel where danm's flows depend on it: names are unique per namespace and at most 15
 //! bytes; parents must exist; deleting a link deletes its macvlan/ipvlan/vlan/vxlan children and its veth peer
 //! (in any namespace) together with their routes and per-interface sysctls; moving a link drops its addresses and
-//! takes it down; renaming an up link fails with EBUSY; a route through a device needs the device up (ENETDOWN)
-//! and an IPv4 gateway inside one of its subnets (ENETUNREACH); IPv6 addresses need `disable_ipv6` off (EACCES);
+//! takes it down; an IPv4 gateway must be inside a subnet of an up device (else ENETUNREACH) and a device-only
+//! route needs the device up (ENETDOWN); IPv6 addresses need `disable_ipv6` off (EACCES);
 //! rules without a priority get the one just below the first non-zero rule. Kinds the kernel lacks are declared
 //! with [`FakeNetlink::without_kind`] and fail like the real kernel (EOPNOTSUPP → NotSupported).
 
@@ -800,9 +800,6 @@ impl Netlink for FakeNetlink {
             if !valid_ifname(new_name) {
                 return Err(kernel(op, ns, object, libc_errno::EINVAL));
             }
-            if st.links[pos].up {
-                return Err(kernel(op, ns, object, libc_errno::EBUSY));
-            }
             if st.pos(ns, new_name).is_some() {
                 return Err(kernel(op, ns, object, libc_errno::EEXIST));
             }
@@ -1021,14 +1018,15 @@ impl Netlink for FakeNetlink {
             Some(dev) => {
                 let pos = st.find(op, ns, dev, "device")?;
                 let link = &st.links[pos];
-                if !link.up {
+                if !link.up && route.gateway.is_none() {
                     return Err(kernel(op, ns, object, libc_errno::ENETDOWN));
                 }
                 if let Some(IpAddr::V4(gw)) = route.gateway {
-                    let reachable = link.addresses.iter().any(|a| match a.addr {
-                        IpNetwork::V4(net) => net.contains(gw),
-                        IpNetwork::V6(_) => false,
-                    });
+                    let reachable = link.up
+                        && link.addresses.iter().any(|a| match a.addr {
+                            IpNetwork::V4(net) => net.contains(gw),
+                            IpNetwork::V6(_) => false,
+                        });
                     if !reachable {
                         return Err(kernel(op, ns, object, libc_errno::ENETUNREACH));
                     }
@@ -1197,3 +1195,6 @@ impl Netlink for FakeNetlink {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;
