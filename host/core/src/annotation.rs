@@ -9,10 +9,9 @@
 //!   `SequenceId` (spec §10 B18).
 //! - A `null` member means the same as an absent one (Go decoded it that way). A `null` annotation value or `[]`
 //!   means "no interfaces requested" (the caller then resolves the default network, see [`crate::resolve`]).
-//! - `ip`/`ip6` are validated here into an [`IpSpec`]: `ip` must be IPv4 and `ip6` IPv6; the optional `/len` suffix
-//!   must be a valid prefix length for the family but is otherwise ignored (the network's prefix is used, spec §2).
-//!   IPAM has its own request type; the CNI converts an [`IpSpec`] into it (see [`IpSpec::as_ipam_str`] for the
-//!   DANM string form).
+//! - `ip`/`ip6` are validated here into IPAM's [`IpRequest`] (re-exported): `ip` must be IPv4 and `ip6` IPv6; the
+//!   optional `/len` suffix must be a valid prefix length for the family but is otherwise ignored (the network's
+//!   prefix is used, spec §2).
 //! - `proutes`/`proutes6` are kept as the strings the user wrote (they are copied verbatim into the DanmEp); invalid
 //!   entries are skipped at post-processing, as DANM did (spec §4.10). [`InterfaceRequest::policy_routes`] gives the
 //!   valid ones, typed.
@@ -58,72 +57,40 @@ impl fmt::Display for NetworkRef {
     }
 }
 
-/// What the pod asked for one address family of one interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum IpSpec {
-    /// `ip` absent, `null` or `""`: no address of this family requested.
-    #[default]
-    Absent,
-    /// `"none"`: no address, but the family is still "handled by DANM" (spec §4.5).
-    None,
-    /// `"dynamic"`: the lowest free address of the pool.
-    Dynamic,
-    /// A static address; the user's `/len` suffix, if any, is dropped (the network's prefix is used).
-    Static(IpAddr),
-}
+/// What the pod asked for one address family of one interface: IPAM's own request type, so the CNI passes it to
+/// [`crate::ipam::reserve`] as is. Its `Display` gives DANM's string form (`""`, `none`, `dynamic`, the address).
+pub use crate::ipam::IpRequest;
 
-impl IpSpec {
-    /// DANM's string form of the request, as IPAM and the DanmEp know it: `""`, `"none"`, `"dynamic"` or the address.
-    pub fn as_ipam_str(&self) -> String {
-        match self {
-            IpSpec::Absent => String::new(),
-            IpSpec::None => "none".to_owned(),
-            IpSpec::Dynamic => "dynamic".to_owned(),
-            IpSpec::Static(addr) => addr.to_string(),
+/// Parses one `ip`/`ip6` value. `v6` selects the family a static address must have; a `/len` suffix must be a
+/// valid prefix length for that family and is then dropped (the network's prefix is used, spec §2).
+pub fn parse_ip_request(value: &str, v6: bool) -> Result<IpRequest, String> {
+    match value {
+        "" => return Ok(IpRequest::Absent),
+        "none" => return Ok(IpRequest::None),
+        "dynamic" => return Ok(IpRequest::Dynamic),
+        _ => {}
+    }
+    let (addr, prefix) = match value.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (value, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| "not \"dynamic\", \"none\" or an IP address (optionally with a /prefix)".to_owned())?;
+    let (family, max) = if addr.is_ipv6() { (6, 128u8) } else { (4, 32u8) };
+    if addr.is_ipv6() != v6 {
+        return Err(format!(
+            "an IPv{family} address where an IPv{} one is expected",
+            if v6 { 6 } else { 4 }
+        ));
+    }
+    if let Some(p) = prefix {
+        match p.parse::<u8>() {
+            Ok(len) if len <= max && !p.starts_with('+') => {}
+            _ => return Err(format!("prefix length \"{p}\" is not between 0 and {max}")),
         }
     }
-
-    /// True for `dynamic` and static requests: an address is to be allocated.
-    pub fn wants_address(&self) -> bool {
-        matches!(self, IpSpec::Dynamic | IpSpec::Static(_))
-    }
-
-    /// Parses one `ip`/`ip6` value. `v6` selects the family a static address must have.
-    pub fn parse(value: &str, v6: bool) -> Result<IpSpec, String> {
-        match value {
-            "" => return Ok(IpSpec::Absent),
-            "none" => return Ok(IpSpec::None),
-            "dynamic" => return Ok(IpSpec::Dynamic),
-            _ => {}
-        }
-        let (addr, prefix) = match value.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (value, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            "not \"dynamic\", \"none\" or an IP address (optionally with a /prefix)".to_owned()
-        })?;
-        let (family, max) = if addr.is_ipv6() { (6, 128u8) } else { (4, 32u8) };
-        if addr.is_ipv6() != v6 {
-            return Err(format!(
-                "an IPv{family} address where an IPv{} one is expected",
-                if v6 { 6 } else { 4 }
-            ));
-        }
-        if let Some(p) = prefix {
-            match p.parse::<u8>() {
-                Ok(len) if len <= max && !p.starts_with('+') => {}
-                _ => return Err(format!("prefix length \"{p}\" is not between 0 and {max}")),
-            }
-        }
-        Ok(IpSpec::Static(addr))
-    }
-}
-
-impl fmt::Display for IpSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_ipam_str())
-    }
+    Ok(IpRequest::Static(addr))
 }
 
 /// One element of the annotation: one interface the pod wants.
@@ -132,8 +99,8 @@ pub struct InterfaceRequest {
     /// The element's position in the annotation; it is the interface's sequence id (spec §4.4).
     pub index: usize,
     pub network: NetworkRef,
-    pub ip: IpSpec,
-    pub ip6: IpSpec,
+    pub ip: IpRequest,
+    pub ip6: IpRequest,
     /// IPv4 policy routes, destination CIDR → gateway, as written by the user.
     pub proutes: Option<BTreeMap<String, String>>,
     /// IPv6 policy routes.
@@ -348,9 +315,9 @@ fn parse_element(index: usize, element: &Value) -> Result<InterfaceRequest, Anno
             Some(other) => Err(wrong(type_name(other))),
         }
     };
-    let ip = |key: &'static str, v6: bool| -> Result<IpSpec, AnnotationError> {
+    let ip = |key: &'static str, v6: bool| -> Result<IpRequest, AnnotationError> {
         let value = string(key)?;
-        IpSpec::parse(&value, v6).map_err(|reason| AnnotationError::InvalidIp {
+        parse_ip_request(&value, v6).map_err(|reason| AnnotationError::InvalidIp {
             index,
             key,
             value,

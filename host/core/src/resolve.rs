@@ -6,7 +6,7 @@
 use danm_api::{NetworkKind, NetworkSpec};
 
 pub use crate::annotation::NetworkRef;
-use crate::annotation::{InterfaceRequest, IpSpec};
+use crate::annotation::{InterfaceRequest, IpRequest};
 
 /// The name a default network has, in every kind.
 pub const DEFAULT_NETWORK_NAME: &str = "default";
@@ -58,8 +58,8 @@ pub fn default_request(kind: NetworkKind) -> InterfaceRequest {
     InterfaceRequest {
         index: 0,
         network: NetworkRef::new(kind, DEFAULT_NETWORK_NAME),
-        ip: IpSpec::Dynamic,
-        ip6: IpSpec::Absent,
+        ip: IpRequest::Dynamic,
+        ip6: IpRequest::Absent,
         proutes: None,
         proutes6: None,
     }
@@ -176,8 +176,8 @@ mod tests {
         // §11 [ANN] 14 (the name eth0 follows from sequence 0, see naming)
         let request = default_request(NetworkKind::ClusterNetwork);
         assert_eq!(request.index, 0);
-        assert_eq!(request.ip, IpSpec::Dynamic);
-        assert_eq!(request.ip6, IpSpec::Absent);
+        assert_eq!(request.ip, IpRequest::Dynamic);
+        assert_eq!(request.ip6, IpRequest::Absent);
         assert_eq!((request.proutes, request.proutes6), (None, None));
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use danm_api::{NetworkKind, NetworkOptions, NetworkSpec};
-use danm_core::annotation::{IpSpec, NetworkRef, parse_pod_annotations};
+use danm_core::annotation::{IpRequest, NetworkRef, parse_pod_annotations};
 use danm_core::cni::{
     AttachmentResult, CniArgs, CniCommand, CniConfig, CniEnv, CniError, CniResult, CniVersion, Interface,
     IpConfig, check_command_version, codes, merge_results, network_status, npwg_name,
@@ -60,7 +60,7 @@ fn cluster() -> BTreeMap<NetworkRef, NetworkSpec> {
 }
 
 /// Everything up to the names: what the binary does before it touches IPAM or the kernel.
-fn plan(annotation: Option<&str>) -> Result<Vec<(NetworkRef, IpSpec, String)>, CniError> {
+fn plan(annotation: Option<&str>) -> Result<Vec<(NetworkRef, IpRequest, String)>, CniError> {
     let env = CniEnv::from_pairs(env("ADD"))?;
     let args = CniArgs::parse(
         env.args.as_deref().unwrap_or_default(),
@@ -108,7 +108,7 @@ fn a_three_interface_pod_is_planned_named_merged_and_reported() {
     .unwrap();
     let names: Vec<&str> = plan.iter().map(|(_, _, n)| n.as_str()).collect();
     assert_eq!(names, ["eth0", "ext1", "int2"]);
-    assert_eq!(plan[1].1, IpSpec::Static("10.20.0.9".parse().unwrap()));
+    assert_eq!(plan[1].1, IpRequest::Static("10.20.0.9".parse().unwrap()));
 
     // Per-interface results as backends return them, in completion order.
     let result_for = |i: usize, address: &str| AttachmentResult {
@@ -177,7 +177,7 @@ fn a_pod_without_annotation_gets_the_cluster_default_as_eth0() {
     let plan = plan(None).unwrap();
     assert_eq!(plan.len(), 1);
     assert_eq!(plan[0].0, NetworkRef::new(NetworkKind::ClusterNetwork, "default"));
-    assert_eq!((plan[0].1, plan[0].2.as_str()), (IpSpec::Dynamic, "eth0"));
+    assert_eq!((plan[0].1, plan[0].2.as_str()), (IpRequest::Dynamic, "eth0"));
 }
 
 #[test]
@@ -226,4 +226,34 @@ fn check_with_an_old_config_is_refused_before_any_work() {
     let config = CniConfig::parse(br#"{"cniVersion":"0.3.1","name":"danm","type":"danm"}"#).unwrap();
     let e = check_command_version(env.command, config.version().unwrap()).unwrap_err();
     assert_eq!(e.code, codes::INCOMPATIBLE_VERSION);
+}
+
+#[test]
+fn annotation_requests_feed_ipam_without_conversion() {
+    use danm_core::ipam::{apply_network_defaults, reserve};
+    let mut spec = NetworkSpec {
+        options: NetworkOptions {
+            cidr: "192.168.1.64/26".into(),
+            net6: "2a00:8a00:a000:1193::/64".into(),
+            ..NetworkOptions::default()
+        },
+        ..NetworkSpec::default()
+    };
+    apply_network_defaults(&mut spec.options).unwrap();
+    let annotations = BTreeMap::from([(
+        "danm.k8s.io/interfaces".to_owned(),
+        r#"[{"network":"a","ip":"dynamic","ip6":"dynamic"},{"network":"a","ip":"192.168.1.126/32","ip6":"none"}]"#
+            .to_owned(),
+    )]);
+    let requests = parse_pod_annotations(&annotations).unwrap();
+    let first = reserve(&spec, &requests[0].ip, &requests[0].ip6).unwrap();
+    assert_eq!(
+        (first.ip4.as_str(), first.ip6.as_str()),
+        ("192.168.1.65/26", "2a00:8a00:a000:1193::1/64")
+    );
+    let second = reserve(&first.spec, &requests[1].ip, &requests[1].ip6).unwrap();
+    assert_eq!(
+        (second.ip4.as_str(), second.ip6.as_str()),
+        ("192.168.1.126/26", "none")
+    );
 }

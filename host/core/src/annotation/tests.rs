@@ -26,22 +26,22 @@ fn three_elements_parse_in_annotation_order_with_their_index() {
     assert_eq!(parsed.len(), 3);
     assert_eq!(parsed[0].index, 0);
     assert_eq!(parsed[0].network, NetworkRef::new(NetworkKind::DanmNet, "mgmt"));
-    assert_eq!(parsed[0].ip, IpSpec::Absent);
-    assert_eq!(parsed[0].ip6, IpSpec::Absent);
+    assert_eq!(parsed[0].ip, IpRequest::Absent);
+    assert_eq!(parsed[0].ip6, IpRequest::Absent);
     assert_eq!(parsed[0].proutes, None);
     assert_eq!(parsed[1].index, 1);
     assert_eq!(
         parsed[1].network,
         NetworkRef::new(NetworkKind::TenantNetwork, "ext")
     );
-    assert_eq!(parsed[1].ip, IpSpec::Dynamic);
+    assert_eq!(parsed[1].ip, IpRequest::Dynamic);
     assert_eq!(parsed[2].index, 2);
     assert_eq!(
         parsed[2].network,
         NetworkRef::new(NetworkKind::ClusterNetwork, "int")
     );
-    assert_eq!(parsed[2].ip, IpSpec::Static("10.0.0.5".parse().unwrap()));
-    assert_eq!(parsed[2].ip6, IpSpec::Static("2001:db8::5".parse().unwrap()));
+    assert_eq!(parsed[2].ip, IpRequest::Static("10.0.0.5".parse().unwrap()));
+    assert_eq!(parsed[2].ip6, IpRequest::Static("2001:db8::5".parse().unwrap()));
     assert_eq!(parsed[2].proutes.as_ref().unwrap()["10.1.0.0/16"], "10.0.0.1");
 }
 
@@ -131,8 +131,8 @@ fn danm_internal_keys_are_rejected() {
 fn element_keys_match_case_insensitively_like_go() {
     let parsed = parse(r#"[{"Network":"a","IP":"dynamic","IP6":"none","ProUtes":{}}]"#).unwrap();
     assert_eq!(parsed[0].network, NetworkRef::new(NetworkKind::DanmNet, "a"));
-    assert_eq!(parsed[0].ip, IpSpec::Dynamic);
-    assert_eq!(parsed[0].ip6, IpSpec::None);
+    assert_eq!(parsed[0].ip, IpRequest::Dynamic);
+    assert_eq!(parsed[0].ip6, IpRequest::None);
     assert_eq!(parsed[0].proutes, Some(BTreeMap::new()));
 }
 
@@ -259,13 +259,19 @@ fn ip_values_are_absent_none_dynamic_or_static() {
             {"network":"a","ip":"192.168.1.126/32","ip6":"2a00::1/64"}]"#,
     )
     .unwrap();
-    assert_eq!((parsed[0].ip, parsed[0].ip6), (IpSpec::Absent, IpSpec::Absent));
-    assert_eq!((parsed[1].ip, parsed[1].ip6), (IpSpec::None, IpSpec::Dynamic));
+    assert_eq!(
+        (parsed[0].ip, parsed[0].ip6),
+        (IpRequest::Absent, IpRequest::Absent)
+    );
+    assert_eq!(
+        (parsed[1].ip, parsed[1].ip6),
+        (IpRequest::None, IpRequest::Dynamic)
+    );
     let v4: IpAddr = "192.168.1.126".parse().unwrap();
     let v6: IpAddr = "2a00::1".parse().unwrap();
     assert_eq!(
         (parsed[2].ip, parsed[2].ip6),
-        (IpSpec::Static(v4), IpSpec::Static(v6))
+        (IpRequest::Static(v4), IpRequest::Static(v6))
     );
 }
 
@@ -306,16 +312,19 @@ fn a_bad_ip_value_is_an_error_naming_index_key_and_value() {
 }
 
 #[test]
-fn ip_spec_renders_danm_strings() {
-    assert_eq!(IpSpec::Absent.as_ipam_str(), "");
-    assert_eq!(IpSpec::None.as_ipam_str(), "none");
-    assert_eq!(IpSpec::Dynamic.as_ipam_str(), "dynamic");
+fn ip_requests_render_danm_strings_for_ipam_and_the_danmep() {
+    let parsed =
+        parse(r#"[{"network":"a","ip":"none","ip6":"dynamic"},{"network":"a","ip":"10.1.2.3/8"}]"#).unwrap();
     assert_eq!(
-        IpSpec::Static("10.1.2.3".parse().unwrap()).as_ipam_str(),
-        "10.1.2.3"
+        (parsed[0].ip.to_string(), parsed[0].ip6.to_string()),
+        ("none".into(), "dynamic".into())
     );
-    assert!(IpSpec::Dynamic.wants_address() && IpSpec::Static("::1".parse().unwrap()).wants_address());
-    assert!(!IpSpec::None.wants_address() && !IpSpec::Absent.wants_address());
+    assert_eq!(
+        (parsed[1].ip.to_string(), parsed[1].ip6.to_string()),
+        ("10.1.2.3".into(), String::new())
+    );
+    assert!(parsed[0].ip6.needs_ipam() && parsed[1].ip.needs_ipam());
+    assert!(!parsed[0].ip.needs_ipam() && !parsed[1].ip6.needs_ipam());
 }
 
 #[test]

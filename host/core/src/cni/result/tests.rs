@@ -229,3 +229,68 @@ fn undecodable_results_are_decoding_errors() {
         assert_eq!(e.code, DECODING_FAILURE, "{}", String::from_utf8_lossy(bad));
     }
 }
+
+/// Outputs of Debian's containernetworking-plugins 1.1.1 `static` IPAM plugin for one config (two addresses, a
+/// route, a nameserver), captured with `CNI_COMMAND=ADD /usr/lib/cni/static` at each cniVersion.
+const STATIC_PLUGIN_OUTPUTS: [(&str, &str); 4] = [
+    (
+        "0.2.0",
+        r#"{"cniVersion":"0.2.0","ip4":{"ip":"10.10.0.1/24","gateway":"10.10.0.254","routes":[{"dst":"0.0.0.0/0"}]},
+            "ip6":{"ip":"3ffe:ffff:0:1ff::1/64"},"dns":{"nameservers":["8.8.8.8"]}}"#,
+    ),
+    (
+        "0.3.1",
+        r#"{"cniVersion":"0.3.1","ips":[{"version":"4","address":"10.10.0.1/24","gateway":"10.10.0.254"},
+            {"version":"6","address":"3ffe:ffff:0:1ff::1/64"}],"routes":[{"dst":"0.0.0.0/0"}],
+            "dns":{"nameservers":["8.8.8.8"]}}"#,
+    ),
+    (
+        "0.4.0",
+        r#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.10.0.1/24","gateway":"10.10.0.254"},
+            {"version":"6","address":"3ffe:ffff:0:1ff::1/64"}],"routes":[{"dst":"0.0.0.0/0"}],
+            "dns":{"nameservers":["8.8.8.8"]}}"#,
+    ),
+    (
+        "1.0.0",
+        r#"{"cniVersion":"1.0.0","ips":[{"address":"10.10.0.1/24","gateway":"10.10.0.254"},
+            {"address":"3ffe:ffff:0:1ff::1/64"}],"routes":[{"dst":"0.0.0.0/0"}],"dns":{"nameservers":["8.8.8.8"]}}"#,
+    ),
+];
+
+#[test]
+fn the_reference_static_plugins_outputs_read_the_same_in_every_version() {
+    let expected = CniResult {
+        interfaces: vec![],
+        ips: vec![
+            IpConfig {
+                address: "10.10.0.1/24".parse().unwrap(),
+                gateway: Some("10.10.0.254".parse().unwrap()),
+                interface: None,
+            },
+            IpConfig {
+                address: "3ffe:ffff:0:1ff::1/64".parse().unwrap(),
+                gateway: None,
+                interface: None,
+            },
+        ],
+        routes: vec![Route::new("0.0.0.0/0".parse().unwrap(), None)],
+        dns: Dns {
+            nameservers: vec!["8.8.8.8".into()],
+            ..Dns::default()
+        },
+    };
+    for (version, output) in STATIC_PLUGIN_OUTPUTS {
+        let read = CniResult::parse(output.as_bytes()).unwrap();
+        assert_eq!(read.cni_version, version);
+        assert_eq!(read.result, expected, "{version}");
+    }
+    // and written back at the plugin's own versions we get its output
+    for (version, output) in &STATIC_PLUGIN_OUTPUTS[1..] {
+        let ours = expected.to_value(version.parse().unwrap());
+        assert_eq!(
+            ours,
+            serde_json::from_str::<serde_json::Value>(output).unwrap(),
+            "{version}"
+        );
+    }
+}
