@@ -1,3 +1,39 @@
-//! `danmctl`: offline operator commands on files (IPAM, plugins).
+//! `danmctl`: offline operator commands on files (IPAM inspection and repair; plugin checks come later).
 
-fn main() {}
+mod file;
+mod ipam;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Offline danm operator tool: works on network files (YAML or JSON), never on a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "danmctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and repair the IP allocations stored in a DanmNet/TenantNetwork/ClusterNetwork file.
+    #[command(subcommand)]
+    Ipam(ipam::IpamCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Ipam(cmd) => ipam::run(cmd).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every error's text already carries its cause, so the chain is not repeated.
+            let _ = writeln!(std::io::stderr(), "danmctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
