@@ -1,0 +1,237 @@
+//! Kubernetes API access of the CNI: the [`Api`] trait the flows are written against and its kube implementation.
+//!
+//! The kube client is built fresh per invocation from the config's kubeconfig, so a rotated token file is picked
+//! up by the next CNI call. Networks are only ever written with a conditional PUT (resourceVersion); a 409 is
+//! reported as [`ApiError::Conflict`] and the IPAM layer retries (spec §5.4, §10 B8).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use danm_api::{DanmEp, Network, NetworkKind};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Errors of the API layer; each names the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("could not build a Kubernetes client from kubeconfig {path:?}: {reason}")]
+    Client { path: String, reason: String },
+    #[error("{object} was modified concurrently (HTTP 409 conflict)")]
+    Conflict { object: String },
+    #[error("{object} does not exist")]
+    NotFound { object: String },
+    #[error("API request for {object} failed: {reason}")]
+    Request { object: String, reason: String },
+}
+
+impl ApiError {
+    fn from_kube(object: String, err: kube::Error) -> Self {
+        match &err {
+            kube::Error::Api(status) if status.code == 409 => ApiError::Conflict { object },
+            kube::Error::Api(status) if status.code == 404 => ApiError::NotFound { object },
+            _ => ApiError::Request {
+                object,
+                reason: err.to_string(),
+            },
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::NotFound { .. })
+    }
+}
+
+/// Human-readable name of a network object for errors: `DanmNet ns/name`, `ClusterNetwork name`.
+pub fn network_object(kind: NetworkKind, namespace: &str, name: &str) -> String {
+    if kind.namespaced() {
+        format!("{kind} {namespace}/{name}")
+    } else {
+        format!("{kind} {name}")
+    }
+}
+
+/// The API operations the CNI flows need.
+#[async_trait]
+pub trait Api: Send + Sync {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
+    /// The network, or `None` if it does not exist. `namespace` is ignored for ClusterNetworks.
+    async fn get_network(
+        &self,
+        kind: NetworkKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Network>, ApiError>;
+    /// Conditional PUT of the whole network (its metadata carries the resourceVersion that was read).
+    async fn replace_network(&self, network: &Network) -> Result<Network, ApiError>;
+    async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError>;
+    async fn replace_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError>;
+    /// Deletes a DanmEp; `Ok(false)` if it was already gone.
+    async fn delete_ep(&self, namespace: &str, name: &str) -> Result<bool, ApiError>;
+    /// DanmEps matching `selector` in `namespace`, or in all namespaces when `None`.
+    async fn list_eps(&self, namespace: Option<&str>, selector: &str) -> Result<Vec<DanmEp>, ApiError>;
+    /// Merge-patches one annotation of a pod.
+    async fn annotate_pod(&self, namespace: &str, name: &str, key: &str, value: &str)
+    -> Result<(), ApiError>;
+    /// A cheap request that proves the API server answers (STATUS).
+    async fn ping(&self) -> Result<(), ApiError>;
+}
+
+/// [`Api`] over a kube client.
+pub struct KubeApi {
+    client: kube::Client,
+}
+
+impl KubeApi {
+    /// A client from `kubeconfig` (empty: the in-cluster/default config), with `timeout` as connect and read
+    /// timeout so no request outlives the CNI deadline.
+    pub async fn from_kubeconfig(kubeconfig: &str, timeout: Duration) -> Result<Self, ApiError> {
+        let client_err = |reason: String| ApiError::Client {
+            path: kubeconfig.to_owned(),
+            reason,
+        };
+        let mut config = if kubeconfig.is_empty() {
+            kube::Config::infer()
+                .await
+                .map_err(|e| client_err(e.to_string()))?
+        } else {
+            let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| client_err(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| client_err(e.to_string()))?
+        };
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+        let client = kube::Client::try_from(config).map_err(|e| client_err(e.to_string()))?;
+        Ok(KubeApi { client })
+    }
+
+    pub fn new(client: kube::Client) -> Self {
+        KubeApi { client }
+    }
+
+    fn networks(&self, kind: NetworkKind, namespace: &str) -> kube::Api<Network> {
+        if kind.namespaced() {
+            kube::Api::namespaced_with(self.client.clone(), namespace, &kind)
+        } else {
+            kube::Api::all_with(self.client.clone(), &kind)
+        }
+    }
+
+    fn eps(&self, namespace: &str) -> kube::Api<DanmEp> {
+        kube::Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+fn ep_object(namespace: &str, name: &str) -> String {
+    format!("DanmEp {namespace}/{name}")
+}
+
+#[async_trait]
+impl Api for KubeApi {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        pods.get(name)
+            .await
+            .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
+    }
+
+    async fn get_network(
+        &self,
+        kind: NetworkKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Network>, ApiError> {
+        self.networks(kind, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| ApiError::from_kube(network_object(kind, namespace, name), e))
+    }
+
+    async fn replace_network(&self, network: &Network) -> Result<Network, ApiError> {
+        let kind = network.network_kind().map_err(|e| ApiError::Request {
+            object: format!("network {}", network.name()),
+            reason: e.to_string(),
+        })?;
+        let ns = network.namespace().unwrap_or_default().to_owned();
+        self.networks(kind, &ns)
+            .replace(network.name(), &PostParams::default(), network)
+            .await
+            .map_err(|e| ApiError::from_kube(network_object(kind, &ns, network.name()), e))
+    }
+
+    async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {
+        let ns = ep.metadata.namespace.clone().unwrap_or_default();
+        let name = ep.metadata.name.clone().unwrap_or_default();
+        self.eps(&ns)
+            .create(&PostParams::default(), ep)
+            .await
+            .map_err(|e| ApiError::from_kube(ep_object(&ns, &name), e))
+    }
+
+    async fn replace_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {
+        let ns = ep.metadata.namespace.clone().unwrap_or_default();
+        let name = ep.metadata.name.clone().unwrap_or_default();
+        self.eps(&ns)
+            .replace(&name, &PostParams::default(), ep)
+            .await
+            .map_err(|e| ApiError::from_kube(ep_object(&ns, &name), e))
+    }
+
+    async fn delete_ep(&self, namespace: &str, name: &str) -> Result<bool, ApiError> {
+        match self.eps(namespace).delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match ApiError::from_kube(ep_object(namespace, name), e) {
+                ApiError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list_eps(&self, namespace: Option<&str>, selector: &str) -> Result<Vec<DanmEp>, ApiError> {
+        let api: kube::Api<DanmEp> = match namespace {
+            Some(ns) => self.eps(ns),
+            None => kube::Api::all(self.client.clone()),
+        };
+        let lp = ListParams::default().labels(selector);
+        api.list(&lp).await.map(|l| l.items).map_err(|e| {
+            ApiError::from_kube(
+                format!(
+                    "DanmEps in {} with {selector}",
+                    namespace.unwrap_or("all namespaces")
+                ),
+                e,
+            )
+        })
+    }
+
+    async fn annotate_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ApiError> {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        let mut annotations = BTreeMap::new();
+        annotations.insert(key.to_owned(), value.to_owned());
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
+    }
+
+    async fn ping(&self) -> Result<(), ApiError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::Request {
+                object: "API server version".into(),
+                reason: e.to_string(),
+            })
+    }
+}

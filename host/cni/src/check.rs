@@ -1,0 +1,109 @@
+//! CNI CHECK: every interface recorded for the container still exists in the pod netns with its addresses and the
+//! network's routes, and the network's IPAM still holds its addresses. Reports every difference.
+
+use std::sync::Arc;
+
+use danm_api::NetworkKind;
+use danm_core::annotation::valid_routes;
+use danm_netlink::{Netns, TABLE_MAIN};
+use ipnetwork::IpNetwork;
+
+use crate::context::Ctx;
+use crate::del::container_eps;
+use crate::error::Error;
+use crate::ipam::is_real;
+use crate::post::{PostInput, network_routes};
+
+/// Returns the differences found (empty: the container is as ADD left it).
+pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
+    let eps = container_eps(&ctx).await?;
+    let mut problems = Vec::new();
+    if eps.is_empty() {
+        problems.push(format!(
+            "no DanmEps are recorded for container {}",
+            ctx.env.container_id()
+        ));
+        return Ok(problems);
+    }
+    let netns_path = ctx.env.netns.clone().unwrap_or_default();
+    let pod = Netns::path(&netns_path);
+    for ep in &eps {
+        let iface = &ep.spec.interface;
+        let name = &iface.name;
+        let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+        let ns = ep.metadata.namespace.clone().unwrap_or_default();
+        let network = ctx.api.get_network(kind, &ns, &ep.spec.network_name).await?;
+        let Some(network) = network else {
+            problems.push(format!(
+                "{name}: network {kind}:{} no longer exists",
+                ep.spec.network_name
+            ));
+            continue;
+        };
+        // IPAM still holds the addresses: releasing them would change the bitmap.
+        for addr in [&iface.address, &iface.address_ipv6] {
+            if is_real(addr) && crate::context::in_network(&network.spec, addr) {
+                let (_, held) = danm_core::ipam::release(&network.spec, addr, "");
+                if !held {
+                    problems.push(format!(
+                        "{name}: address {addr} is not allocated in network {}",
+                        network.name()
+                    ));
+                }
+            }
+        }
+        let link = match ctx.netlink.find_link(&pod, name).await {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                problems.push(format!("{name}: interface is missing from {netns_path}"));
+                continue;
+            }
+            Err(e) => return Err(Error::kernel(format!("reading {name}"), e)),
+        };
+        if !link.up {
+            problems.push(format!("{name}: interface is down"));
+        }
+        let have = ctx
+            .netlink
+            .addresses(&pod, name)
+            .await
+            .map_err(|e| Error::kernel(format!("addresses of {name}"), e))?;
+        for addr in [&iface.address, &iface.address_ipv6] {
+            if !is_real(addr) {
+                continue;
+            }
+            match addr.parse::<IpNetwork>() {
+                Ok(want) if have.iter().any(|a| a.addr == want) => {}
+                Ok(_) => problems.push(format!("{name}: address {addr} is missing")),
+                Err(_) => problems.push(format!("{name}: recorded address {addr} is invalid")),
+            }
+        }
+        let routes = ctx
+            .netlink
+            .routes(&pod, TABLE_MAIN)
+            .await
+            .map_err(|e| Error::kernel("reading routes", e))?;
+        let input = PostInput {
+            ifname: name,
+            spec: &network.spec,
+            ip4: &iface.address,
+            ip6: &iface.address_ipv6,
+            proutes: valid_routes(iface.proutes.iter().flatten(), false),
+            proutes6: valid_routes(iface.proutes6.iter().flatten(), true),
+            delegated: false,
+        };
+        for want in network_routes(&input) {
+            let dst = IpNetwork::new(want.dst.network(), want.dst.prefix()).unwrap_or(want.dst);
+            if !routes
+                .iter()
+                .any(|r| r.dst == dst && r.gateway == want.gateway && r.dev.as_deref() == Some(name.as_str()))
+            {
+                problems.push(format!(
+                    "{name}: route {} via {:?} is missing",
+                    want.dst, want.gateway
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}

@@ -1,0 +1,194 @@
+//! CNI DEL (spec §4.12 with B6/B7 fixed) and the per-DanmEp teardown shared with ADD's stale cleanup and GC.
+//!
+//! DEL lists the container's DanmEps by label in the pod's namespace, and for each, concurrently: removes the
+//! interface (native link, SR-IOV VF back to the host, or the delegate's DEL), removes policy rules, releases the
+//! addresses and deletes the DanmEp. A netns, network or DanmEp that is already gone is not an error; every error
+//! is collected and logged, and DEL still succeeds.
+
+use std::sync::Arc;
+
+use danm_api::{DanmEp, NetworkKind, labels};
+use danm_core::annotation::valid_routes;
+use danm_netlink::Netns;
+
+use crate::add::container_label;
+use crate::context::{ConfigInput, Ctx, backend_type, build_config, in_network};
+use crate::error::Error;
+use crate::ipam::is_real;
+use crate::native::{self, NATIVE_TYPES};
+use crate::post::{PostInput, policy};
+use crate::{delegate, ipam};
+
+/// The DanmEps of the invocation's container: by label in the pod's namespace (all namespaces when CNI_ARGS does
+/// not name it), then by the full `spec.CID`.
+pub async fn container_eps(ctx: &Ctx) -> Result<Vec<DanmEp>, Error> {
+    let cid = ctx
+        .args
+        .infra_container_id
+        .clone()
+        .unwrap_or_else(|| ctx.env.container_id().to_owned());
+    let selector = format!("{}={}", labels::CONTAINER_ID, container_label(&cid));
+    let eps = ctx
+        .api
+        .list_eps(ctx.args.pod_namespace.as_deref(), &selector)
+        .await?;
+    Ok(eps.into_iter().filter(|ep| ep.spec.cid == cid).collect())
+}
+
+/// DEL: best effort; returns the errors it logged.
+pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
+    let eps = match container_eps(&ctx).await {
+        Ok(eps) => eps,
+        Err(e) => {
+            tracing::error!(error = %e, "DEL: cannot list the container's DanmEps");
+            return vec![e];
+        }
+    };
+    let errors: Vec<Error> = futures::future::join_all(eps.iter().map(|ep| cleanup_ep(&ctx, ep)))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    for e in &errors {
+        tracing::error!(error = %e, "DEL");
+    }
+    errors
+}
+
+/// Tears down one DanmEp's interface and bookkeeping. The DanmEp is kept only when its network could not be read
+/// (an API error), so that its addresses are not leaked; a network that is gone no longer holds them (B6).
+pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let ns = ep.metadata.namespace.clone().unwrap_or_default();
+    let ep_name = ep.metadata.name.clone().unwrap_or_default();
+    let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+    let network = match ctx.api.get_network(kind, &ns, &ep.spec.network_name).await {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(e.into());
+            return errors;
+        }
+    };
+    let iface = &ep.spec.interface;
+    let netns_path = if ep.spec.netns.is_empty() {
+        ctx.env.netns.clone().unwrap_or_default()
+    } else {
+        ep.spec.netns.clone()
+    };
+    let pod_ns = Netns::path(&netns_path);
+    let netns_alive = !netns_path.is_empty() && ctx.netlink.netns_exists(&pod_ns).await.unwrap_or(false);
+    let ty = network
+        .as_ref()
+        .map(|n| backend_type(&n.spec))
+        .unwrap_or_else(|| {
+            let t = ep.spec.network_type.to_ascii_lowercase();
+            if t.is_empty() { "ipvlan".into() } else { t }
+        });
+
+    // Policy rules live in the pod netns independent of the link.
+    if netns_alive && let Some(net) = &network {
+        let input = PostInput {
+            ifname: &iface.name,
+            spec: &net.spec,
+            ip4: &iface.address,
+            ip6: &iface.address_ipv6,
+            proutes: valid_routes(iface.proutes.iter().flatten(), false),
+            proutes6: valid_routes(iface.proutes6.iter().flatten(), true),
+            delegated: false,
+        };
+        for (rule, _) in policy(&input) {
+            if let Err(e) = ctx.netlink.delete_rule(&pod_ns, &rule).await
+                && !e.is_not_found()
+            {
+                errors.push(Error::kernel(format!("deleting rule from {}", rule.from), e));
+            }
+        }
+    }
+
+    // The interface.
+    let chain = network.as_ref().map(|net| {
+        let danm_ipam = in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
+        let keep = |a: &str| {
+            if in_network(&net.spec, a) {
+                a.to_owned()
+            } else {
+                String::new()
+            }
+        };
+        let (ip4, ip6) = (keep(&iface.address), keep(&iface.address_ipv6));
+        let parent = (!iface.device_id.is_empty())
+            .then(|| ctx.sysfs.pf_name(&iface.device_id).ok())
+            .flatten();
+        build_config(
+            ctx,
+            &ConfigInput {
+                network: net,
+                ty: &ty,
+                ifname: &iface.name,
+                ip4: &ip4,
+                ip6: &ip6,
+                danm_ipam,
+                device_id: (!iface.device_id.is_empty()).then_some(iface.device_id.as_str()),
+                parent,
+                pod_namespace: &ns,
+                pod_name: &ep.spec.pod,
+            },
+        )
+    });
+    let native_type = match &chain {
+        Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
+        Some(Ok(_)) => false,
+        _ => NATIVE_TYPES.contains(&ty.as_str()),
+    };
+    if native_type {
+        if netns_alive {
+            let vf = ty == "sriov";
+            if let Err(e) = native::remove(ctx.netlink.as_ref(), &pod_ns, &iface.name, vf, None).await {
+                errors.push(e);
+            }
+        }
+    } else {
+        match chain {
+            Some(Ok(chain)) => {
+                if let Err(e) = delegate::del(&chain, &iface.name, &ctx.delegate_env(&netns_path)).await {
+                    errors.push(e);
+                }
+            }
+            Some(Err(e)) => errors.push(e),
+            None => tracing::warn!(
+                ep = ep_name,
+                "network is gone; cannot rebuild the delegate config for DEL"
+            ),
+        }
+        if netns_alive && let Err(e) = ctx.netlink.delete_link_if_exists(&pod_ns, &iface.name).await {
+            errors.push(Error::kernel(format!("deleting {}", iface.name), e));
+        }
+    }
+
+    // Addresses, then the DanmEp.
+    if network.is_some() && (is_real(&iface.address) || is_real(&iface.address_ipv6)) {
+        let net_ns = network
+            .as_ref()
+            .and_then(|n| n.namespace())
+            .unwrap_or_default()
+            .to_owned();
+        if let Err(e) = ipam::release(
+            ctx.api.as_ref(),
+            kind,
+            &net_ns,
+            &ep.spec.network_name,
+            &iface.address,
+            &iface.address_ipv6,
+            ctx.retry,
+        )
+        .await
+        {
+            errors.push(e.into());
+            return errors;
+        }
+    }
+    if let Err(e) = ctx.api.delete_ep(&ns, &ep_name).await {
+        errors.push(e.into());
+    }
+    errors
+}

@@ -1,0 +1,133 @@
+//! The errors of the CNI flows and their mapping to CNI error codes — the one place where codes are chosen.
+
+use danm_core::cni::{CniError, codes};
+use danm_core::ipam::IpamError;
+use danm_netlink::NetlinkError;
+
+use crate::api::ApiError;
+use crate::ipam::IpamApiError;
+
+/// A failure of one step of a flow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Already a CNI error (env, config, version, annotation, resolution).
+    #[error("{0}")]
+    Cni(CniError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Ipam(#[from] IpamApiError),
+    #[error("backend plugin for NetworkType {network_type} failed: {message}")]
+    Plugin { network_type: String, message: String },
+    #[error("cannot load the backend plugins from {dir}: {message}")]
+    PluginDir { dir: String, message: String },
+    #[error("delegated {command} to CNI plugin {plugin} for interface {ifname} failed: {message}")]
+    Delegate {
+        plugin: String,
+        command: String,
+        ifname: String,
+        code: Option<u32>,
+        message: String,
+    },
+    #[error("could not load CNI config file {file} for plugin {plugin}: {reason}")]
+    StaticConfig {
+        file: String,
+        plugin: String,
+        reason: String,
+    },
+    #[error("the translated CNI config is invalid: {0}")]
+    Translated(String),
+    #[error("{context}: {source}")]
+    Kernel { context: String, source: NetlinkError },
+    #[error("SR-IOV: {0}")]
+    Sriov(String),
+    #[error("CNI operation timed-out after {seconds} seconds; outstanding work was cancelled")]
+    Deadline { seconds: u64 },
+    /// Every interface that failed, in annotation order.
+    #[error("{}", render_failures(.0))]
+    Interfaces(Vec<InterfaceFailure>),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One failed interface of an ADD.
+#[derive(Debug)]
+pub struct InterfaceFailure {
+    /// `Kind:name` of the network.
+    pub network: String,
+    /// The interface name, when it was known.
+    pub interface: String,
+    pub error: Error,
+}
+
+fn render_failures(failures: &[InterfaceFailure]) -> String {
+    let lines: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            format!(
+                "CNI operation for network:{} interface:{} failed with:{}",
+                f.network, f.interface, f.error
+            )
+        })
+        .collect();
+    format!("CNI network could not be set up: {}", lines.join("\n"))
+}
+
+impl From<CniError> for Error {
+    fn from(e: CniError) -> Self {
+        Error::Cni(e)
+    }
+}
+
+impl Error {
+    pub fn kernel(context: impl Into<String>, source: NetlinkError) -> Self {
+        Error::Kernel {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The CNI error code of this failure.
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::Cni(e) => e.code,
+            Error::Api(ApiError::Conflict { .. }) => codes::TRY_AGAIN_LATER,
+            Error::Api(_) => codes::API_SERVER,
+            Error::Ipam(IpamApiError::Conflicts { .. }) => codes::TRY_AGAIN_LATER,
+            Error::Ipam(IpamApiError::Api(ApiError::Conflict { .. })) => codes::TRY_AGAIN_LATER,
+            Error::Ipam(IpamApiError::Api(_)) => codes::API_SERVER,
+            Error::Ipam(IpamApiError::Gone { .. }) => codes::NETWORK_UNAVAILABLE,
+            Error::Ipam(IpamApiError::Ipam { source, .. }) => match source.root() {
+                IpamError::Exhausted { .. } => codes::IPAM_EXHAUSTED,
+                _ => codes::IPAM,
+            },
+            Error::Plugin { .. } | Error::PluginDir { .. } | Error::Translated(_) => codes::PLUGIN,
+            Error::Delegate { .. } => codes::DELEGATE,
+            Error::StaticConfig { .. } => codes::INVALID_NETWORK_CONFIG,
+            Error::Kernel { .. } | Error::Sriov(_) => codes::KERNEL,
+            Error::Deadline { .. } => codes::DEADLINE_EXCEEDED,
+            Error::Interfaces(failures) => failures.first().map_or(codes::DANM_FAILURE, |f| f.error.code()),
+            Error::Other(_) => codes::DANM_FAILURE,
+        }
+    }
+
+    /// The CNI error object printed on stdout. Per-interface failures go into `details` as one JSON object per
+    /// interface (network, interface, code, cause), so tools can read them.
+    pub fn to_cni(&self) -> CniError {
+        match self {
+            Error::Cni(e) => e.clone(),
+            Error::Interfaces(failures) => {
+                let details: Vec<serde_json::Value> = failures
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({"network": f.network, "interface": f.interface, "code": f.error.code(),
+                                           "cause": f.error.to_string()})
+                    })
+                    .collect();
+                CniError::new(self.code(), self.to_string())
+                    .with_details(serde_json::Value::Array(details).to_string())
+            }
+            other => CniError::new(other.code(), other.to_string()),
+        }
+    }
+}

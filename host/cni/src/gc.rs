@@ -1,0 +1,55 @@
+//! CNI STATUS and GC.
+//!
+//! STATUS: the API server answers and the plugin directory loads; otherwise error 50 (the plugin cannot serve ADD).
+//! GC: every DanmEp of this node whose container is not among `cni.dev/valid-attachments` is torn down like DEL
+//! does (addresses released, DanmEp deleted, links removed if the netns still exists).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use danm_core::cni::{CniError, codes};
+
+use crate::context::Ctx;
+use crate::error::Error;
+
+/// STATUS given the outcome of loading the plugins.
+pub async fn status(ctx: Arc<Ctx>, plugins: Result<(), String>) -> Result<(), Error> {
+    if let Err(e) = ctx.api.ping().await {
+        return Err(Error::Cni(CniError::new(
+            codes::STATUS_NOT_AVAILABLE,
+            format!("the Kubernetes API server is not reachable: {e}"),
+        )));
+    }
+    if let Err(e) = plugins {
+        return Err(Error::Cni(CniError::new(
+            codes::STATUS_NOT_AVAILABLE,
+            format!("the backend plugins cannot be loaded: {e}"),
+        )));
+    }
+    Ok(())
+}
+
+/// GC; returns the number of DanmEps removed, or the errors met.
+pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
+    let valid: BTreeSet<String> = ctx
+        .config
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| a.container_id.clone())
+        .collect();
+    let eps = ctx.api.list_eps(None, crate::gc::MANAGED_SELECTOR).await?;
+    let stale: Vec<_> = eps
+        .into_iter()
+        .filter(|ep| ep.spec.host == ctx.hostname && !ep.spec.cid.is_empty() && !valid.contains(&ep.spec.cid))
+        .collect();
+    let results = futures::future::join_all(stale.iter().map(|ep| crate::del::cleanup_ep(&ctx, ep))).await;
+    let errors: Vec<Error> = results.into_iter().flatten().collect();
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    Ok(stale.len())
+}
+
+/// The DanmEps danm's CNI created (they carry the container-id label).
+pub const MANAGED_SELECTOR: &str = danm_api::labels::CONTAINER_ID;

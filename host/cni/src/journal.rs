@@ -1,0 +1,53 @@
+//! The undo journal of one ADD: every side effect is recorded *before* it is attempted, so a failed, cancelled or
+//! timed-out ADD can be rolled back completely (links, rules, delegate DELs — B16 —, DanmEps, IPs).
+
+use std::sync::{Arc, Mutex};
+
+use danm_api::NetworkKind;
+use danm_netlink::{Netns, Rule};
+
+use crate::delegate::Chain;
+
+/// One thing to undo.
+#[derive(Clone, Debug)]
+pub enum Undo {
+    /// Addresses reserved in a network's bitmap.
+    Ips {
+        kind: NetworkKind,
+        namespace: String,
+        network: String,
+        ip4: String,
+        ip6: String,
+    },
+    /// A DanmEp (possibly) created.
+    Ep { namespace: String, name: String },
+    /// A link (possibly) created in the pod netns.
+    Link { netns: Netns, name: String },
+    /// An SR-IOV VF (possibly) moved into the pod as `name`; `host_name` is its name on the host.
+    Vf {
+        netns: Netns,
+        name: String,
+        host_name: String,
+    },
+    /// A delegate ADD was started for `ifname`: its DEL must run even if the ADD failed (B16).
+    Delegate { chain: Chain, ifname: String },
+    /// A policy rule (possibly) added in the pod netns.
+    Rule { netns: Netns, rule: Rule },
+}
+
+/// The journal of one interface; cheap to clone (shared).
+#[derive(Clone, Debug, Default)]
+pub struct Journal(Arc<Mutex<Vec<Undo>>>);
+
+impl Journal {
+    pub fn push(&self, undo: Undo) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(undo);
+    }
+
+    /// The entries, most recent first (the order to undo them in).
+    pub fn take_reversed(&self) -> Vec<Undo> {
+        let mut entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        entries.reverse();
+        entries
+    }
+}

@@ -1,0 +1,208 @@
+//! The CNI edge: env and stdin are parsed once into typed values, the verb is dispatched, and every failure becomes
+//! a CNI error object here and nowhere else.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use danm_core::cni::{
+    CniArgs, CniCommand, CniConfig, CniEnv, CniError, CniVersion, VersionInfo, check_command_version, codes,
+};
+use danm_netlink::RtNetlink;
+
+use crate::api::{Api, KubeApi};
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::ipam::Retry;
+use crate::native::Sysfs;
+use crate::translate::{TranslateRequest, Translator};
+
+/// A parsed invocation.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub env: CniEnv,
+    pub config: CniConfig,
+    pub version: CniVersion,
+    pub args: CniArgs,
+}
+
+/// What the binary prints and how it exits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success; the text (if any) goes to stdout.
+    Ok(Option<String>),
+    /// Failure; the CNI error JSON goes to stdout and the exit code is 1.
+    Err(String),
+}
+
+/// Parses env (through `lookup`) and stdin. `Err` carries the error JSON to print.
+pub fn parse(lookup: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invocation, String> {
+    let latest = CniVersion::LATEST.as_str();
+    let env = CniEnv::from_lookup(&lookup).map_err(|e| e.to_json(latest))?;
+    let config = CniConfig::parse(stdin).map_err(|e| e.to_json(latest))?;
+    let shown = config.cni_version.clone().unwrap_or_else(|| latest.to_owned());
+    let version = config.version().map_err(|e| e.to_json(&shown))?;
+    check_command_version(env.command, version).map_err(|e| e.to_json(version.as_str()))?;
+    let args = CniArgs::parse(
+        env.args.as_deref().unwrap_or_default(),
+        env.container_id.as_deref(),
+    )
+    .map_err(|e| e.to_json(version.as_str()))?;
+    Ok(Invocation {
+        env,
+        config,
+        version,
+        args,
+    })
+}
+
+/// The whole binary minus process I/O: VERSION needs no stdin; everything else is parsed, run and mapped.
+pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnce() -> Vec<u8>) -> Outcome {
+    if lookup("CNI_COMMAND").as_deref() == Some(CniCommand::Version.as_str()) {
+        return Outcome::Ok(Some(VersionInfo::danm().to_json()));
+    }
+    let stdin = read_stdin();
+    let inv = match parse(&lookup, &stdin) {
+        Ok(inv) => inv,
+        Err(json) => return Outcome::Err(json),
+    };
+    let _guard = crate::logging::init(&inv.config);
+    tracing::info!(command = %inv.env.command, container = inv.env.container_id(), args = ?inv.env.args, "danm invoked");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Outcome::Err(
+                CniError::new(codes::IO_FAILURE, e.to_string()).to_json(inv.version.as_str()),
+            );
+        }
+    };
+    let version = inv.version;
+    let process_path = lookup("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    match runtime.block_on(run(inv, process_path)) {
+        Ok(out) => Outcome::Ok(out),
+        Err(e) => {
+            tracing::error!(code = e.code, msg = %e.msg, "failed");
+            Outcome::Err(e.to_json(version.as_str()))
+        }
+    }
+}
+
+/// A translator that serves nothing (the plugins could not be loaded; DEL still tears down native interfaces).
+struct NoPlugins;
+
+impl Translator for NoPlugins {
+    fn serves(&self, _: &str) -> bool {
+        false
+    }
+    fn needs_ipam(&self, _: &str) -> bool {
+        false
+    }
+    fn needs_device_pool(&self, _: &str) -> bool {
+        false
+    }
+    fn translate(&self, ty: &str, _: &TranslateRequest) -> Result<String, String> {
+        Err(format!("no backend plugin for {ty}"))
+    }
+}
+
+/// Loads the backend plugins of the config.
+pub fn load_plugins(config: &CniConfig) -> Result<Arc<dyn Translator>, String> {
+    let mut rc = danm_wasm::RuntimeConfig::with_plugin_dir(&config.plugin_dir);
+    if let Some(cache) = &config.cache_dir {
+        rc.cache_dir = Some(PathBuf::from(cache));
+    }
+    danm_wasm::PluginSet::load_strict(rc)
+        .map(|s| Arc::new(s) as Arc<dyn Translator>)
+        .map_err(|e| e.to_string())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Builds the services and runs the verb.
+pub async fn run(inv: Invocation, process_path: String) -> Result<Option<String>, CniError> {
+    let command = inv.env.command;
+    let api: Arc<dyn Api> = match KubeApi::from_kubeconfig(&inv.config.kubeconfig, inv.config.timeout()).await
+    {
+        Ok(api) => Arc::new(api),
+        Err(e) => {
+            return match command {
+                CniCommand::Del => {
+                    tracing::error!(error = %e, "DEL: no API client; nothing can be released");
+                    Ok(None)
+                }
+                CniCommand::Status => Err(CniError::new(codes::STATUS_NOT_AVAILABLE, e.to_string())),
+                _ => Err(Error::from(e).to_cni()),
+            };
+        }
+    };
+    let plugins = load_plugins(&inv.config);
+    let plugin_status = plugins.as_ref().map(|_| ()).map_err(Clone::clone);
+    let translator = match plugins {
+        Ok(t) => t,
+        Err(e) => {
+            if command == CniCommand::Add {
+                return Err(Error::PluginDir {
+                    dir: inv.config.plugin_dir.clone(),
+                    message: e,
+                }
+                .to_cni());
+            }
+            tracing::warn!(error = %e, "backend plugins not loaded");
+            Arc::new(NoPlugins)
+        }
+    };
+    let ctx = Arc::new(Ctx {
+        api,
+        netlink: Arc::new(RtNetlink::new()),
+        translator,
+        config: inv.config,
+        version: inv.version,
+        env: inv.env,
+        args: inv.args,
+        hostname: hostname(),
+        retry: Retry::default(),
+        sysfs: Sysfs::default(),
+        kubelet_root: PathBuf::from("/var/lib/kubelet"),
+        process_path,
+    });
+    dispatch(ctx, plugin_status).await.map_err(|e| e.to_cni())
+}
+
+/// Runs the verb on a ready context.
+pub async fn dispatch(ctx: Arc<Ctx>, plugin_status: Result<(), String>) -> Result<Option<String>, Error> {
+    let version = ctx.version;
+    match ctx.env.command {
+        CniCommand::Add => crate::add::add(ctx).await.map(|r| Some(r.to_json(version))),
+        CniCommand::Del => {
+            crate::del::del(ctx).await;
+            Ok(None)
+        }
+        CniCommand::Check => {
+            let problems = crate::check::check(ctx).await?;
+            if problems.is_empty() {
+                Ok(None)
+            } else {
+                Err(Error::Cni(
+                    CniError::new(
+                        codes::DANM_FAILURE,
+                        "CHECK found differences from what ADD set up",
+                    )
+                    .with_details(problems.join("; ")),
+                ))
+            }
+        }
+        CniCommand::Status => crate::gc::status(ctx, plugin_status).await.map(|_| None),
+        CniCommand::Gc => crate::gc::gc(ctx).await.map(|n| {
+            tracing::info!(removed = n, "GC");
+            None
+        }),
+        CniCommand::Version => Ok(Some(VersionInfo::danm().to_json())),
+    }
+}
