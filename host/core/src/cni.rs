@@ -16,7 +16,7 @@ pub mod version;
 pub use args::{CniArgs, PodRef};
 pub use config::{CniConfig, ValidAttachment};
 pub use env::{CniCommand, CniEnv};
-pub use error::{CniError, codes};
+pub use error::{CniError, InterfaceFailure, codes};
 pub use merge::{AttachmentResult, merge_results, normalise};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route, VersionedResult};
 pub use status::{NetworkStatus, network_status, network_status_json, npwg_name};

@@ -114,6 +114,23 @@ pub fn check_allowed_tenants(
     }
 }
 
+/// Whether danm's IPAM allocates for this interface (spec §4.5). Dynamic backends (ipvlan, macvlan, sriov) always
+/// use it (with neither family requested nothing is allocated and the interface is L2). A static delegate uses it only
+/// when a family says `none`, or asks for an address on a network that has that family (`cidr`; `net6` or the v6
+/// pool CIDR); otherwise the delegate's own `ipam` section is left alone. When danm's IPAM is used it handles both
+/// families.
+pub fn needs_danm_ipam(spec: &NetworkSpec, ip: &IpRequest, ip6: &IpRequest) -> bool {
+    if spec.is_dynamic() {
+        return true;
+    }
+    let opts = &spec.options;
+    let has_v6 = !opts.net6.is_empty() || !opts.allocation_pool_v6.cidr.is_empty();
+    *ip == IpRequest::None
+        || *ip6 == IpRequest::None
+        || (ip.needs_ipam() && !opts.cidr.is_empty())
+        || (ip6.needs_ipam() && has_v6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +257,64 @@ mod tests {
             let network = NetworkRef::new(kind, "n");
             assert!(check_allowed_tenants(&network, &spec_with_tenants(Some(&["a"])), "p", "b").is_ok());
         }
+    }
+
+    fn static_spec(cidr: &str, net6: &str) -> NetworkSpec {
+        let mut spec = NetworkSpec {
+            network_type: "flannel".into(),
+            ..NetworkSpec::default()
+        };
+        spec.options.cidr = cidr.into();
+        spec.options.net6 = net6.into();
+        spec
+    }
+
+    #[test]
+    fn dynamic_backends_always_use_danm_ipam() {
+        for t in ["", "ipvlan", "IPVLAN", "macvlan", "sriov"] {
+            let spec = NetworkSpec {
+                network_type: t.into(),
+                ..NetworkSpec::default()
+            };
+            assert!(
+                needs_danm_ipam(&spec, &IpRequest::Absent, &IpRequest::Absent),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_static_delegate_uses_danm_ipam_only_for_none_or_an_address_on_a_network_with_that_family() {
+        let dynamic = IpRequest::Dynamic;
+        let absent = IpRequest::Absent;
+        // §11 [CNI] 40: cidr + dynamic → danm IPAM (fakeipam)
+        assert!(needs_danm_ipam(
+            &static_spec("10.0.0.0/24", ""),
+            &dynamic,
+            &absent
+        ));
+        // §11 [CNI] 41: no ip → the file's own ipam
+        assert!(!needs_danm_ipam(
+            &static_spec("10.0.0.0/24", ""),
+            &absent,
+            &absent
+        ));
+        // §11 [CNI] 42: dynamic but no cidr → the file's own ipam
+        assert!(!needs_danm_ipam(&static_spec("", ""), &dynamic, &absent));
+        // "none" in either family → danm IPAM
+        assert!(needs_danm_ipam(&static_spec("", ""), &IpRequest::None, &absent));
+        assert!(needs_danm_ipam(&static_spec("", ""), &absent, &IpRequest::None));
+        // IPv6 request on a network with net6
+        assert!(needs_danm_ipam(
+            &static_spec("", "2001:db8::/64"),
+            &absent,
+            &dynamic
+        ));
+        assert!(!needs_danm_ipam(
+            &static_spec("10.0.0.0/24", ""),
+            &absent,
+            &dynamic
+        ));
     }
 
     #[test]

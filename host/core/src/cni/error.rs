@@ -137,6 +137,51 @@ impl CniError {
     }
 }
 
+/// One interface that failed during ADD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceFailure {
+    /// The network, as operators name it (e.g. `ClusterNetwork:external` or its NPWG name).
+    pub network: String,
+    /// The interface name in the pod (empty if the failure came before naming).
+    pub ifname: String,
+    pub error: CniError,
+}
+
+impl CniError {
+    /// Error 105 for a passed deadline, with DANM's text and the configured number of seconds (spec §10 B1).
+    pub fn deadline_exceeded(seconds: u64) -> Self {
+        CniError::new(
+            codes::DEADLINE_EXCEEDED,
+            format!("CNI operation timed-out after {seconds} seconds"),
+        )
+    }
+
+    /// One error for a pod whose interfaces failed: `msg` says the pod's network could not be set up, `details`
+    /// holds one line per failed interface, each starting `CNI operation for network:` as in DANM (spec §4.1). The
+    /// code is the failures' common code, or 100 when they differ. An empty list gives a plain 100.
+    pub fn from_failures(failures: &[InterfaceFailure]) -> Self {
+        let code = match failures.split_first() {
+            Some((first, rest)) if rest.iter().all(|f| f.error.code == first.error.code) => first.error.code,
+            _ => codes::DANM_FAILURE,
+        };
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|f| {
+                let interface = if f.ifname.is_empty() {
+                    String::new()
+                } else {
+                    format!(" interface:{}", f.ifname)
+                };
+                format!(
+                    "CNI operation for network:{}{interface} failed with:{}",
+                    f.network, f.error
+                )
+            })
+            .collect();
+        CniError::new(code, "CNI network could not be set up").with_details(lines.join("\n"))
+    }
+}
+
 impl From<AnnotationError> for CniError {
     fn from(e: AnnotationError) -> Self {
         CniError::new(codes::INVALID_POD_REQUEST, e.to_string())
@@ -233,6 +278,65 @@ mod tests {
         ] {
             assert!(ours >= 100, "danm's own codes start at 100: {ours}");
         }
+    }
+
+    fn failure(network: &str, ifname: &str, code: u32, msg: &str) -> InterfaceFailure {
+        InterfaceFailure {
+            network: network.into(),
+            ifname: ifname.into(),
+            error: CniError::new(code, msg),
+        }
+    }
+
+    #[test]
+    fn two_failed_interfaces_give_two_lines_naming_network_and_interface() {
+        // §11 [CNI] 18
+        let e = CniError::from_failures(&[
+            failure("DanmNet:a", "eth0", codes::DELEGATE, "plugin bridge exited 1"),
+            failure(
+                "ClusterNetwork:b",
+                "ext1",
+                codes::DELEGATE,
+                "plugin macvlan exited 1",
+            ),
+        ]);
+        assert_eq!(e.code, codes::DELEGATE, "a common code is kept");
+        assert_eq!(e.msg, "CNI network could not be set up");
+        let lines: Vec<&str> = e.details.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "CNI operation for network:DanmNet:a interface:eth0 failed with:plugin bridge exited 1",
+                "CNI operation for network:ClusterNetwork:b interface:ext1 failed with:plugin macvlan exited 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn mixed_failure_codes_give_100_and_a_failure_before_naming_has_no_interface() {
+        let e = CniError::from_failures(&[
+            failure("DanmNet:a", "", codes::NETWORK_UNAVAILABLE, "gone"),
+            failure("DanmNet:b", "eth1", codes::TRY_AGAIN_LATER, "conflict"),
+        ]);
+        assert_eq!(e.code, codes::DANM_FAILURE);
+        assert!(
+            e.details
+                .starts_with("CNI operation for network:DanmNet:a failed with:gone\n"),
+            "{e}"
+        );
+        assert_eq!(CniError::from_failures(&[]).code, codes::DANM_FAILURE);
+    }
+
+    #[test]
+    fn the_deadline_error_names_the_configured_seconds() {
+        let e = CniError::deadline_exceeded(7);
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (
+                codes::DEADLINE_EXCEEDED,
+                "CNI operation timed-out after 7 seconds"
+            )
+        );
     }
 
     #[test]
