@@ -1,0 +1,1 @@
+//! svcwatcher (in progress).
