@@ -1,2 +1,234 @@
-//! Benchmark of the plugin runtime (placeholder until written below).
-fn main() {}
+//! Benchmark of the plugin runtime, against baselines measured in the same run (ratios printed):
+//! 1. first load of a plugin (hash, compile, cache write, metadata calls) vs a load from the on-disk cache;
+//! 2. a fresh process that loads the plugin set from the cache and translates once (this binary re-executed);
+//! 3. warm per-call latency from `InstancePre` (on-demand and pooling allocators);
+//! 4. the rules plugin in wasm vs the same rules crate compiled natively.
+//!
+//! Needs the built plugins (`make guests`; or `DANM_PLUGIN_DIR`). Run: `cargo bench -p danm-wasm --bench plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use danm_guest_sdk::Review as NativeReview;
+use danm_wasm::{Operation, PluginSet, Review, RuntimeConfig, TranslateRequest};
+use serde_json::json;
+
+const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
+const CHILD_ENV: &str = "DANM_WASM_BENCH_CHILD";
+
+fn plugin_dir() -> PathBuf {
+    let dir = std::env::var_os("DANM_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target-plugins"));
+    for n in REAL {
+        assert!(
+            dir.join(format!("{n}.wasm")).is_file(),
+            "{} has no {n}.wasm: run `make guests`",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn request() -> TranslateRequest {
+    TranslateRequest {
+        network_json: json!({"apiVersion":"danm.k8s.io/v1","kind":"DanmNet","metadata":{"name":"ext","namespace":"default"},
+            "spec":{"NetworkID":"ext","NetworkType":"macvlan","Options":{"host_device":"ens3","cidr":"10.0.0.0/24",
+            "allocation_pool":{"start":"10.0.0.10","end":"10.0.0.200","lastIp":""},"alloc":"gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE="}}})
+        .to_string(),
+        interface_name: "ext1".into(),
+        ip4: Some("10.0.0.5/24".into()),
+        cni_version: "1.0.0".into(),
+        pod_namespace: "default".into(),
+        pod_name: "bench".into(),
+        ..Default::default()
+    }
+}
+
+fn config(dir: &Path, cache: &Path, pooling: bool) -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir: Some(cache.to_owned()),
+        pooling,
+        ..RuntimeConfig::with_plugin_dir(dir)
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The child of part 2: load from the cache, translate once, print the in-process times in µs.
+fn child() {
+    let t0 = Instant::now();
+    let dir = PathBuf::from(std::env::var("DANM_BENCH_DIR").unwrap());
+    let cache = PathBuf::from(std::env::var("DANM_BENCH_CACHE").unwrap());
+    let set = PluginSet::load(config(&dir, &cache, false)).unwrap();
+    let t1 = Instant::now();
+    let cfg = set.translate(&request()).unwrap();
+    let t2 = Instant::now();
+    assert!(cfg.contains("macvlan"));
+    println!("{} {} {}", us(t1 - t0), us(t2 - t1), us(t2 - t0));
+}
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child();
+    }
+    let src = plugin_dir();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    for n in REAL {
+        std::fs::copy(src.join(format!("{n}.wasm")), dir.join(format!("{n}.wasm"))).unwrap();
+    }
+    let only_macvlan = work.path().join("macvlan-only");
+    std::fs::create_dir(&only_macvlan).unwrap();
+    std::fs::copy(src.join("macvlan.wasm"), only_macvlan.join("macvlan.wasm")).unwrap();
+
+    // 1. First load (empty cache) vs cached load, one plugin, in this process.
+    let mut first = Vec::new();
+    let mut cached = Vec::new();
+    for i in 0..5 {
+        let cache = work.path().join(format!("cache-first-{i}"));
+        let t = Instant::now();
+        let set = PluginSet::load(config(&only_macvlan, &cache, false)).unwrap();
+        set.translate(&request()).unwrap();
+        first.push(t.elapsed());
+        let t = Instant::now();
+        let set = PluginSet::load(config(&only_macvlan, &cache, false)).unwrap();
+        set.translate(&request()).unwrap();
+        cached.push(t.elapsed());
+    }
+    let (first, cached) = (median(first), median(cached));
+    println!("1. macvlan plugin, load + first translate (median of 5):");
+    println!("   first load (compile + cache write): {:>9.0} µs", us(first));
+    println!(
+        "   load from the on-disk cache:        {:>9.0} µs   (compile costs {:.0}x the cached load)",
+        us(cached),
+        us(first) / us(cached)
+    );
+
+    // 2. A fresh process per translate, all five plugins installed, cache warm.
+    let cache = work.path().join("cache");
+    drop(
+        PluginSet::load(config(&dir, &cache, false))
+            .unwrap()
+            .translate(&request())
+            .unwrap(),
+    );
+    let exe = std::env::current_exe().unwrap();
+    let (mut wall, mut load, mut call, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..30 {
+        let t = Instant::now();
+        let o = Command::new(&exe)
+            .env(CHILD_ENV, "1")
+            .env("DANM_BENCH_DIR", &dir)
+            .env("DANM_BENCH_CACHE", &cache)
+            .output()
+            .unwrap();
+        wall.push(t.elapsed());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = String::from_utf8(o.stdout).unwrap();
+        let f: Vec<f64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        load.push(Duration::from_secs_f64(f[0] / 1e6));
+        call.push(Duration::from_secs_f64(f[1] / 1e6));
+        total.push(Duration::from_secs_f64(f[2] / 1e6));
+    }
+    let (wall, load, call, total) = (median(wall), median(load), median(call), median(total));
+    println!("2. fresh process, 5 plugins installed, cache warm (median of 30):");
+    println!(
+        "   in process: scan+hash+metadata {:.0} µs, translate (deserialise+instantiate+call) {:.0} µs, total {:.0} µs (target <= 1000 µs)",
+        us(load),
+        us(call),
+        us(total)
+    );
+    println!(
+        "   whole exec incl. process start: {:.0} µs (in-process part is {:.0}% of it)",
+        us(wall),
+        100.0 * us(total) / us(wall)
+    );
+
+    // 3. Warm per-call latency.
+    for pooling in [false, true] {
+        let set = PluginSet::load(config(&dir, &cache, pooling)).unwrap();
+        let req = request();
+        set.translate(&req).unwrap();
+        let n = 2000;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(set.translate(&req).unwrap());
+        }
+        let per = t.elapsed() / n;
+        println!(
+            "3. warm translate from InstancePre ({} allocator): {:.1} µs/call (vs cached cold load above: {:.0}x cheaper)",
+            if pooling { "pooling" } else { "on-demand" },
+            us(per),
+            us(cached) / us(per)
+        );
+    }
+
+    // 4. Rules in wasm vs natively, on a small and a large object.
+    let set = PluginSet::load(config(&dir, &cache, true)).unwrap();
+    let dynamic = set.network_types();
+    let small = json!({"apiVersion":"danm.k8s.io/v1","kind":"DanmNet","metadata":{"name":"n","namespace":"ns"},
+        "spec":{"NetworkID":"n","NetworkType":"macvlan","Options":{"cidr":"10.0.0.0/24","routes":{"10.1.0.0/16":"10.0.0.1"},
+        "net6":"fd00::/64","allocation_pool":{"start":"10.0.0.10","end":"10.0.0.20"}}}})
+    .to_string();
+    let routes: serde_json::Map<String, serde_json::Value> = (0..2000)
+        .map(|i| {
+            (
+                format!("10.{}.{}.0/24", 100 + i / 250, i % 250),
+                json!("10.0.0.1"),
+            )
+        })
+        .collect();
+    let large =
+        json!({"apiVersion":"danm.k8s.io/v1","kind":"DanmNet","metadata":{"name":"n","namespace":"ns"},
+        "spec":{"NetworkID":"n","NetworkType":"macvlan","Options":{"cidr":"10.0.0.0/16","routes":routes}}})
+        .to_string();
+    for (name, obj, n) in [
+        ("small network", &small, 2000u32),
+        ("network with 2000 routes", &large, 200),
+    ] {
+        let review = Review {
+            kind: "DanmNet".into(),
+            operation: Operation::Create,
+            object_json: Some(obj.clone()),
+            dynamic_types: dynamic.clone(),
+            ..Review::default()
+        };
+        let native_review = NativeReview {
+            kind: "DanmNet".into(),
+            operation: danm_guest_sdk::Operation::Create,
+            object_json: Some(obj.clone()),
+            dynamic_types: dynamic.clone(),
+            ..NativeReview::default()
+        };
+        assert_eq!(
+            set.review(&review).unwrap().len(),
+            danm_guest_rules::validate(&native_review).len()
+        );
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(set.review(&review).unwrap());
+        }
+        let wasm = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(danm_guest_rules::validate(std::hint::black_box(&native_review)));
+        }
+        let native = t.elapsed() / n;
+        println!(
+            "4. rules, {name}: wasm {:.1} µs/call (fresh instance per call), native {:.1} µs/call, ratio {:.2}x (target <= 2x)",
+            us(wasm),
+            us(native),
+            us(wasm) / us(native)
+        );
+    }
+}

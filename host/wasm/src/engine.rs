@@ -108,10 +108,8 @@ impl Runtime {
         c.wasm_component_model(true);
         c.epoch_interruption(true);
         c.consume_fuel(config.fuel.is_some());
-        // Guests never get more than `memory_limit`; a matching reservation keeps pooling slots small.
-        let reservation = (config.memory_limit as u64).next_power_of_two().max(1 << 20);
-        c.memory_reservation(reservation);
-        c.memory_reservation_for_growth(0);
+        // The default 4 GiB reservation (virtual address space only) lets compiled code elide bounds checks; the
+        // memory cap is enforced by the `ResourceLimiter` below.
         if config.pooling {
             let mut p = PoolingAllocationConfig::new();
             p.total_component_instances(64);

@@ -51,28 +51,43 @@ pub(crate) struct Plugin {
 impl Plugin {
     /// Identifies and checks a plugin file. With a cache hit on its metadata nothing is compiled or deserialised
     /// until the first call.
-    pub(crate) fn open(rt: &Runtime, cache: Option<&Cache>, file: &Path) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
-        let sha256 = sha256_hex(&bytes);
-        let key = format!("{sha256}-{}", rt.engine_hash);
-        if let Some(meta) = cache.and_then(|c| c.load_meta(&key)) {
+    /// `known_sha256` is the file's digest remembered by the cache's stat index (same device, inode, size, mtime and
+    /// ctime as when it was hashed); with it and cached metadata the file is not even read.
+    pub(crate) fn open(
+        rt: &Runtime,
+        cache: Option<&Cache>,
+        file: &Path,
+        known_sha256: Option<&str>,
+    ) -> Result<Plugin, PluginError> {
+        let from_meta = |sha256: &str| {
+            let key = format!("{sha256}-{}", rt.engine_hash);
+            let meta = cache.and_then(|c| c.load_meta(&key))?;
             let info = PluginInfo {
                 file: file.to_owned(),
-                sha256,
+                sha256: sha256.to_owned(),
                 kind: meta.kind,
                 version: meta.version,
                 network_types: meta.network_types,
                 backend: meta.backend,
             };
-            return Ok(Plugin {
+            Some(Plugin {
                 info,
                 key,
                 pre: OnceLock::new(),
-            });
+            })
+        };
+        if let Some(p) = known_sha256.and_then(from_meta) {
+            return Ok(p);
         }
+        let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(p) = from_meta(&sha256) {
+            return Ok(p);
+        }
+        let key = format!("{sha256}-{}", rt.engine_hash);
         let component = component(rt, cache, &key, file, Some(&bytes))?;
         let (kind, version) = identify(rt, &component, file)?;
         let pre = instance_pre(rt, &component, kind, &version, file)?;
@@ -368,6 +383,13 @@ fn component(
                 file: file.to_owned(),
                 source,
             })?;
+            // Metadata was taken from the cache by digest: the file must still be what was described.
+            if !key.starts_with(&sha256_hex(&owned)) {
+                return Err(PluginError::Compile {
+                    file: file.to_owned(),
+                    message: "the file changed on disk since it was loaded; reload the plugin set".into(),
+                });
+            }
             &owned
         }
     };

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, FileStamp, StatIndex};
 use crate::engine::Runtime;
 use crate::plugin::Plugin;
 use crate::{
@@ -27,7 +26,7 @@ pub struct PluginSet {
     conflicts: BTreeMap<String, (PathBuf, PathBuf)>,
     rules: Option<usize>,
     errors: LoadReport,
-    fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    fingerprint: Vec<(PathBuf, FileStamp)>,
 }
 
 impl std::fmt::Debug for PluginSet {
@@ -76,11 +75,23 @@ impl PluginSet {
             errors: Vec::new(),
             fingerprint: Vec::new(),
         };
-        for (file, _, _) in &fingerprint {
-            match Plugin::open(&set.rt, set.cache.as_ref(), file) {
-                Ok(p) => set.register(p),
+        let index = set.cache.as_ref().map(Cache::load_index).unwrap_or_default();
+        let mut new_index = StatIndex::default();
+        for (file, stamp) in &fingerprint {
+            match Plugin::open(&set.rt, set.cache.as_ref(), file, index.sha256(file, stamp)) {
+                Ok(p) => {
+                    new_index
+                        .files
+                        .insert(file.clone(), (stamp.clone(), p.info.sha256.clone()));
+                    set.register(p)
+                }
                 Err(e) => set.errors.push(e),
             }
+        }
+        if let Some(cache) = &set.cache
+            && new_index != index
+        {
+            cache.store_index(&new_index);
         }
         set.fingerprint = fingerprint;
         Ok(set)
@@ -269,13 +280,29 @@ impl PluginSet {
 
 /// `spec.NetworkType` lower-cased, empty meaning `ipvlan` (DANM's default, spec §8.3 / §10 B3).
 fn network_type_of(json: &str) -> String {
-    serde_json::from_str::<danm_api::Network>(json)
-        .map(|n| n.spec.backend())
-        .unwrap_or_else(|_| "ipvlan".to_owned())
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        spec: Option<Spec>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(rename = "NetworkType", default)]
+        network_type: Option<String>,
+    }
+    let ty = serde_json::from_str::<Doc>(json)
+        .ok()
+        .and_then(|d| d.spec)
+        .and_then(|s| s.network_type);
+    danm_api::NetworkSpec {
+        network_type: ty.unwrap_or_default(),
+        ..Default::default()
+    }
+    .backend()
 }
 
-/// `*.wasm` files of a directory with size and mtime, sorted by path.
-fn scan(dir: &Path) -> Result<Vec<(PathBuf, u64, Option<SystemTime>)>, PluginError> {
+/// `*.wasm` files of a directory with their stamps, sorted by path.
+fn scan(dir: &Path) -> Result<Vec<(PathBuf, FileStamp)>, PluginError> {
     let err = |source| PluginError::Dir {
         dir: dir.to_owned(),
         source,
@@ -287,7 +314,7 @@ fn scan(dir: &Path) -> Result<Vec<(PathBuf, u64, Option<SystemTime>)>, PluginErr
         if path.extension().is_some_and(|e| e == "wasm") {
             let meta = std::fs::metadata(&path).map_err(err)?;
             if meta.is_file() {
-                out.push((path, meta.len(), meta.modified().ok()));
+                out.push((path, FileStamp::of(&meta)));
             }
         }
     }

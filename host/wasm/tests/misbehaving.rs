@@ -197,7 +197,7 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
         b"garbage".to_vec(),
         {
             let mut b = good.clone();
-            b[20] ^= 0x01; // the recorded checksum itself
+            b[14] ^= 0x01; // the recorded checksum itself
             b
         },
     ];
@@ -233,4 +233,27 @@ fn reload_picks_up_a_new_plugin_and_ignores_an_unchanged_directory() {
     std::fs::remove_file(plugins.path().join("macvlan.wasm")).unwrap();
     assert!(set.reload_if_changed().unwrap());
     assert!(!set.serves("macvlan"));
+}
+
+#[test]
+fn a_plugin_file_rewritten_in_place_is_rehashed_not_served_from_stale_metadata() {
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let file = plugins.path().join("macvlan.wasm");
+    let first = PluginSet::load(config(plugins.path(), Some(cache.path().join("c")))).unwrap();
+    assert!(first.serves("macvlan"));
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, std::fs::read(real("bridge")).unwrap()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = PluginSet::load(config(plugins.path(), Some(cache.path().join("c")))).unwrap();
+    assert!(
+        second.serves("bridge") && !second.serves("macvlan"),
+        "{:?}",
+        second.network_types()
+    );
 }
