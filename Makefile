@@ -9,7 +9,7 @@ export DANM_TEST_PLUGIN_DIR ?= $(CURDIR)/build/test-plugins
 CARGO ?= cargo
 GUEST_OUT = $(DANM_GUESTS_TARGET_DIR)/wasm32-wasip2/release
 
-.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins
+.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane
 
 all: build guests
 
@@ -53,6 +53,11 @@ e2e: guests
 ## bench: benchmarks print ratios against a baseline measured in the same run.
 bench: guests
 	$(CARGO) bench --workspace
+
+## kernel-lane: tests that need ipvlan, 802.1q vlan and dummy links, run in a qemu VM on Debian's kernel
+## (lane/README.md). Fails, never skips, when the VM cannot boot.
+kernel-lane: setup
+	@bash lane/run.sh
 
 ## test: every tier CI runs (the README's test command).
 test: lint unit
