@@ -720,6 +720,12 @@ impl Sysctl {
     pub fn ipv6_conf(ifname: &str, name: &str, value: impl Into<String>) -> Self {
         Self::new(format!("net/ipv6/conf/{ifname}/{name}"), value)
     }
+
+    /// `net/ipv4/conf/<ifname>/<name>` = `value`. (`arp_notify` = 1 makes the kernel send a gratuitous ARP
+    /// when the link comes up or its MAC changes, which covers DANM's log-only gratuitous ARP.)
+    pub fn ipv4_conf(ifname: &str, name: &str, value: impl Into<String>) -> Self {
+        Self::new(format!("net/ipv4/conf/{ifname}/{name}"), value)
+    }
 }
 
 /// SR-IOV settings of one VF, set through its PF (`IFLA_VFINFO_LIST`).

@@ -636,3 +636,57 @@ async fn forgetting_a_namespace_releases_it_so_the_kernel_can_destroy_it() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_interfaces_are_set_up_concurrently_in_one_pod_namespace() {
+    let spaces = namespaces!(2);
+    let (host, pod) = (spaces[0].ns.clone(), spaces[1].ns.clone());
+    let nl = std::sync::Arc::new(RtNetlink::new());
+    veth_parent(&nl, &host, "cc0", "cc1").await;
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let (nl, host, pod) = (nl.clone(), host.clone(), pod.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("net{i}");
+            nl.create_link(
+                &host,
+                &NewLink::macvlan(&name, "cc0", MacvlanMode::Bridge).in_netns(pod.clone()),
+            )
+            .await?;
+            nl.set_sysctls(&pod, &[Sysctl::ipv4_conf(&name, "arp_notify", "1")])
+                .await?;
+            nl.add_address(&pod, &name, &NewAddress::new(net(&format!("10.60.{i}.2/24"))))
+                .await?;
+            nl.set_link(&pod, &name, &LinkChange::new().up(true)).await?;
+            nl.add_route(
+                &pod,
+                &Route::new(net(&format!("10.70.{i}.0/24")))
+                    .via(ip(&format!("10.60.{i}.1")))
+                    .dev(&name),
+            )
+            .await?;
+            Ok::<_, NetlinkError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let links = nl.links(&pod).await.unwrap();
+    assert_eq!(
+        links.iter().filter(|l| l.name.starts_with("net") && l.up).count(),
+        8
+    );
+    assert_eq!(
+        nl.routes(&pod, TABLE_MAIN)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.gateway.is_some())
+            .count(),
+        8
+    );
+    assert_eq!(
+        nl.sysctl(&pod, "net/ipv4/conf/net5/arp_notify").await.unwrap(),
+        "1"
+    );
+}

@@ -548,7 +548,9 @@ async fn calls_are_recorded_in_order_and_mutations_can_be_filtered() {
 
 #[tokio::test]
 async fn a_cni_style_add_and_rollback_leaves_the_pod_namespace_clean() {
-    let fake = setup();
+    let inspect = setup();
+    // Code under test holds the fake as a trait object, as the CNI will.
+    let fake: std::sync::Arc<dyn Netlink> = std::sync::Arc::new(inspect.clone());
     let ns = pod();
     fake.create_link(
         &Netns::Host,
@@ -595,7 +597,22 @@ async fn a_cni_style_add_and_rollback_leaves_the_pod_namespace_clean() {
     assert_eq!(names, vec!["lo".to_string()]);
     assert!(fake.routes(&ns, TABLE_MAIN).await.unwrap().is_empty());
     assert!(!fake.rules(&ns).await.unwrap().iter().any(|r| r.from.is_some()));
-    assert_eq!(fake.sysctl_value(&ns, "net/ipv6/conf/eth1/accept_ra"), None);
+    assert_eq!(inspect.sysctl_value(&ns, "net/ipv6/conf/eth1/accept_ra"), None);
+    let ops: Vec<Op> = inspect.mutations().iter().map(Call::op).collect();
+    assert_eq!(
+        ops,
+        vec![
+            Op::CreateLink,
+            Op::WriteSysctl,
+            Op::AddAddress,
+            Op::AddAddress,
+            Op::SetLink,
+            Op::AddRoute,
+            Op::AddRule,
+            Op::DeleteLink,
+            Op::DeleteRule,
+        ]
+    );
     assert!(
         !fake.delete_link_if_exists(&ns, "eth1").await.unwrap(),
         "a second DEL finds nothing"
