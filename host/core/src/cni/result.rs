@@ -413,6 +413,17 @@ impl CniResult {
         Ok(VersionedResult { cni_version, result })
     }
 
+    /// The last address of one family (`v6` false: IPv4), as DANM recorded a delegate's address in the DanmEp
+    /// (spec §4.7). `interface` restricts it to IPs of that interface index (IPs without an index count too).
+    pub fn last_address(&self, v6: bool, interface: Option<usize>) -> Option<IpNetwork> {
+        self.ips
+            .iter()
+            .filter(|ip| ip.address.is_ipv6() == v6)
+            .filter(|ip| interface.is_none() || ip.interface.is_none() || ip.interface == interface)
+            .map(|ip| ip.address)
+            .next_back()
+    }
+
     /// The same result with only what `version` can carry (the 1.1.0 fields dropped for older versions): what a
     /// consumer of that version reads back.
     pub fn restricted_to(&self, version: CniVersion) -> CniResult {

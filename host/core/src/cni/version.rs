@@ -101,6 +101,16 @@ impl VersionInfo {
         }
     }
 
+    /// The answer to a VERSION request whose stdin carried `requested` (`{"cniVersion":...}`): the same list, with
+    /// `cniVersion` echoing the request when danm supports it, else the newest.
+    pub fn answering(requested: Option<&str>) -> Self {
+        let mut info = Self::danm();
+        if let Some(v) = requested.and_then(|r| r.parse::<CniVersion>().ok()) {
+            info.cni_version = v.as_str().to_owned();
+        }
+        info
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("version info always serialises")
     }
@@ -157,6 +167,17 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"cniVersion":"1.1.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]})
+        );
+    }
+
+    #[test]
+    fn version_echoes_a_supported_requested_version() {
+        assert_eq!(VersionInfo::answering(Some("0.4.0")).cni_version, "0.4.0");
+        assert_eq!(VersionInfo::answering(Some("0.2.0")).cni_version, "1.1.0");
+        assert_eq!(VersionInfo::answering(None).cni_version, "1.1.0");
+        assert_eq!(
+            VersionInfo::answering(Some("0.4.0")).supported_versions,
+            VersionInfo::danm().supported_versions
         );
     }
 

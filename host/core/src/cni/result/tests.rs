@@ -294,3 +294,23 @@ fn the_reference_static_plugins_outputs_read_the_same_in_every_version() {
         );
     }
 }
+
+#[test]
+fn the_last_address_of_each_family_is_what_the_danmep_records() {
+    let mut r = full();
+    r.ips.push(IpConfig {
+        address: "10.0.0.6/24".parse().unwrap(),
+        gateway: None,
+        interface: Some(0),
+    });
+    assert_eq!(r.last_address(false, None), Some("10.0.0.6/24".parse().unwrap()));
+    assert_eq!(
+        r.last_address(false, Some(1)),
+        Some("10.0.0.5/24".parse().unwrap())
+    );
+    assert_eq!(
+        r.last_address(true, Some(1)),
+        Some("2001:db8::5/64".parse().unwrap())
+    );
+    assert_eq!(CniResult::default().last_address(true, None), None);
+}
