@@ -14,6 +14,7 @@ use danm_webhook::metrics::WebhookMetrics;
 use danm_webhook::offline::{self, OfflineReview};
 use danm_webhook::plugins::{self, DEFAULT_PLUGIN_DIR};
 use danm_webhook::server;
+use danm_webhook::validator::Validator;
 
 #[derive(Parser, Debug)]
 #[command(name = "danm-webhook", version, about = "danm's admission webhook")]
@@ -25,6 +26,9 @@ struct Cli {
     /// Directory holding the rules plugin and the backend plugins (.wasm).
     #[arg(long, global = true, env = "DANM_PLUGIN_DIR", default_value = DEFAULT_PLUGIN_DIR)]
     plugin_dir: PathBuf,
+    /// Cache of compiled plugins. `review` defaults to ~/.cache/danm/plugins; the server compiles in memory.
+    #[arg(long, global = true, env = "DANM_PLUGIN_CACHE_DIR")]
+    plugin_cache_dir: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, global = true, env = "DANM_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -67,6 +71,9 @@ struct ServeArgs {
     /// Seconds between checks of the certificate files.
     #[arg(long, env = "DANM_WEBHOOK_CERT_RELOAD_SECONDS", default_value_t = 10)]
     cert_reload_seconds: u64,
+    /// Seconds between checks of the plugin directory.
+    #[arg(long, env = "DANM_WEBHOOK_PLUGIN_RELOAD_SECONDS", default_value_t = 10)]
+    plugin_reload_seconds: u64,
 }
 
 #[derive(Args, Debug)]
@@ -117,7 +124,9 @@ async fn review(cli: &Cli, args: &ReviewArgs) -> std::process::ExitCode {
     if cli.log.is_some() {
         let _ = danm_controller_kit::init_tracing(cli.log_format, cli.log.as_deref());
     }
-    let validator = match plugins::load(&cli.plugin_dir) {
+    // A short-lived process: keep compiled plugins between runs unless told otherwise.
+    let cache = cli.plugin_cache_dir.clone().or_else(plugins::user_cache_dir);
+    let validator = match plugins::load(&cli.plugin_dir, cache.as_deref(), false) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("danm-webhook review: {e}");
@@ -145,8 +154,10 @@ async fn review(cli: &Cli, args: &ReviewArgs) -> std::process::ExitCode {
 
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let a = &cli.serve;
-    let validator = plugins::load(&cli.plugin_dir).context("loading plugins")?;
+    let validator =
+        plugins::load(&cli.plugin_dir, cli.plugin_cache_dir.as_deref(), true).context("loading plugins")?;
     tracing::info!(plugins = %validator.describe(), "plugins loaded");
+    validator.spawn_reloader(Duration::from_secs(a.plugin_reload_seconds.max(1)));
     let client = danm_controller_kit::client(a.kubeconfig.as_deref()).await?;
     let registry = MetricsRegistry::with_prefix("danm_webhook");
     let metrics = Arc::new(WebhookMetrics::register(&registry));

@@ -3,23 +3,23 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::validator::{PluginError, Validator};
+use crate::validator::{PluginError, WasmValidator};
 
 /// The default plugin directory on nodes and in the webhook image.
-pub const DEFAULT_PLUGIN_DIR: &str = "/etc/danm/plugins";
+pub const DEFAULT_PLUGIN_DIR: &str = danm_wasm::DEFAULT_PLUGIN_DIR;
 
-/// Loads the rules plugin and the backend plugins of `dir`.
-pub fn load(dir: &Path) -> Result<Arc<dyn Validator>, PluginError> {
-    #[cfg(feature = "native-plugins")]
-    {
-        let _ = dir;
-        Ok(Arc::new(crate::validator::NativeValidator))
-    }
-    #[cfg(not(feature = "native-plugins"))]
-    {
-        Err(PluginError {
-            plugin: dir.display().to_string(),
-            message: "the wasm plugin runtime is not wired yet".into(),
-        })
-    }
+/// Loads the rules plugin and the backend plugins of `dir` through the wasm runtime. `cache_dir` keeps compiled
+/// artefacts across processes (useful for the short-lived `review` command); `pooling` suits the long-lived server.
+pub fn load(dir: &Path, cache_dir: Option<&Path>, pooling: bool) -> Result<Arc<WasmValidator>, PluginError> {
+    WasmValidator::load_dir(dir, cache_dir, pooling).map(Arc::new)
+}
+
+/// `$XDG_CACHE_HOME/danm/plugins` or `$HOME/.cache/danm/plugins`, when it can be created.
+pub fn user_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    let dir = base.join("danm/plugins");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
 }

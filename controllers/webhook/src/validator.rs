@@ -75,5 +75,7 @@ pub trait Validator: Send + Sync {
 
 #[cfg(feature = "native-plugins")]
 mod native;
+mod wasm;
 #[cfg(feature = "native-plugins")]
 pub use native::NativeValidator;
+pub use wasm::WasmValidator;

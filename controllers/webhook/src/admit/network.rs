@@ -292,9 +292,10 @@ impl Webhook {
     }
 }
 
-/// IPAM defaults (spec §5.2, §5.6). On UPDATE: a changed `cidr`/`net6` rebuilds the bitmap (and an untouched pool)
-/// for the new subnet (§10 B12); an unchanged subnet keeps the stored bitmap and pool when the new object omits them
-/// (e.g. `kubectl apply` of the original manifest), so no allocation is forgotten.
+/// IPAM defaults (spec §5.2, §5.6). On UPDATE: a changed `cidr`/`net6` rebuilds the bitmap for the new subnet (§10
+/// B12; the pools must then fit the new subnet, V11/V17, or be left empty to get the defaults); an unchanged subnet
+/// keeps the stored bitmap and pool when the new object omits them (e.g. `kubectl apply` of the original manifest),
+/// so no allocation is forgotten.
 fn ipam_defaults(
     op: Operation,
     o: &mut NetworkOptions,
@@ -305,9 +306,6 @@ fn ipam_defaults(
     {
         if o.cidr != old.cidr {
             o.alloc.clear();
-            if o.allocation_pool == old.allocation_pool {
-                o.allocation_pool = Default::default();
-            }
         } else if !o.cidr.is_empty() {
             if o.alloc.is_empty() {
                 o.alloc = old.alloc.clone();
@@ -318,9 +316,6 @@ fn ipam_defaults(
         }
         if o.net6 != old.net6 {
             o.alloc6.clear();
-            if o.allocation_pool_v6 == old.allocation_pool_v6 {
-                o.allocation_pool_v6 = Default::default();
-            }
         } else if !o.net6.is_empty() {
             if o.alloc6.is_empty() {
                 o.alloc6 = old.alloc6.clone();
