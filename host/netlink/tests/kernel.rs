@@ -431,10 +431,13 @@ async fn sysctls_are_written_inside_the_target_namespace_only() {
     let (a, b) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, b, "sy0", "sy1").await;
+    // New namespaces inherit the host's IPv4 settings, so flip whatever `a` has.
+    let in_a = nl.sysctl(a, "net/ipv4/ip_forward").await.unwrap();
+    let flipped = if in_a == "1" { "0" } else { "1" };
     nl.set_sysctls(
         b,
         &[
-            Sysctl::new("net/ipv4/ip_forward", "1"),
+            Sysctl::new("net/ipv4/ip_forward", flipped),
             Sysctl::ipv6_conf("sy0", "disable_ipv6", "0"),
             Sysctl::ipv6_conf("sy0", "autoconf", "0"),
             Sysctl::ipv6_conf("sy0", "accept_ra", "0"),
@@ -443,10 +446,10 @@ async fn sysctls_are_written_inside_the_target_namespace_only() {
     )
     .await
     .unwrap();
-    assert_eq!(nl.sysctl(b, "net/ipv4/ip_forward").await.unwrap(), "1");
+    assert_eq!(nl.sysctl(b, "net/ipv4/ip_forward").await.unwrap(), flipped);
     assert_eq!(
         nl.sysctl(a, "net/ipv4/ip_forward").await.unwrap(),
-        "0",
+        in_a,
         "other namespace untouched"
     );
     assert_eq!(nl.sysctl(b, "net/ipv6/conf/sy0/ndisc_notify").await.unwrap(), "1");
