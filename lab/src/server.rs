@@ -6,6 +6,7 @@ mod http;
 mod openapi;
 pub mod patch;
 pub mod persist;
+mod proto;
 pub mod registry;
 pub mod selector;
 pub mod status;

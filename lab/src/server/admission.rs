@@ -240,7 +240,10 @@ fn tls_config(ca: Option<&[u8]>, insecure: bool) -> Result<rustls::ClientConfig,
 async fn post(hook: &Hook, cfg: &AdmissionConfig, review: &Value) -> Result<Value, String> {
     let url = hook.url.clone()?;
     // Plain-HTTP webhooks (accepted by the lab, not by a real apiserver) need no verification settings.
-    let https = tls_config(hook.ca_bundle.as_deref(), cfg.insecure || url.starts_with("http://"))?;
+    let https = tls_config(
+        hook.ca_bundle.as_deref(),
+        cfg.insecure || url.starts_with("http://"),
+    )?;
     let conn = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(https)
         .https_or_http()

@@ -7,7 +7,7 @@ use super::registry::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector, labels_of};
 use super::status::{ApiError, json_response};
 use super::store::{self, check_body};
-use super::{Shared, openapi, table, watch};
+use super::{Shared, openapi, proto, table, watch};
 use crate::server::fault::Fault;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -69,12 +69,26 @@ async fn route(sh: &Arc<Shared>, req: Request) -> Result<Response, ApiError> {
         .get("content-type")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        // As an apiserver without protobuf: client-go then falls back to JSON.
-        return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
-        )));
-    }
+    let req = if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        // kubectl's typed clients (create namespace/configmap/secret) send protobuf; those few kinds are decoded.
+        let (mut parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let json = proto::decode(&body).ok_or_else(|| {
+            ApiError::unsupported_media("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (protobuf only for Namespace, ConfigMap, Secret, ServiceAccount)")
+        })?;
+        parts.headers.insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        Request::from_parts(
+            parts,
+            axum::body::Body::from(serde_json::to_vec(&json).unwrap_or_default()),
+        )
+    } else {
+        req
+    };
     match segs.as_slice() {
         [] => Ok(ok(
             &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version", "/lab/v1/faults"]}),
