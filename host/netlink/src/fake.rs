@@ -8,6 +8,10 @@
 //! route needs the device up (ENETDOWN); IPv6 addresses need `disable_ipv6` off (EACCES);
 //! rules without a priority get the one just below the first non-zero rule. Kinds the kernel lacks are declared
 //! with [`FakeNetlink::without_kind`] and fail like the real kernel (EOPNOTSUPP → NotSupported).
+//!
+//! Not modelled: routes the kernel adds by itself (connected subnets, IPv6 link-local and multicast), so a
+//! flow that checks routes should look for the ones it added; sysctl defaults (a key never written reads as
+//! missing); VF state other than MAC/VLAN.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

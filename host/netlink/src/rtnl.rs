@@ -33,7 +33,8 @@ use crate::{Netlink, validate_sysctl_key};
 
 /// The rtnetlink-backed [`Netlink`]. Cheap to create; sockets are opened on first use of each namespace and
 /// cached (keyed by the namespace file's inode, so a re-created namespace at the same path gets a new socket).
-/// Must be used inside a tokio runtime.
+/// Must be used inside a tokio runtime, and within one runtime: each socket's connection task runs on the
+/// runtime that first used that namespace.
 #[derive(Default)]
 pub struct RtNetlink {
     host: Mutex<Option<Handle>>,
