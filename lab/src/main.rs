@@ -63,6 +63,9 @@ struct ServeArgs {
     /// Skip TLS verification of webhooks that carry no caBundle.
     #[arg(long)]
     webhook_insecure: bool,
+    /// Create the objects of these manifests at start (files or directories; e.g. deploy/crds).
+    #[arg(long = "apply", value_name = "PATH")]
+    apply: Vec<PathBuf>,
     /// Events kept for watch replay.
     #[arg(long, default_value_t = 10_000)]
     history: usize,
@@ -174,6 +177,11 @@ async fn main() -> anyhow::Result<()> {
                 admission,
             };
             let handle = LabServer::start(opts).await?;
+            for p in &a.apply {
+                for o in handle.apply_manifests(p)? {
+                    println!("{o} applied");
+                }
+            }
             println!(
                 "danm-lab serving at {} (kubeconfig {})",
                 handle.url(),

@@ -38,6 +38,8 @@ pub enum LabError {
     Persist(#[from] persist::PersistError),
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig { path: PathBuf, source: std::io::Error },
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
     #[error("building a client from {path}: {message}")]
     Client { path: PathBuf, message: String },
 }
@@ -329,6 +331,72 @@ impl LabHandle {
     /// Skip TLS verification of webhooks without a `caBundle`.
     pub fn set_webhook_insecure(&self, insecure: bool) {
         self.shared.admission.write().unwrap().insecure = insecure;
+    }
+
+    /// Creates (or, if they exist, replaces) every object of the YAML manifests at `path` (a file or a directory of
+    /// `*.yaml`/`*.yml`/`*.json`, multi-document allowed), without admission, like a cluster bootstrap would.
+    /// Returns `kind/name` of each object.
+    pub fn apply_manifests(&self, path: &Path) -> Result<Vec<String>, LabError> {
+        let err = |p: &Path, message: String| LabError::Manifest {
+            path: p.to_path_buf(),
+            message,
+        };
+        let mut files = Vec::new();
+        if path.is_dir() {
+            let rd = std::fs::read_dir(path).map_err(|e| err(path, e.to_string()))?;
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+            }));
+            files.sort();
+        } else {
+            files.push(path.to_path_buf());
+        }
+        let mut done = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| err(&f, e.to_string()))?;
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v: serde_json::Value =
+                    serde::Deserialize::deserialize(doc).map_err(|e| err(&f, e.to_string()))?;
+                if v.is_null() {
+                    continue;
+                }
+                done.push(self.apply_object(v).map_err(|e| err(&f, e.to_string()))?);
+            }
+        }
+        self.shared.notify();
+        Ok(done)
+    }
+
+    fn apply_object(&self, mut v: serde_json::Value) -> Result<String, status::ApiError> {
+        let mut st = self.shared.store.lock().unwrap();
+        let av = v["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = v["kind"].as_str().unwrap_or_default().to_string();
+        let def = st
+            .registry
+            .by_kind(&av, &kind)
+            .cloned()
+            .ok_or_else(|| status::ApiError::bad_request(format!("no resource serves {kind} at {av}")))?;
+        let version = av.rsplit('/').next().unwrap_or_default().to_string();
+        store::check_body(&def, &version, &mut v)?;
+        let ns = v
+            .pointer("/metadata/namespace")
+            .and_then(|n| n.as_str())
+            .unwrap_or("default")
+            .to_string();
+        let name = store::name_of(&v).to_string();
+        if st.get(&def, &ns, &name).is_ok() {
+            let (old, new) = st.prepare_update(&def, &ns, &name, v, false)?;
+            let base = old["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            st.commit_update(&def, new, &base, false)?;
+        } else {
+            let p = st.prepare_create(&def, &ns, v)?;
+            st.commit_create(&def, p, false)?;
+        }
+        Ok(format!("{}/{name}", def.singular))
     }
 
     /// The current global resourceVersion.

@@ -586,3 +586,21 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
+
+#[tokio::test]
+async fn manifests_applied_at_start_make_the_danm_crds_servable() {
+    let lab = lab().await;
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let applied = lab.apply_manifests(&crds).unwrap();
+    assert!(
+        applied.contains(&"customresourcedefinition/danmnets.danm.k8s.io".to_string()),
+        "{applied:?}"
+    );
+    // Applying again replaces instead of failing.
+    assert_eq!(lab.apply_manifests(&crds).unwrap(), applied);
+    let client = lab.client().await.unwrap();
+    let created = danmnets(&client, "default")
+        .create(&PostParams::default(), &danmnet("m", "10.0.0.0/24"))
+        .await;
+    assert_eq!(created.unwrap().spec.options.cidr, "10.0.0.0/24");
+}

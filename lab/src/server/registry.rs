@@ -289,6 +289,14 @@ impl Registry {
             .filter(|d| d.serves(version))
     }
 
+    /// The definition serving `kind` at `apiVersion` (`v1`, `danm.k8s.io/v1`).
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceDef> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.defs
+            .values()
+            .find(|d| d.group == group && d.kind == kind && d.serves(version))
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &ResourceDef> {
         self.defs.values()
     }
