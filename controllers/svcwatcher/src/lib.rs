@@ -1,1 +1,12 @@
-//! svcwatcher (in progress).
+//! svcwatcher: EndpointSlices (one per address family) and the legacy Endpoints of selectorless Services that
+//! select pods by DANM network (spec §7, with §10 B13/B14 fixed), leader-elected with a Lease.
+//!
+//! The core is pure: [`selection::selection`] reads a Service's annotations and [`desired::desired_endpoints`]
+//! computes its objects from the DanmEps and pods of its namespace. [`controller`] runs it level-triggered per
+//! Service (Service, Pod and DanmEp changes map to the Services they can affect); [`leader`] is the Lease lock.
+
+pub mod desired;
+pub mod selection;
+
+pub use desired::{DesiredEndpoints, desired_endpoints};
+pub use selection::{Selection, selection};
