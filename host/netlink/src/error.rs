@@ -208,8 +208,8 @@ impl NetlinkError {
     }
 }
 
-/// The errno values the layer maps, from nix so no libc dependency is needed.
-pub(crate) mod libc_errno {
+/// Kernel errno values the layer maps (re-exported as `danm_netlink::errno`, e.g. for `FakeNetlink::fail_when`).
+pub mod libc_errno {
     use nix::errno::Errno;
     pub const ENOENT: i32 = Errno::ENOENT as i32;
     pub const ESRCH: i32 = Errno::ESRCH as i32;

@@ -18,7 +18,7 @@ pub mod types;
 use async_trait::async_trait;
 use ipnetwork::IpNetwork;
 
-pub use error::{NetlinkError, Op};
+pub use error::{NetlinkError, Op, libc_errno as errno};
 pub use fake::{Call, FakeNetlink};
 pub use rtnl::RtNetlink;
 pub use types::*;
