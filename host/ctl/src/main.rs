@@ -1,7 +1,8 @@
-//! `danmctl`: offline operator commands on files (IPAM inspection and repair; plugin checks come later).
+//! `danmctl`: offline operator commands on files (IPAM inspection and repair, plugin checks).
 
 mod file;
 mod ipam;
+mod plugins;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,12 +22,16 @@ enum Command {
     /// Inspect and repair the IP allocations stored in a DanmNet/TenantNetwork/ClusterNetwork file.
     #[command(subcommand)]
     Ipam(ipam::IpamCommand),
+    /// Check, list and run danm's WebAssembly plugins offline (validate and translate network files).
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Ipam(cmd) => ipam::run(cmd).map_err(anyhow::Error::from),
+        Command::Plugins(cmd) => plugins::run(cmd).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,18 +17,24 @@ use serde_json::json;
 const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
 const CHILD_ENV: &str = "DANM_WASM_BENCH_CHILD";
 
-fn plugin_dir() -> PathBuf {
+/// The built plugins (`$DANM_PLUGIN_DIR`, else `<repo>/build/plugins`), each as `<name>.wasm` or the cargo artefact
+/// name `danm_guest_<name>.wasm`.
+fn plugin_files() -> Vec<(&'static str, PathBuf)> {
     let dir = std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target-plugins"));
-    for n in REAL {
-        assert!(
-            dir.join(format!("{n}.wasm")).is_file(),
-            "{} has no {n}.wasm: run `make guests`",
-            dir.display()
-        );
-    }
-    dir
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"));
+    REAL.iter()
+        .map(|n| {
+            let f = [
+                dir.join(format!("{n}.wasm")),
+                dir.join(format!("danm_guest_{n}.wasm")),
+            ]
+            .into_iter()
+            .find(|f| f.is_file())
+            .unwrap_or_else(|| panic!("{} has no {n}.wasm: run `make guests`", dir.display()));
+            (*n, f)
+        })
+        .collect()
 }
 
 fn request() -> TranslateRequest {
@@ -80,16 +86,16 @@ fn main() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child();
     }
-    let src = plugin_dir();
+    let src = plugin_files();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("plugins");
     std::fs::create_dir(&dir).unwrap();
-    for n in REAL {
-        std::fs::copy(src.join(format!("{n}.wasm")), dir.join(format!("{n}.wasm"))).unwrap();
+    for (n, f) in &src {
+        std::fs::copy(f, dir.join(format!("{n}.wasm"))).unwrap();
     }
     let only_macvlan = work.path().join("macvlan-only");
     std::fs::create_dir(&only_macvlan).unwrap();
-    std::fs::copy(src.join("macvlan.wasm"), only_macvlan.join("macvlan.wasm")).unwrap();
+    std::fs::copy(&src[1].1, only_macvlan.join("macvlan.wasm")).unwrap();
 
     // 1. First load (empty cache) vs cached load, one plugin, in this process.
     let mut first = Vec::new();

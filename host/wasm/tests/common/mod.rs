@@ -9,32 +9,45 @@ use tempfile::TempDir;
 
 pub const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
 
-/// The directory holding the built plugins: `$DANM_PLUGIN_DIR`, else `<repo>/target-plugins` (what `make guests`
-/// / `guests/build.sh` fill). Panics, telling how to build them, when they are missing: these tests never skip.
+/// The directory holding the built plugins: `$DANM_PLUGIN_DIR` (set by the Makefile), else `<repo>/build/plugins`
+/// (what `make guests` and `guests/build.sh` fill). Panics, telling how to build them, when they are missing: these
+/// tests never skip.
 pub fn plugin_dir() -> PathBuf {
     let dir = std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target-plugins"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"));
     for name in REAL {
-        let f = dir.join(format!("{name}.wasm"));
-        assert!(
-            f.is_file(),
-            "plugin {} is missing: build the plugins first with `make guests` (or guests/build.sh), \
-             or point DANM_PLUGIN_DIR at a directory holding them",
-            f.display()
-        );
+        find(&dir, name);
     }
     dir
 }
 
-/// A real plugin file.
-pub fn real(name: &str) -> PathBuf {
-    plugin_dir().join(format!("{name}.wasm"))
+/// `<dir>/<name>.wasm`, or the cargo artefact name `<dir>/danm_guest_<name>.wasm`.
+fn find(dir: &Path, name: &str) -> PathBuf {
+    let candidates = [
+        dir.join(format!("{name}.wasm")),
+        dir.join(format!("danm_guest_{name}.wasm")),
+    ];
+    candidates.iter().find(|f| f.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "plugin {name} is missing from {}: build the plugins first with `make guests` (or guests/build.sh), \
+             or point DANM_PLUGIN_DIR / DANM_TEST_PLUGIN_DIR at directories holding them",
+            dir.display()
+        )
+    })
 }
 
-/// A misbehaving test plugin (`<plugin dir>/test/<name>.wasm`).
+/// A real plugin file.
+pub fn real(name: &str) -> PathBuf {
+    find(&plugin_dir(), name)
+}
+
+/// A misbehaving test plugin: `$DANM_TEST_PLUGIN_DIR` (set by the Makefile), else `<repo>/build/test-plugins`.
 pub fn test_plugin(name: &str) -> PathBuf {
-    let f = plugin_dir().join("test").join(format!("{name}.wasm"));
+    let dir = std::env::var_os("DANM_TEST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/test-plugins"));
+    let f = dir.join(format!("{name}.wasm"));
     assert!(
         f.is_file(),
         "test plugin {} is missing: run `make guests` (or guests/build.sh)",
@@ -43,18 +56,25 @@ pub fn test_plugin(name: &str) -> PathBuf {
     f
 }
 
-/// A cache shared by the tests of this binary, so each plugin is compiled once per run.
-pub fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("danm-wasm-test-cache")
-}
-
-/// A temporary plugin directory holding copies of `files`.
+/// A temporary plugin directory holding copies of `files`, each named `<plugin>.wasm`.
 pub fn dir_with(files: &[PathBuf]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in files {
-        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).unwrap();
+        let name = f
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_start_matches("danm_guest_")
+            .to_owned();
+        std::fs::copy(f, dir.path().join(name)).unwrap();
     }
     dir
+}
+
+/// A cache shared by the tests of this binary, so each plugin is compiled once per run.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("danm-wasm-test-cache")
 }
 
 pub fn config(dir: &Path, cache: Option<PathBuf>) -> RuntimeConfig {
