@@ -117,6 +117,11 @@ impl WasmValidator {
         })
     }
 
+    /// Problems found while loading (broken plugins, NetworkTypes claimed twice, two rules plugins).
+    pub fn load_errors(&self) -> Vec<String> {
+        self.read().errors().iter().map(ToString::to_string).collect()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, PluginSet> {
         self.set.read().unwrap_or_else(|p| p.into_inner())
     }

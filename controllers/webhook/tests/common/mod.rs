@@ -25,12 +25,22 @@ pub fn plugin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"))
 }
 
+/// Whether `dir` holds any `.wasm` file.
+pub fn has_plugins(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        })
+        .unwrap_or(false)
+}
+
 /// The wasm plugins, loaded once per test binary. Panics (the test fails) when they were not built.
 pub fn validator() -> Arc<WasmValidator> {
     static V: OnceLock<Arc<WasmValidator>> = OnceLock::new();
     V.get_or_init(|| {
         let dir = plugin_dir();
-        if !dir.join("danm_guest_rules.wasm").exists() {
+        if !has_plugins(&dir) {
             panic!(
                 "the wasm plugins are missing in {}: run `make guests` first",
                 dir.display()
@@ -38,14 +48,21 @@ pub fn validator() -> Arc<WasmValidator> {
         }
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("danm-plugin-cache");
         std::fs::create_dir_all(&cache).unwrap();
-        Arc::new(
+        let v = Arc::new(
             WasmValidator::load_dir(&dir, Some(&cache), false).unwrap_or_else(|e| {
                 panic!(
                     "cannot load the plugins of {} ({e}): run `make guests` first",
                     dir.display()
                 )
             }),
-        )
+        );
+        let problems = v.load_errors();
+        assert!(
+            problems.is_empty(),
+            "plugin directory {} has problems: {problems:?}",
+            dir.display()
+        );
+        v
     })
     .clone()
 }
