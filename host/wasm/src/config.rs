@@ -29,6 +29,11 @@ pub struct RuntimeConfig {
     pub fuel: Option<u64>,
     /// Use wasmtime's pooling allocator (long-lived hosts: the webhook). Short-lived processes leave it off.
     pub pooling: bool,
+    /// 0 (default): every call runs in a fresh instance. N > 0: an instance serves up to N calls before it is
+    /// dropped (long-lived hosts, to skip instantiation; plugins are pure functions, every call still gets a full
+    /// deadline and fuel, the memory cap bounds what an instance can accumulate, and an instance whose call failed
+    /// is discarded).
+    pub reuse_instance_calls: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -43,6 +48,7 @@ impl Default for RuntimeConfig {
             stderr_limit: 16 << 10,
             fuel: None,
             pooling: false,
+            reuse_instance_calls: 0,
         }
     }
 }

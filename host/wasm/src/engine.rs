@@ -86,17 +86,24 @@ pub(crate) struct Pipes {
 }
 
 impl Pipes {
-    /// The guest's stderr (and stdout, if it wrote any), lossily decoded and trimmed.
-    pub(crate) fn text(&self) -> String {
-        let mut s = String::from_utf8_lossy(&self.stderr.contents())
+    /// Current lengths of (stderr, stdout), to report only what one call of a reused instance wrote.
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.stderr.contents().len(), self.stdout.contents().len())
+    }
+
+    /// The guest's stderr (and stdout, if it wrote any) since `mark`, lossily decoded and trimmed.
+    pub(crate) fn text_since(&self, (err_from, out_from): (usize, usize)) -> String {
+        let err = self.stderr.contents();
+        let mut s = String::from_utf8_lossy(err.get(err_from..).unwrap_or_default())
             .trim_end()
             .to_owned();
         let out = self.stdout.contents();
+        let out = out.get(out_from..).unwrap_or_default();
         if !out.is_empty() {
             if !s.is_empty() {
                 s.push('\n');
             }
-            s.push_str(String::from_utf8_lossy(&out).trim_end());
+            s.push_str(String::from_utf8_lossy(out).trim_end());
         }
         s
     }
@@ -179,13 +186,19 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| h as &mut dyn ResourceLimiter);
-        store.set_epoch_deadline(self.config.deadline_ticks());
         store.epoch_deadline_trap();
+        self.rearm(&mut store);
+        (store, pipes)
+    }
+
+    /// Gives a store a full deadline and fuel budget for its next call.
+    pub(crate) fn rearm(&self, store: &mut Store<Host>) {
+        store.data_mut().memory_denied = false;
+        store.set_epoch_deadline(self.config.deadline_ticks());
         if let Some(fuel) = self.config.fuel {
             // Fuel is enabled on the engine exactly when it is configured, so this cannot fail.
             let _ = store.set_fuel(fuel);
         }
-        (store, pipes)
     }
 }
 

@@ -1,7 +1,7 @@
 //! One plugin file: identification (sha256, WIT version, world), compilation or cache load, and the guarded calls.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
@@ -42,10 +42,34 @@ enum Pre {
     RulesV0_1(v0_1_0::rules::RulesPluginPre<Host>),
 }
 
+/// Live instances, per supported version and world.
+enum Inst {
+    BackendV0_1(v0_1_0::backend::BackendPlugin),
+    RulesV0_1(v0_1_0::rules::RulesPlugin),
+}
+
+impl Pre {
+    fn instantiate(&self, store: &mut Store<Host>) -> wasmtime::Result<Inst> {
+        Ok(match self {
+            Pre::BackendV0_1(p) => Inst::BackendV0_1(p.instantiate(store)?),
+            Pre::RulesV0_1(p) => Inst::RulesV0_1(p.instantiate(store)?),
+        })
+    }
+}
+
+/// An instance kept for more calls (long-lived hosts; see `RuntimeConfig::reuse_instance_calls`).
+struct Live {
+    store: Store<Host>,
+    inst: Inst,
+    pipes: Pipes,
+    calls: u32,
+}
+
 pub(crate) struct Plugin {
     pub(crate) info: PluginInfo,
     key: String,
     pre: OnceLock<Result<Pre, String>>,
+    live: Mutex<Vec<Live>>,
 }
 
 impl Plugin {
@@ -74,6 +98,7 @@ impl Plugin {
                 info,
                 key,
                 pre: OnceLock::new(),
+                live: Mutex::new(Vec::new()),
             })
         };
         if let Some(p) = known_sha256.and_then(from_meta) {
@@ -102,22 +127,17 @@ impl Plugin {
             },
             key,
             pre: OnceLock::new(),
+            live: Mutex::new(Vec::new()),
         };
         let _ = plugin.pre.set(Ok(pre));
         if kind == PluginKind::Backend {
-            let types = plugin.call(rt, "network-types", None, |store, pre| match pre {
-                Pre::BackendV0_1(p) => p
-                    .instantiate(&mut *store)?
-                    .danm_plugin_backend()
-                    .call_network_types(store),
-                Pre::RulesV0_1(_) => unreachable!("a backend"),
+            let types = plugin.call(rt, "network-types", None, |store, inst| match inst {
+                Inst::BackendV0_1(b) => b.danm_plugin_backend().call_network_types(store),
+                Inst::RulesV0_1(_) => wasmtime::bail!("not a backend"),
             })?;
-            let info = plugin.call(rt, "describe", None, |store, pre| match pre {
-                Pre::BackendV0_1(p) => p
-                    .instantiate(&mut *store)?
-                    .danm_plugin_backend()
-                    .call_describe(store),
-                Pre::RulesV0_1(_) => unreachable!("a backend"),
+            let info = plugin.call(rt, "describe", None, |store, inst| match inst {
+                Inst::BackendV0_1(b) => b.danm_plugin_backend().call_describe(store),
+                Inst::RulesV0_1(_) => wasmtime::bail!("not a backend"),
             })?;
             plugin.info.network_types = types.into_iter().map(|t| t.to_ascii_lowercase()).collect();
             plugin.info.backend = Some(info.into());
@@ -146,13 +166,14 @@ impl Plugin {
         })
     }
 
-    /// Runs `f` in a fresh store and turns every failure into a [`PluginError`] naming this plugin.
+    /// Runs `f` on an instance (fresh, or a reused live one when `reuse_instance_calls` > 0) and turns every failure
+    /// into a [`PluginError`] naming this plugin. An instance whose call failed is never reused.
     fn call<R>(
         &self,
         rt: &Runtime,
         function: &'static str,
         network: Option<&dyn Fn() -> Option<String>>,
-        f: impl FnOnce(&mut Store<Host>, &Pre) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<Host>, &Inst) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.call_cached(rt, None, function, network, f)
     }
@@ -163,21 +184,63 @@ impl Plugin {
         cache: Option<&Cache>,
         function: &'static str,
         network: Option<&dyn Fn() -> Option<String>>,
-        f: impl FnOnce(&mut Store<Host>, &Pre) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<Host>, &Inst) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let pre = self.pre(rt, cache)?;
-        let (mut store, pipes) = rt.store();
-        match f(&mut store, pre) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let site = CallSite {
-                    file: self.info.file.clone(),
-                    function,
-                    network: network.and_then(|n| n()),
-                };
-                Err(classify(rt, &store, &pipes, site, e))
+        let reuse = rt.config.reuse_instance_calls;
+        let pooled = if reuse > 0 {
+            self.live.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        } else {
+            None
+        };
+        let mut live = match pooled {
+            Some(mut l) => {
+                rt.rearm(&mut l.store);
+                l
             }
+            None => {
+                let (mut store, pipes) = rt.store();
+                match pre.instantiate(&mut store) {
+                    Ok(inst) => Live {
+                        store,
+                        inst,
+                        pipes,
+                        calls: 0,
+                    },
+                    Err(e) => return Err(self.failure(rt, &store, &pipes, (0, 0), function, network, e)),
+                }
+            }
+        };
+        let mark = live.pipes.mark();
+        match f(&mut live.store, &live.inst) {
+            Ok(r) => {
+                live.calls += 1;
+                if reuse > 0 && live.calls < reuse {
+                    self.live.lock().unwrap_or_else(|e| e.into_inner()).push(live);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(self.failure(rt, &live.store, &live.pipes, mark, function, network, e)),
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failure(
+        &self,
+        rt: &Runtime,
+        store: &Store<Host>,
+        pipes: &Pipes,
+        mark: (usize, usize),
+        function: &'static str,
+        network: Option<&dyn Fn() -> Option<String>>,
+        e: wasmtime::Error,
+    ) -> PluginError {
+        let site = CallSite {
+            file: self.info.file.clone(),
+            function,
+            network: network.and_then(|n| n()),
+        };
+        classify(rt, store, pipes, mark, site, e)
     }
 
     pub(crate) fn translate(
@@ -192,14 +255,10 @@ impl Plugin {
             function: "translate",
             network: network(),
         };
-        let res = self.call_cached(rt, cache, "translate", Some(&network), |store, pre| match pre {
-            Pre::BackendV0_1(p) => {
-                let att = req.into();
-                p.instantiate(&mut *store)?
-                    .danm_plugin_backend()
-                    .call_translate(store, &att)
-            }
-            Pre::RulesV0_1(_) => wasmtime::bail!("the rules plugin cannot translate"),
+        let att = req.into();
+        let res = self.call_cached(rt, cache, "translate", Some(&network), |store, inst| match inst {
+            Inst::BackendV0_1(b) => b.danm_plugin_backend().call_translate(store, &att),
+            Inst::RulesV0_1(_) => wasmtime::bail!("the rules plugin cannot translate"),
         })?;
         let config = res.map_err(|e| PluginError::Refused {
             site: site(),
@@ -240,14 +299,12 @@ impl Plugin {
         old_network_json: Option<&str>,
     ) -> Result<Vec<Violation>, PluginError> {
         let network = || network_name(network_json);
-        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, pre| match pre {
-            Pre::BackendV0_1(p) => p.instantiate(&mut *store)?.danm_plugin_backend().call_validate(
-                store,
-                op.into(),
-                network_json,
-                old_network_json,
-            ),
-            Pre::RulesV0_1(_) => wasmtime::bail!("not a backend"),
+        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, inst| match inst {
+            Inst::BackendV0_1(b) => {
+                b.danm_plugin_backend()
+                    .call_validate(store, op.into(), network_json, old_network_json)
+            }
+            Inst::RulesV0_1(_) => wasmtime::bail!("not a backend"),
         })?;
         let site = || CallSite {
             file: self.info.file.clone(),
@@ -270,14 +327,10 @@ impl Plugin {
                 .or(review.old_object_json.as_deref())
                 .and_then(network_name)
         };
-        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, pre| match pre {
-            Pre::RulesV0_1(p) => {
-                let r = review.into();
-                p.instantiate(&mut *store)?
-                    .danm_plugin_rules()
-                    .call_validate(store, &r)
-            }
-            Pre::BackendV0_1(_) => wasmtime::bail!("not the rules plugin"),
+        let r = review.into();
+        let v = self.call_cached(rt, cache, "validate", Some(&network), |store, inst| match inst {
+            Inst::RulesV0_1(p) => p.danm_plugin_rules().call_validate(store, &r),
+            Inst::BackendV0_1(_) => wasmtime::bail!("not the rules plugin"),
         })?;
         let site = || CallSite {
             file: self.info.file.clone(),
@@ -335,10 +388,11 @@ fn classify(
     rt: &Runtime,
     store: &Store<Host>,
     pipes: &Pipes,
+    mark: (usize, usize),
     site: CallSite,
     e: wasmtime::Error,
 ) -> PluginError {
-    let stderr = pipes.text();
+    let stderr = pipes.text_since(mark);
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
             return PluginError::Timeout {

@@ -257,3 +257,27 @@ fn a_plugin_file_rewritten_in_place_is_rehashed_not_served_from_stale_metadata()
         second.network_types()
     );
 }
+
+#[test]
+fn reused_instances_give_the_same_results_and_a_failed_one_is_discarded() {
+    let plugins = dir_with(&[real("macvlan"), test_plugin("trap")]);
+    let cfg = danm_wasm::RuntimeConfig {
+        reuse_instance_calls: 3,
+        ..config(plugins.path(), Some(shared_cache()))
+    };
+    let set = PluginSet::load(cfg).unwrap();
+    let fresh = PluginSet::load(config(plugins.path(), Some(shared_cache()))).unwrap();
+    let expected = fresh.translate(&request("macvlan")).unwrap();
+    for _ in 0..7 {
+        assert_eq!(set.translate(&request("macvlan")).unwrap(), expected);
+    }
+    for _ in 0..2 {
+        let msg = set.translate(&request("trap")).unwrap_err().to_string();
+        assert_eq!(
+            msg.matches("about to fail").count(),
+            1,
+            "only this call's stderr: {msg}"
+        );
+    }
+    still_healthy(&set);
+}
