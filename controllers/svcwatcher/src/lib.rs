@@ -10,3 +10,5 @@ pub mod selection;
 
 pub use desired::{DesiredEndpoints, desired_endpoints};
 pub use selection::{Selection, selection};
+pub mod controller;
+pub mod leader;

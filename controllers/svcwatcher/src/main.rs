@@ -1,5 +1,105 @@
-//! `svcwatcher` binary (the controller loop is being wired; this build only exits).
-fn main() {
-    eprintln!("svcwatcher: the controller loop is not wired yet");
-    std::process::exit(2);
+//! `svcwatcher`: the Deployment binary. Candidates elect a leader with a Lease; the leader runs the controller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use danm_controller_kit::{LogFormat, MetricsRegistry, Readiness, health_router, init_tracing};
+use danm_svcwatcher::controller::{Metrics, run};
+use danm_svcwatcher::leader::{LeaderElector, LeadershipEnd, LeaseConfig};
+use tracing::{error, info};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "svcwatcher",
+    version,
+    about = "EndpointSlices and Endpoints of DANM-selected services"
+)]
+struct Args {
+    /// kubeconfig file; default: KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "DANM_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "DANM_SVCWATCHER_LEASE_NAMESPACE", default_value = "kube-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "DANM_SVCWATCHER_LEASE_NAME",
+        default_value = "danm-svc-controller"
+    )]
+    lease_name: String,
+    /// This candidate's identity (default: the hostname, i.e. the pod name).
+    #[arg(long, env = "DANM_SVCWATCHER_IDENTITY")]
+    identity: Option<String>,
+    /// Lease duration in milliseconds.
+    #[arg(long, env = "DANM_SVCWATCHER_LEASE_MS", default_value_t = 10_000)]
+    lease_ms: u64,
+    /// Renew deadline in milliseconds.
+    #[arg(long, env = "DANM_SVCWATCHER_RENEW_MS", default_value_t = 5_000)]
+    renew_ms: u64,
+    /// Retry period in milliseconds.
+    #[arg(long, env = "DANM_SVCWATCHER_RETRY_MS", default_value_t = 2_000)]
+    retry_ms: u64,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "DANM_SVCWATCHER_METRICS_ADDR", default_value = "0.0.0.0:9472")]
+    metrics_addr: SocketAddr,
+    /// Log format: text or json.
+    #[arg(long, env = "DANM_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| format!("svcwatcher-{}", std::process::id()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format, None)?;
+    let client = danm_controller_kit::client(args.kubeconfig.as_deref()).await?;
+    let registry = MetricsRegistry::with_prefix("danm_svcwatcher");
+    let metrics = Metrics::register(&registry);
+    let ready = Readiness::default();
+    ready.set(true);
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let router = health_router(ready, registry);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            error!(error = %err, "health server stopped");
+        }
+    });
+    let mut cfg = LeaseConfig::new(
+        &args.lease_namespace,
+        &args.lease_name,
+        &args.identity.unwrap_or_else(hostname),
+    );
+    cfg.lease_duration = Duration::from_millis(args.lease_ms);
+    cfg.renew_deadline = Duration::from_millis(args.renew_ms);
+    cfg.retry_period = Duration::from_millis(args.retry_ms);
+    info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "svcwatcher candidate starting");
+    let elector = LeaderElector::new(client.clone(), cfg);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match elector.run(run(client, metrics, shutdown)).await {
+        LeadershipEnd::WorkDone => Ok(()),
+        LeadershipEnd::Lost => {
+            // Like client-go: stop at once so no two leaders write; the Deployment restarts the process.
+            error!("leadership lost; exiting");
+            std::process::exit(1);
+        }
+    }
 }
