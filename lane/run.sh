@@ -8,7 +8,9 @@
 # $CARGO_TARGET_DIR/kernel-lane), LANE_TIMEOUT (seconds for the VM, default 480), LANE_BOOT_TIMEOUT (seconds until
 # the VM's first marker, default 120), LANE_MEM (MiB, default 1024), LANE_SMP (default 2), LANE_KERNEL (a version
 # under /lib/modules, default the newest with ipvlan.ko), LANE_TESTS (list file, default lane/tests.list),
-# LANE_NO_INSTALL=1 (never call apt-get), LANE_FILTER (extra libtest args added to every test entry).
+# LANE_NO_INSTALL=1 (never call apt-get), LANE_FILTER (extra libtest args added to every test entry), LANE_STRIP=0
+# (keep debug info in the packed executables), LANE_APPEND (kernel arguments instead of `quiet`), LANE_INIT (another
+# init script, to check the harness's own failure paths).
 set -euo pipefail
 
 LANE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +116,11 @@ copy_abs() {
 copy_with_libs() {
     local exe="$1" lib
     copy_abs "$exe"
+    # Debug line tables double the initramfs and the guest loads every byte under emulation; panics still name
+    # file:line without them. LANE_STRIP=0 keeps them (for backtraces with RUST_BACKTRACE in the VM).
+    if [ "${LANE_STRIP:-1}" = 1 ] && command -v strip >/dev/null; then
+        strip --strip-debug "$ROOT$exe"
+    fi
     file_is_static "$exe" && return 0
     # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)".
     while read -r lib; do
@@ -170,7 +177,7 @@ build_s="$(elapsed "$build_start")"
 # --- 4. initramfs ------------------------------------------------------------------------------------------------
 pack_start=$(date +%s.%N)
 cp /bin/busybox "$ROOT/bin/busybox"
-install -m 0755 "$LANE_DIR/init.sh" "$ROOT/init"
+install -m 0755 "${LANE_INIT:-$LANE_DIR/init.sh}" "$ROOT/init"
 : >"$ROOT/lane/modules.list"
 for file in "${ORDER[@]}"; do
     copy_abs "$file"
@@ -194,7 +201,7 @@ qemu_args=(
     -accel tcg -cpu max -m "$LANE_MEM" -smp "$LANE_SMP"
     -display none -monitor none -serial stdio -nic none -no-reboot
     -kernel "$VMLINUZ" -initrd "$INITRD"
-    -append "console=ttyS0 quiet panic=-1 oops=panic"
+    -append "console=ttyS0 panic=-1 oops=panic ${LANE_APPEND-quiet}"
 )
 say "booting: qemu-system-x86_64 ${qemu_args[*]}"
 vm_start=$(date +%s.%N)
