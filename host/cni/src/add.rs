@@ -355,7 +355,8 @@ async fn add_interface(
             pod_namespace: &pod.namespace,
             pod_name: &pod.name,
         },
-    )?;
+    )
+    .await?;
     let pod_ns = Netns::path(&pod.netns_path);
     let native = if chain.plugins.len() == 1 {
         native::parse(&chain.plugins[0])

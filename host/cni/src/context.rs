@@ -113,7 +113,7 @@ pub struct ConfigInput<'a> {
 
 /// The CNI config of an interface: the backend plugin's translation when a plugin serves the type, else the static
 /// config from `cniDir` (with fakeipam when danm allocated the addresses).
-pub fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, Error> {
+pub async fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, Error> {
     if ctx.translator.serves(input.ty) {
         let req = TranslateRequest {
             network_json: serde_json::to_string(input.network).map_err(|e| Error::Other(e.to_string()))?,
@@ -126,13 +126,21 @@ pub fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, Error> 
             pod_namespace: input.pod_namespace.to_owned(),
             pod_name: input.pod_name.to_owned(),
         };
-        let text = ctx
-            .translator
-            .translate(input.ty, &req)
-            .map_err(|message| Error::Plugin {
-                network_type: input.ty.to_owned(),
-                message,
-            })?;
+        // Plugin calls are synchronous (wasmtime, whose WASI layer blocks on tokio itself): run them on a plain
+        // thread outside the runtime and await the answer.
+        let (translator, ty) = (ctx.translator.clone(), input.ty.to_owned());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(translator.translate(&ty, &req));
+        });
+        let plugin_err = |message: String| Error::Plugin {
+            network_type: input.ty.to_owned(),
+            message,
+        };
+        let text = rx
+            .await
+            .map_err(|_| plugin_err("the plugin call panicked".into()))?
+            .map_err(plugin_err)?;
         let mut value: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Translated(format!("backend {} returned invalid JSON: {e}", input.ty)))?;
         let Some(map) = value.as_object_mut() else {

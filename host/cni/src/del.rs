@@ -106,22 +106,23 @@ pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
     }
 
     // The interface.
-    let chain = network.as_ref().map(|net| {
-        let danm_ipam = in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
-        let keep = |a: &str| {
-            if in_network(&net.spec, a) {
-                a.to_owned()
-            } else {
-                String::new()
-            }
-        };
-        let (ip4, ip6) = (keep(&iface.address), keep(&iface.address_ipv6));
-        let parent = (!iface.device_id.is_empty())
-            .then(|| ctx.sysfs.pf_name(&iface.device_id).ok())
-            .flatten();
-        build_config(
-            ctx,
-            &ConfigInput {
+    let chain = match network.as_ref() {
+        None => None,
+        Some(net) => {
+            let danm_ipam =
+                in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
+            let keep = |a: &str| {
+                if in_network(&net.spec, a) {
+                    a.to_owned()
+                } else {
+                    String::new()
+                }
+            };
+            let (ip4, ip6) = (keep(&iface.address), keep(&iface.address_ipv6));
+            let parent = (!iface.device_id.is_empty())
+                .then(|| ctx.sysfs.pf_name(&iface.device_id).ok())
+                .flatten();
+            let input = ConfigInput {
                 network: net,
                 ty: &ty,
                 ifname: &iface.name,
@@ -132,9 +133,10 @@ pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
                 parent,
                 pod_namespace: &ns,
                 pod_name: &ep.spec.pod,
-            },
-        )
-    });
+            };
+            Some(build_config(ctx, &input).await)
+        }
+    };
     let native_type = match &chain {
         Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
         Some(Ok(_)) => false,

@@ -1,5 +1,7 @@
-//! Test helpers: root check, named netns guard, running CNI plugins and `ip`.
+//! Test helpers: root check, named netns guard, running CNI plugins and `ip`; the lab harness in [`lab`].
 #![allow(dead_code)]
+
+pub mod lab;
 
 use std::io::Write;
 use std::path::Path;

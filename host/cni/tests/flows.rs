@@ -1,0 +1,926 @@
+//! The ADD/DEL/CHECK/GC/STATUS flows on the recording netlink fake, against the in-process lab API server and the
+//! real backend plugins. Each failure test checks that nothing is left: no DanmEp, no allocated address, no link.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::lab::{Call, Lab, Services, ctx, lab, plugins};
+use danm_api::{NetworkKind, labels};
+use danm_cni::error::Error;
+use danm_cni::ipam::Retry;
+use danm_cni::native::Sysfs;
+use danm_cni::run::dispatch;
+use danm_core::cni::codes;
+use danm_lab::Fault;
+use danm_netlink::{
+    Call as NlCall, FakeNetlink, IpvlanMode, LinkKind, MacvlanMode, Netlink, Netns, TABLE_MAIN,
+};
+use serde_json::{Value, json};
+
+const NS: &str = "default";
+
+struct World {
+    lab: Lab,
+    fake: Arc<FakeNetlink>,
+    svc: Services,
+    pod_ns: Netns,
+    netns_path: String,
+    _tmp: tempfile::TempDir,
+}
+
+async fn world() -> Option<World> {
+    let Some(translator) = plugins() else {
+        eprintln!("skipping: the backend plugins are not built (run `make guests`)");
+        return None;
+    };
+    let lab = lab().await;
+    let fake = Arc::new(FakeNetlink::new());
+    fake.add_device(&Netns::Host, "ens1", 1500);
+    let netns_path = "/var/run/netns/fakepod".to_owned();
+    let pod_ns = Netns::path(&netns_path);
+    fake.add_netns(pod_ns.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let svc = Services {
+        api: lab.api.clone(),
+        netlink: fake.clone(),
+        translator,
+        sysfs: Sysfs {
+            root: tmp.path().join("sys"),
+        },
+        kubelet_root: tmp.path().join("kubelet"),
+        retry: Retry::default(),
+    };
+    Some(World {
+        lab,
+        fake,
+        svc,
+        pod_ns,
+        netns_path,
+        _tmp: tmp,
+    })
+}
+
+impl World {
+    fn call<'a>(&'a self, command: &'a str, pod: &'a str, cid: &'a str) -> Call<'a> {
+        Call::new(command, NS, pod, cid, &self.netns_path)
+    }
+
+    async fn run(&self, call: &Call<'_>) -> Result<Option<String>, Error> {
+        dispatch(ctx(&self.svc, call), Ok(())).await
+    }
+
+    async fn macvlan(&self, name: &str, extra: Value) -> danm_api::Network {
+        let mut opts = json!({"host_device": "ens1", "cidr": "10.10.0.0/24"});
+        for (k, v) in extra.as_object().unwrap() {
+            opts[k] = v.clone();
+        }
+        self.lab
+            .network(
+                NetworkKind::DanmNet,
+                NS,
+                name,
+                json!({"NetworkID": name, "NetworkType": "macvlan", "Options": opts}),
+            )
+            .await
+    }
+
+    async fn pod_links(&self) -> Vec<String> {
+        self.fake
+            .links(&self.pod_ns)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n != "lo")
+            .collect()
+    }
+
+    /// Nothing of the pod is left: no DanmEps, no pod links, and every network's bitmaps are as created.
+    async fn assert_nothing_left(&self, networks: &[&danm_api::Network]) {
+        assert_eq!(self.lab.eps(NS).await.len(), 0, "DanmEps left behind");
+        assert_eq!(self.pod_links().await, Vec::<String>::new(), "links left behind");
+        for net in networks {
+            let kind = net.network_kind().unwrap();
+            let now = self
+                .lab
+                .get_network(kind, net.namespace().unwrap_or_default(), net.name())
+                .await;
+            assert_eq!(
+                now.spec.options.alloc,
+                net.spec.options.alloc,
+                "IPv4 left allocated in {}",
+                net.name()
+            );
+            assert_eq!(
+                now.spec.options.alloc6,
+                net.spec.options.alloc6,
+                "IPv6 left allocated in {}",
+                net.name()
+            );
+        }
+    }
+}
+
+fn code_of(r: Result<Option<String>, Error>) -> (u32, String) {
+    let e = r.expect_err("the invocation should fail").to_cni();
+    (e.code, format!("{} {}", e.msg, e.details))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_nothing() {
+    let Some(w) = world().await else { return };
+    let mgmt = w.macvlan("mgmt", json!({})).await;
+    let ext = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "ext",
+            json!({"NetworkID":"ext","NetworkType":"macvlan","Options":{"host_device":"ens1","cidr":"10.20.0.0/24",
+                   "net6":"fd20::/64","container_prefix":"ext","routes":{"10.30.0.0/24":"10.20.0.1"},"rt_tables":10}}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p1",
+            Some(json!([{"network":"mgmt","ip":"dynamic"},
+                        {"network":"ext","ip":"dynamic","ip6":"dynamic","proutes":{"10.40.0.0/24":"10.20.0.1"}}])),
+            &[("app", "web")],
+        )
+        .await;
+    let out = w.run(&w.call("ADD", "p1", "c1")).await.unwrap().unwrap();
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["cniVersion"], "1.0.0");
+    assert_eq!(result["interfaces"][0]["name"], "eth0");
+    assert_eq!(result["interfaces"][1]["name"], "ext1");
+    assert_eq!(result["ips"][0]["address"], "10.10.0.1/24");
+    assert_eq!(result["ips"][0]["interface"], 0);
+    assert_eq!(
+        result["ips"][1]["address"], "10.20.0.2/24",
+        "the gateway .1 is reserved"
+    );
+    assert_eq!(result["ips"][1]["interface"], 1);
+    assert_eq!(result["ips"][2]["address"], "fd20::1/64");
+
+    // Links: macvlan directly in the pod netns on ens1, bridge mode, addresses, up.
+    let eth0 = w.fake.link(&w.pod_ns, "eth0").await.unwrap();
+    assert_eq!(
+        eth0.kind,
+        LinkKind::Macvlan {
+            mode: MacvlanMode::Bridge
+        }
+    );
+    assert!(eth0.up);
+    let creates: Vec<_> = w
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, NlCall::CreateLink { .. }))
+        .collect();
+    assert!(
+        creates
+            .iter()
+            .all(|c| matches!(c, NlCall::CreateLink { link, .. } if link.netns == Some(w.pod_ns.clone())))
+    );
+    assert!(
+        !w.fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, NlCall::MoveLink { .. })),
+        "no create-then-move"
+    );
+    let addrs: Vec<String> = w
+        .fake
+        .addresses(&w.pod_ns, "ext1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.addr.to_string())
+        .collect();
+    assert!(
+        addrs.contains(&"10.20.0.2/24".to_owned()) && addrs.contains(&"fd20::1/64".to_owned()),
+        "{addrs:?}"
+    );
+    assert!(
+        w.fake
+            .addresses(&w.pod_ns, "ext1")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.addr.is_ipv6())
+            .all(|a| a.nodad)
+    );
+    // Post-processing: sysctls, network routes in main, proutes in table 10 with the source rule.
+    assert_eq!(
+        w.fake
+            .sysctl_value(&w.pod_ns, "net/ipv6/conf/all/disable_ipv6")
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        w.fake
+            .sysctl_value(&w.pod_ns, "net/ipv6/conf/eth0/disable_ipv6")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        w.fake
+            .sysctl_value(&w.pod_ns, "net/ipv6/conf/ext1/accept_ra")
+            .as_deref(),
+        Some("0")
+    );
+    let main = w.fake.routes(&w.pod_ns, TABLE_MAIN).await.unwrap();
+    assert!(
+        main.iter()
+            .any(|r| r.dst.to_string() == "10.30.0.0/24" && r.dev.as_deref() == Some("ext1")),
+        "{main:?}"
+    );
+    let t10 = w.fake.routes(&w.pod_ns, 10).await.unwrap();
+    assert!(t10.iter().any(|r| r.dst.to_string() == "10.40.0.0/24"), "{t10:?}");
+    let rules = w.fake.rules(&w.pod_ns).await.unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.table == 10 && r.from.map(|f| f.to_string()) == Some("10.20.0.0/24".into())),
+        "{rules:?}"
+    );
+
+    // DanmEps: one per interface, labelled, recording pod, CID, netns, host, apiType.
+    let eps = w.lab.eps(NS).await;
+    assert_eq!(eps.len(), 2);
+    for ep in &eps {
+        let l = ep.metadata.labels.clone().unwrap();
+        assert_eq!(l.get("app").map(String::as_str), Some("web"));
+        assert_eq!(l.get(labels::CONTAINER_ID).map(String::as_str), Some("c1"));
+        assert_eq!(ep.spec.cid, "c1");
+        assert_eq!(ep.spec.pod, "p1");
+        assert_eq!(ep.spec.netns, w.netns_path);
+        assert_eq!(ep.spec.host, "node1");
+        assert_eq!(ep.spec.api_type, "DanmNet");
+        assert_eq!(ep.metadata.name.as_deref(), Some(ep.spec.endpoint_id.as_str()));
+    }
+    // network-status annotation.
+    let pod = w.lab.get_pod(NS, "p1").await;
+    let status: Value =
+        serde_json::from_str(&pod.metadata.annotations.unwrap()[danm_api::NETWORK_STATUS_ANNOTATION])
+            .unwrap();
+    assert_eq!(status[0]["interface"], "eth0");
+    assert_eq!(status[0]["default"], true);
+    assert_eq!(status[1]["name"], "default/ext");
+
+    // CHECK passes, then notices a missing interface.
+    w.run(&w.call("CHECK", "p1", "c1")).await.unwrap();
+    // DEL removes everything, and again (idempotent).
+    w.run(&w.call("DEL", "p1", "c1")).await.unwrap();
+    w.run(&w.call("DEL", "p1", "c1")).await.unwrap();
+    w.assert_nothing_left(&[&mgmt, &ext]).await;
+    assert!(
+        !w.fake
+            .rules(&w.pod_ns)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.table == 10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_converted_to_every_supported_version() {
+    let Some(w) = world().await else { return };
+    w.macvlan("default", json!({})).await;
+    w.lab.pod(NS, "pv", None, &[]).await;
+    for (i, v) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+        let cid = format!("cv{i}");
+        let mut call = w.call("ADD", "pv", &cid);
+        call.config = json!({"cniVersion": v, "name": "danm", "type": "danm"});
+        let out: Value = serde_json::from_str(&w.run(&call).await.unwrap().unwrap()).unwrap();
+        assert_eq!(out["cniVersion"], *v);
+        assert_eq!(
+            out["ips"][0]["version"].as_str(),
+            v.starts_with("0.").then_some("4"),
+            "{v}: {out}"
+        );
+        let mut del = w.call("DEL", "pv", &cid);
+        del.config = call.config.clone();
+        w.run(&del).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_annotation_the_namespace_default_danmnet_wins_over_the_clusternetwork() {
+    let Some(w) = world().await else { return };
+    w.macvlan("default", json!({})).await;
+    w.lab
+        .network(NetworkKind::ClusterNetwork, NS, "default",
+                 json!({"NetworkID":"cdef","NetworkType":"macvlan","Options":{"host_device":"ens1","cidr":"10.99.0.0/24"}}))
+        .await;
+    w.lab.pod(NS, "p2", Some(json!([])), &[]).await;
+    let out: Value =
+        serde_json::from_str(&w.run(&w.call("ADD", "p2", "c2")).await.unwrap().unwrap()).unwrap();
+    assert_eq!(out["ips"][0]["address"], "10.10.0.1/24");
+    assert_eq!(w.lab.eps(NS).await[0].spec.api_type, "DanmNet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_annotation_and_no_default_network_is_refused() {
+    let Some(w) = world().await else { return };
+    w.lab.pod(NS, "p3", None, &[]).await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p3", "c3")).await);
+    assert_eq!(code, codes::NETWORK_UNAVAILABLE);
+    assert!(msg.contains("no suitable default network"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_tenants_refusal_and_unknown_networks_fail_before_anything_is_done() {
+    let Some(w) = world().await else { return };
+    let mgmt = w.macvlan("mgmt", json!({})).await;
+    let cn = w
+        .lab
+        .network(
+            NetworkKind::ClusterNetwork,
+            NS,
+            "only-a",
+            json!({"NetworkID":"onlya","NetworkType":"macvlan","AllowedTenants":["a"],
+                        "Options":{"host_device":"ens1","cidr":"10.50.0.0/24"}}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p4",
+            Some(
+                json!([{"network":"mgmt","ip":"dynamic"},{"clusterNetwork":"only-a","ip":"dynamic"},
+                                    {"network":"nope"}]),
+            ),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p4", "c4")).await);
+    assert_eq!(code, codes::NETWORK_UNAVAILABLE);
+    assert!(msg.contains("not in the AllowedTenants whitelist"), "{msg}");
+    assert!(
+        msg.contains("requested network:nope of type:DanmNet in namespace:default does not exist"),
+        "{msg}"
+    );
+    w.assert_nothing_left(&[&mgmt, &cn]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_annotation_is_an_invalid_pod_request() {
+    let Some(w) = world().await else { return };
+    w.lab
+        .pod(NS, "p5", Some(json!([{"network":"a","clusterNetwork":"b"}])), &[])
+        .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p5", "c5")).await);
+    assert_eq!(code, codes::INVALID_POD_REQUEST);
+    assert!(msg.contains("invalid number of network references:2"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_fails_its_interface_and_rolls_back_the_others() {
+    let Some(w) = world().await else { return };
+    let mgmt = w.macvlan("mgmt", json!({})).await;
+    let tiny = w.macvlan("tiny", json!({"cidr": "10.60.0.0/30"})).await;
+    w.lab
+        .pod(
+            NS,
+            "p6",
+            Some(
+                json!([{"network":"mgmt","ip":"dynamic"},{"network":"tiny","ip":"dynamic"},
+                                    {"network":"tiny","ip":"dynamic"},{"network":"tiny","ip":"dynamic"}]),
+            ),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p6", "c6")).await);
+    assert_eq!(code, codes::IPAM_EXHAUSTED, "{msg}");
+    assert!(msg.contains("all addresses are reserved"), "{msg}");
+    assert!(msg.contains("CNI operation for network:DanmNet:tiny"), "{msg}");
+    w.assert_nothing_left(&[&mgmt, &tiny]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipam_conflicts_are_retried_and_exhausted_retries_are_try_again() {
+    let Some(mut w) = world().await else { return };
+    let net = w.macvlan("mgmt", json!({})).await;
+    w.lab
+        .pod(NS, "p7", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+        .await;
+    w.lab.handle.inject(Fault::fail_writes("danmnets", 3, 409));
+    w.run(&w.call("ADD", "p7", "c7")).await.unwrap();
+    w.run(&w.call("DEL", "p7", "c7")).await.unwrap();
+    w.lab.handle.inject(Fault::fail_writes("danmnets", 50, 409));
+    w.svc.retry = Retry {
+        attempts: 3,
+        ..Retry::default()
+    };
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p7", "c8")).await);
+    assert_eq!(code, codes::TRY_AGAIN_LATER, "{msg}");
+    w.lab.handle.clear_faults();
+    w.assert_nothing_left(&[&net]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_on_one_network_get_distinct_addresses() {
+    let Some(w) = world().await else { return };
+    w.macvlan("mgmt", json!({})).await;
+    let w = Arc::new(w);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let pod = format!("cp{i}");
+        w.lab
+            .pod(NS, &pod, Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+            .await;
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let ns_path = format!("/var/run/netns/fake{i}");
+            w.fake.add_netns(Netns::path(&ns_path));
+            let cid = format!("cc{i}");
+            let call = Call::new("ADD", NS, &pod, &cid, &ns_path);
+            let out: Value = serde_json::from_str(&w.run(&call).await.unwrap().unwrap()).unwrap();
+            out["ips"][0]["address"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut addrs = Vec::new();
+    for t in tasks {
+        addrs.push(t.await.unwrap());
+    }
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 8, "{addrs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_backend_plugin_fails_the_add_with_the_plugin_code() {
+    let Some(w) = world().await else { return };
+    if !w.svc.translator.serves("trap") {
+        eprintln!("skipping: the trap test plugin is not built");
+        return;
+    }
+    let mgmt = w.macvlan("mgmt", json!({})).await;
+    let trap = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "trapnet",
+            json!({"NetworkID":"trapnet","NetworkType":"trap","Options":{"cidr":"10.70.0.0/24"}}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p9",
+            Some(json!([{"network":"mgmt","ip":"dynamic"},{"network":"trapnet","ip":"dynamic"}])),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p9", "c9")).await);
+    assert_eq!(code, codes::PLUGIN, "{msg}");
+    assert!(msg.contains("trap"), "{msg}");
+    w.assert_nothing_left(&[&mgmt, &trap]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_failure_on_one_of_three_interfaces_rolls_back_everything() {
+    let Some(w) = world().await else { return };
+    let a = w.macvlan("a", json!({})).await;
+    let b = w.macvlan("b", json!({"cidr": "10.11.0.0/24"})).await;
+    let c = w.macvlan("c", json!({"cidr": "10.12.0.0/24"})).await;
+    w.fake.fail_when(
+        |c| matches!(c, NlCall::AddAddress { link, .. } if link == "eth1"),
+        22,
+        None,
+    );
+    w.lab
+        .pod(
+            NS,
+            "p10",
+            Some(
+                json!([{"network":"a","ip":"dynamic"},{"network":"b","ip":"dynamic"},
+                                     {"network":"c","ip":"dynamic"}]),
+            ),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p10", "c10")).await);
+    assert_eq!(code, codes::KERNEL, "{msg}");
+    assert!(msg.contains("interface:eth1"), "{msg}");
+    w.assert_nothing_left(&[&a, &b, &c]).await;
+}
+
+/// A delegate plugin script: logs every call, then behaves per `add` (shell) on ADD.
+fn script_plugin(dir: &std::path::Path, name: &str, log: &std::path::Path, add: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncat > /dev/null\necho \"$CNI_COMMAND $CNI_IFNAME\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n{add}\nfi\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+struct Delegates {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn delegates() -> Delegates {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    script_plugin(dir.path(), "slow", &log, "sleep 30");
+    script_plugin(
+        dir.path(),
+        "failing",
+        &log,
+        "echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"deliberate delegate failure\"}'\nexit 1",
+    );
+    script_plugin(
+        dir.path(),
+        "okplugin",
+        &log,
+        "echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.88.0.9/24\"}]}'",
+    );
+    for name in ["slow", "failing", "okplugin"] {
+        std::fs::write(
+            dir.path().join(format!("{name}.conf")),
+            format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"{name}"}}"#),
+        )
+        .unwrap();
+    }
+    Delegates { dir, log }
+}
+
+impl Delegates {
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+    fn call<'a>(
+        &'a self,
+        w: &'a World,
+        command: &'a str,
+        pod: &'a str,
+        cid: &'a str,
+        timeout: u64,
+    ) -> Call<'a> {
+        let mut call = w.call(command, pod, cid);
+        call.cni_path = vec![self.dir.path().display().to_string()];
+        call.config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm","cniDir": self.dir.path(),
+                             "timeoutSeconds": timeout});
+        call
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_delegate_in_the_middle_of_three_gets_its_del_and_everything_is_rolled_back() {
+    let Some(w) = world().await else { return };
+    let d = delegates();
+    let a = w.macvlan("a", json!({})).await;
+    let f = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "failing",
+            json!({"NetworkID":"failing","NetworkType":"failing",
+                                                                       "Options":{"cidr":"10.13.0.0/24"}}),
+        )
+        .await;
+    let ok = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "okplugin",
+            json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p11",
+            Some(
+                json!([{"network":"a","ip":"dynamic"},{"network":"failing","ip":"dynamic"},
+                                     {"network":"okplugin"}]),
+            ),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p11", "c11", 10)).await);
+    assert_eq!(code, codes::DELEGATE, "{msg}");
+    assert!(msg.contains("deliberate delegate failure"), "{msg}");
+    let calls = d.calls();
+    assert!(
+        calls.contains(&"ADD eth1".to_owned()) && calls.contains(&"DEL eth1".to_owned()),
+        "B16: {calls:?}"
+    );
+    assert!(
+        calls.contains(&"DEL eth2".to_owned()),
+        "the successful delegate is rolled back too: {calls:?}"
+    );
+    w.assert_nothing_left(&[&a, &f, &ok]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
+    let Some(w) = world().await else { return };
+    let d = delegates();
+    let a = w.macvlan("a", json!({})).await;
+    let s = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "slow",
+            json!({"NetworkID":"slow","NetworkType":"slow",
+                                                                   "Options":{"cidr":"10.14.0.0/24"}}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p12",
+            Some(json!([{"network":"a","ip":"dynamic"},{"network":"slow","ip":"dynamic"}])),
+            &[],
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p12", "c12", 1)).await);
+    assert_eq!(code, codes::DEADLINE_EXCEEDED, "{msg}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the slow delegate was not cancelled"
+    );
+    assert!(d.calls().contains(&"DEL eth1".to_owned()), "{:?}", d.calls());
+    w.assert_nothing_left(&[&a, &s]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate() {
+    let Some(w) = world().await else { return };
+    let d = delegates();
+    w.lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "okplugin",
+            json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
+        )
+        .await;
+    w.lab
+        .pod(NS, "p13", Some(json!([{"network":"okplugin"}])), &[])
+        .await;
+    let out: Value = serde_json::from_str(
+        &w.run(&d.call(&w, "ADD", "p13", "c13", 10))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["ips"][0]["address"], "10.88.0.9/24");
+    assert_eq!(w.lab.eps(NS).await[0].spec.interface.address, "10.88.0.9/24");
+    w.run(&d.call(&w, "DEL", "p13", "c13", 10)).await.unwrap();
+    assert_eq!(d.calls(), ["ADD eth0", "DEL eth0"]);
+    assert!(w.lab.eps(NS).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_danmeps_of_the_same_pod_uid_are_removed_before_a_new_add() {
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("mgmt", json!({})).await;
+    w.lab
+        .pod(NS, "p14", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+        .await;
+    w.run(&w.call("ADD", "p14", "old")).await.unwrap();
+    // The old sandbox's netns is gone; a new sandbox of the same pod asks again.
+    w.fake.remove_netns(&w.pod_ns);
+    w.fake.add_netns(w.pod_ns.clone());
+    let out: Value =
+        serde_json::from_str(&w.run(&w.call("ADD", "p14", "new")).await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        out["ips"][0]["address"], "10.10.0.1/24",
+        "the stale address was freed first"
+    );
+    let eps = w.lab.eps(NS).await;
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0].spec.cid, "new");
+    w.run(&w.call("DEL", "p14", "new")).await.unwrap();
+    w.assert_nothing_left(&[&net]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn del_succeeds_when_the_network_and_the_netns_are_gone() {
+    let Some(w) = world().await else { return };
+    w.macvlan("mgmt", json!({})).await;
+    w.lab
+        .pod(NS, "p15", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+        .await;
+    w.run(&w.call("ADD", "p15", "c15")).await.unwrap();
+    let api: kube::Api<danm_api::Network> =
+        kube::Api::namespaced_with(w.lab.client.clone(), NS, &NetworkKind::DanmNet);
+    api.delete("mgmt", &Default::default()).await.unwrap();
+    w.fake.remove_netns(&w.pod_ns);
+    w.run(&w.call("DEL", "p15", "c15")).await.unwrap();
+    assert!(
+        w.lab.eps(NS).await.is_empty(),
+        "B6: the DanmEp of a deleted network is cleaned up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_missing_interface() {
+    let Some(w) = world().await else { return };
+    w.macvlan("mgmt", json!({})).await;
+    w.lab
+        .pod(NS, "p16", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+        .await;
+    w.run(&w.call("ADD", "p16", "c16")).await.unwrap();
+    w.run(&w.call("CHECK", "p16", "c16")).await.unwrap();
+    w.fake.delete_link(&w.pod_ns, "eth0").await.unwrap();
+    let (code, msg) = code_of(w.run(&w.call("CHECK", "p16", "c16")).await);
+    assert_eq!(code, codes::DANM_FAILURE);
+    assert!(msg.contains("eth0: interface is missing"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_releases_the_attachments_that_are_not_valid_any_more() {
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("mgmt", json!({})).await;
+    for (pod, cid, netns) in [
+        ("g1", "keep", w.netns_path.clone()),
+        ("g2", "drop", "/var/run/netns/fake-g2".to_owned()),
+    ] {
+        w.fake.add_netns(Netns::path(&netns));
+        w.lab
+            .pod(NS, pod, Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+            .await;
+        w.run(&Call::new("ADD", NS, pod, cid, &netns)).await.unwrap();
+    }
+    let mut gc = w.call("GC", "", "");
+    gc.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm",
+                       "cni.dev/valid-attachments":[{"containerID":"keep","ifname":"eth0"}]});
+    w.run(&gc).await.unwrap();
+    let eps = w.lab.eps(NS).await;
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0].spec.cid, "keep");
+    w.run(&w.call("DEL", "g1", "keep")).await.unwrap();
+    w.assert_nothing_left(&[&net]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fails_with_code_50_when_the_api_server_is_down() {
+    let Some(w) = world().await else { return };
+    let netns = w.netns_path.clone();
+    let mut call = Call::new("STATUS", NS, "", "", &netns);
+    call.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm"});
+    w.run(&call).await.unwrap();
+    let (code, _) = code_of(dispatch(ctx(&w.svc, &call), Err("broken plugin dir".into())).await);
+    assert_eq!(code, codes::STATUS_NOT_AVAILABLE);
+    let World { lab, svc, .. } = w;
+    lab.handle.shutdown().await;
+    let (code, msg) = code_of(dispatch(ctx(&svc, &call), Ok(())).await);
+    assert_eq!(code, codes::STATUS_NOT_AVAILABLE, "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipvlan_uses_l2_mode_on_the_host_device_vlan_or_vxlan_link() {
+    let Some(w) = world().await else { return };
+    w.fake.add_device(&Netns::Host, "ext.500", 1500);
+    w.fake.add_device(&Netns::Host, "vx_ext2", 1450);
+    for (name, id, opts) in [
+        (
+            "plain",
+            "plain",
+            json!({"host_device":"ens1","cidr":"10.21.0.0/24"}),
+        ),
+        (
+            "vlan",
+            "ext",
+            json!({"host_device":"ens1","vlan":500,"cidr":"10.22.0.0/24"}),
+        ),
+        (
+            "vxlan",
+            "ext2",
+            json!({"host_device":"ens1","vxlan":50,"cidr":"10.23.0.0/24"}),
+        ),
+    ] {
+        w.lab
+            .network(
+                NetworkKind::DanmNet,
+                NS,
+                name,
+                json!({"NetworkID":id,"NetworkType":"ipvlan","Options":opts}),
+            )
+            .await;
+    }
+    w.lab
+        .pod(
+            NS,
+            "p17",
+            Some(
+                json!([{"network":"plain","ip":"dynamic"},{"network":"vlan","ip":"dynamic"},
+                                     {"network":"vxlan","ip":"dynamic"}]),
+            ),
+            &[],
+        )
+        .await;
+    w.run(&w.call("ADD", "p17", "c17")).await.unwrap();
+    let parents: Vec<String> = w
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            NlCall::CreateLink { link, .. } => match link.kind {
+                danm_netlink::NewLinkKind::Ipvlan { parent, mode } => {
+                    assert_eq!(mode, IpvlanMode::L2);
+                    Some(format!("{}@{parent}", link.name))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let mut parents = parents;
+    parents.sort();
+    assert_eq!(parents, ["eth0@ens1", "eth1@ext.500", "eth2@vx_ext2"]);
+    w.run(&w.call("DEL", "p17", "c17")).await.unwrap();
+    assert!(w.pod_links().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_into_the_pod() {
+    let Some(w) = world().await else { return };
+    let root = w.svc.sysfs.root.clone();
+    w.fake.add_sriov_pf(&Netns::Host, "ens2f0", 1500, 4);
+    // A fake sysfs: PF 0000:03:00.0 with VFs .1 and .2, whose netdevs are ens2f0v0 / ens2f0v1.
+    let devs = root.join("bus/pci/devices");
+    std::fs::create_dir_all(devs.join("0000:03:00.0/net/ens2f0")).unwrap();
+    for (i, pci) in ["0000:03:00.1", "0000:03:00.2"].iter().enumerate() {
+        let name = format!("ens2f0v{i}");
+        std::fs::create_dir_all(devs.join(pci).join("net").join(&name)).unwrap();
+        std::os::unix::fs::symlink(devs.join("0000:03:00.0"), devs.join(pci).join("physfn")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../{pci}"),
+            devs.join("0000:03:00.0").join(format!("virtfn{i}")),
+        )
+        .unwrap();
+        if w.fake.find_link(&Netns::Host, &name).await.unwrap().is_none() {
+            w.fake.add_device(&Netns::Host, &name, 1500);
+        }
+    }
+    w.lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "sriov",
+            json!({"NetworkID":"sriov","NetworkType":"sriov",
+        "Options":{"device_pool":"nokia.k8s.io/sriov_ens2f0","vlan":300,"cidr":"10.24.0.0/24"}}),
+        )
+        .await;
+    let pod = w
+        .lab
+        .pod(NS, "p18", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
+        .await;
+    let uid = pod.metadata.uid.unwrap();
+    let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
+    std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cp,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":uid,"ResourceName":"nokia.k8s.io/sriov_ens2f0",
+        "DeviceIDs":["0000:03:00.1","0000:03:00.2"]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    w.run(&w.call("ADD", "p18", "c18")).await.unwrap();
+    let vf = w.fake.vf(&Netns::Host, "ens2f0", 1).expect("VF 1 configured");
+    assert_eq!(vf.vlan, Some(300));
+    assert!(w.fake.find_link(&w.pod_ns, "eth0").await.unwrap().is_some());
+    assert!(
+        w.fake
+            .find_link(&Netns::Host, "ens2f0v1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(w.lab.eps(NS).await[0].spec.interface.device_id, "0000:03:00.2");
+    w.run(&w.call("DEL", "p18", "c18")).await.unwrap();
+    assert!(
+        w.fake
+            .find_link(&Netns::Host, "ens2f0v1")
+            .await
+            .unwrap()
+            .is_some(),
+        "the VF is back on the host"
+    );
+}
