@@ -145,6 +145,31 @@ fn adoptable(existing: &Endpoints, svc: &Service) -> bool {
         && existing.metadata.annotations == svc.metadata.annotations
 }
 
+/// Replaces `name` with `want` (whose resourceVersion comes from the cache). The cache may lag behind our own
+/// previous write; on a conflict the object is read fresh and, if it still differs, replaced once more.
+async fn replace_fresh<K>(
+    api: &Api<K>,
+    name: &str,
+    mut want: K,
+    same: fn(&K, &K) -> bool,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.replace(name, &PostParams::default(), &want).await {
+        Ok(_) => Ok(()),
+        Err(err) if is_status(&err, 409) => {
+            let fresh = api.get(name).await?;
+            if same(&fresh, &want) {
+                return Ok(());
+            }
+            want.meta_mut().resource_version = fresh.meta().resource_version.clone();
+            api.replace(name, &PostParams::default(), &want).await.map(drop)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 async fn sync_endpoints(ctx: &Context, svc: &Service, mut want: Endpoints) -> Result<(), ReconcileError> {
     let namespace = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
@@ -166,7 +191,7 @@ async fn sync_endpoints(ctx: &Context, svc: &Service, mut want: Endpoints) -> Re
         Some(have) if endpoints_match(&have, &want) => return Ok(()),
         Some(have) if is_managed_endpoints(&have) || adoptable(&have, svc) => {
             want.metadata.resource_version = have.metadata.resource_version.clone();
-            api.replace(&name, &PostParams::default(), &want)
+            replace_fresh(&api, &name, want, endpoints_match)
                 .await
                 .map_err(write_err("update", "Endpoints", &namespace, &name))?;
         }
@@ -186,7 +211,7 @@ async fn sync_slice(ctx: &Context, namespace: &str, mut want: EndpointSlice) -> 
         Some(have) if slice_matches(&have, &want) => return Ok(()),
         Some(have) => {
             want.metadata.resource_version = have.metadata.resource_version.clone();
-            api.replace(&name, &PostParams::default(), &want)
+            replace_fresh(&api, &name, want, slice_matches)
                 .await
                 .map_err(write_err("update", "EndpointSlice", namespace, &name))?;
         }
