@@ -116,10 +116,10 @@ fn test_plugin_dir() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/test-plugins")))
 }
 
-/// The real backend plugins plus the `trap` test plugin, loaded once per test binary.
-pub fn plugins() -> Option<Arc<danm_wasm::PluginSet>> {
-    static SET: OnceLock<Option<Arc<danm_wasm::PluginSet>>> = OnceLock::new();
-    SET.get_or_init(|| {
+/// A directory of links to the real backend plugins plus the `trap` test plugin (made once per test binary).
+pub fn plugin_link_dir() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
         let src = plugin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("danm-plugins")
@@ -140,7 +140,16 @@ pub fn plugins() -> Option<Arc<danm_wasm::PluginSet>> {
         if trap.exists() {
             std::os::unix::fs::symlink(&trap, dir.join("trap.wasm")).unwrap();
         }
-        let mut rc = danm_wasm::RuntimeConfig::with_plugin_dir(&dir);
+        Some(dir)
+    })
+    .clone()
+}
+
+/// The plugins of [`plugin_link_dir`], loaded once per test binary.
+pub fn plugins() -> Option<Arc<danm_wasm::PluginSet>> {
+    static SET: OnceLock<Option<Arc<danm_wasm::PluginSet>>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let mut rc = danm_wasm::RuntimeConfig::with_plugin_dir(plugin_link_dir()?);
         rc.cache_dir = None;
         Some(Arc::new(
             danm_wasm::PluginSet::load_strict(rc).expect("plugins load"),

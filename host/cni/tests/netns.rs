@@ -1,0 +1,439 @@
+//! netns tests (root): the `danm` binary invoked exactly as kubelet invokes it, against the in-process lab API
+//! server, on real namespaces and links of this kernel; and a differential test of the native macvlan backend
+//! against Debian's reference macvlan plugin.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::lab::{Lab, lab, plugin_link_dir};
+use common::{Netns, cmd, cmd_ok, is_root, run_plugin};
+use danm_api::NetworkKind;
+use danm_cni::journal::Journal;
+use danm_cni::native::{self, Sysfs};
+use danm_netlink::{LinkKind, Netlink, RtNetlink, TABLE_MAIN};
+use serde_json::{Value, json};
+
+const DANM: &str = env!("CARGO_BIN_EXE_danm");
+const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
+
+fn ready() -> bool {
+    if !is_root() {
+        eprintln!("skipping: needs root for network namespaces");
+        return false;
+    }
+    if !Path::new("/usr/lib/cni/bridge").exists() || plugin_link_dir().is_none() {
+        eprintln!(
+            "skipping: needs /usr/lib/cni (containernetworking-plugins) and the built plugins (make guests)"
+        );
+        return false;
+    }
+    true
+}
+
+/// A node: a bin dir with danm and fakeipam, a cni dir, a cache dir, and the danm config.
+struct Node {
+    dir: tempfile::TempDir,
+    config: Value,
+}
+
+impl Node {
+    fn new(lab: &Lab) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(DANM, bin.join("danm")).unwrap();
+        std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
+        let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
+            "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugin_link_dir().unwrap(),
+            "cacheDir": dir.path().join("cache"), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
+        Node { dir, config }
+    }
+
+    fn cni_path(&self) -> String {
+        format!("{}:/usr/lib/cni", self.dir.path().join("bin").display())
+    }
+
+    /// Runs danm as kubelet does; returns (exit ok, stdout JSON or Null).
+    async fn danm(&self, command: &str, pod: &str, cid: &str, netns: &str) -> (bool, Value) {
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
+        );
+        let (path, config) = (self.cni_path(), self.config.to_string());
+        let (cid, netns) = (cid.to_owned(), netns.to_owned());
+        let command = command.to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            run_plugin(
+                Path::new(DANM),
+                &command,
+                &[
+                    ("CNI_CONTAINERID", &cid),
+                    ("CNI_NETNS", &netns),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_ARGS", &args),
+                    ("CNI_PATH", &path),
+                ],
+                &config,
+            )
+        })
+        .await
+        .unwrap();
+        let v = if out.stdout.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        if !out.status.success() {
+            eprintln!("danm stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        (out.status.success(), v)
+    }
+}
+
+struct HostLinks(Vec<String>);
+
+impl Drop for HostLinks {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            cmd(&["ip", "link", "del", l]);
+        }
+    }
+}
+
+fn links_in(ns: &str) -> Vec<String> {
+    cmd_ok(&["ip", "-n", ns, "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap().to_owned())
+        })
+        .filter(|n| n != "lo")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_two_pods_with_macvlan_vxlan_and_bridge_interfaces_ping_each_other_and_del_leaves_nothing() {
+    if !ready() {
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (parent, peer, vxid, brid) = (
+        format!("dp{tag}"),
+        format!("dq{tag}"),
+        format!("vx{tag}"),
+        format!("b{tag}"),
+    );
+    let vxlink = format!("vx_{vxid}");
+    let _host = HostLinks(vec![parent.clone(), vxlink.clone(), format!("br_{brid}")]);
+    cmd_ok(&[
+        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
+    ]);
+    cmd_ok(&["ip", "link", "set", &parent, "up"]);
+    cmd_ok(&["ip", "link", "set", &peer, "up"]);
+    // netwatcher's job, done by hand here: the VxLAN host link of the vxlan network.
+    cmd_ok(&[
+        "ip", "link", "add", &vxlink, "type", "vxlan", "id", "50", "dstport", "4789", "dev", &parent,
+    ]);
+    cmd_ok(&["ip", "link", "set", &vxlink, "up"]);
+
+    let lab = lab().await;
+    let node = Node::new(&lab);
+    let mac = lab
+        .network(NetworkKind::DanmNet, "default", "mac", json!({"NetworkID":"mac","NetworkType":"macvlan",
+            "Options":{"host_device": parent, "cidr":"10.131.0.0/24","routes":{"10.140.0.0/24":"10.131.0.254"},
+                       "rt_tables": 20}}))
+        .await;
+    let vx = lab
+        .network(NetworkKind::DanmNet, "default", "vx", json!({"NetworkID": vxid,"NetworkType":"macvlan",
+            "Options":{"host_device": parent, "vxlan": 50, "mtu": 1450, "cidr":"10.132.0.0/24","container_prefix":"vx"}}))
+        .await;
+    let br = lab
+        .network(
+            NetworkKind::DanmNet,
+            "default",
+            "br",
+            json!({"NetworkID": brid,"NetworkType":"bridge",
+            "Options":{"cidr":"10.133.0.0/24","net6":"fd33::/120"}}),
+        )
+        .await;
+    let annotation = json!([{"network":"mac","ip":"dynamic","proutes":{"10.150.0.0/24":"10.131.0.254"}},
+                            {"network":"vx","ip":"dynamic"},{"network":"br","ip":"dynamic","ip6":"dynamic"}]);
+    let pods = [Netns::new(&format!("dpa{tag}")), Netns::new(&format!("dpb{tag}"))];
+    let mut results = Vec::new();
+    for (i, ns) in pods.iter().enumerate() {
+        let name = format!("pod{i}");
+        lab.pod("default", &name, Some(annotation.clone()), &[("app", "demo")])
+            .await;
+        let (ok, out) = node.danm("ADD", &name, &format!("cid{i}"), &ns.path).await;
+        assert!(ok, "ADD {name}: {out}");
+        results.push(out);
+    }
+    let names: Vec<&str> = results[0]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i.get("sandbox").is_some())
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eth0", "vx1", "eth2"], "{}", results[0]);
+
+    let a = &pods[0].name;
+    let show = |dev: &str| cmd_ok(&["ip", "-n", a, "-d", "addr", "show", "dev", dev]);
+    assert!(
+        show("eth0").contains("macvlan mode bridge") && show("eth0").contains("10.131.0.1/24"),
+        "{}",
+        show("eth0")
+    );
+    assert!(
+        show("vx1").contains("macvlan") && show("vx1").contains("10.132.0.1/24"),
+        "{}",
+        show("vx1")
+    );
+    assert!(
+        show("eth2").contains("veth")
+            && show("eth2").contains("10.133.0.")
+            && show("eth2").contains("fd33::"),
+        "{}",
+        show("eth2")
+    );
+    let vx1 = cmd_ok(&["ip", "-n", a, "-o", "link", "show", "dev", "vx1"]);
+    let vxidx = cmd_ok(&["cat", &format!("/sys/class/net/{vxlink}/ifindex")]);
+    assert!(
+        vx1.contains(&format!("vx1@if{}", vxidx.trim())),
+        "vx1 is on {vxlink}: {vx1}"
+    );
+    let routes = cmd_ok(&["ip", "-n", a, "route", "show"]);
+    assert!(
+        routes.contains("10.140.0.0/24 via 10.131.0.254 dev eth0"),
+        "{routes}"
+    );
+    let rules = cmd_ok(&["ip", "-n", a, "rule", "show"]);
+    assert!(rules.contains("from 10.131.0.0/24 lookup 20"), "{rules}");
+    let t20 = cmd_ok(&["ip", "-n", a, "route", "show", "table", "20"]);
+    assert!(t20.contains("10.150.0.0/24 via 10.131.0.254 dev eth0"), "{t20}");
+    assert_eq!(
+        cmd_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            a,
+            "sysctl",
+            "-n",
+            "net.ipv6.conf.eth0.disable_ipv6"
+        ])
+        .trim(),
+        "1"
+    );
+    assert_eq!(
+        cmd_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            a,
+            "sysctl",
+            "-n",
+            "net.ipv6.conf.eth2.accept_ra"
+        ])
+        .trim(),
+        "0"
+    );
+    assert_eq!(lab.eps("default").await.len(), 6);
+
+    // Traffic: pod0 -> pod1 over macvlan, over the vxlan-parented macvlan, and over the bridge.
+    let b_ip = |i: usize| {
+        results[1]["ips"][i]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    for i in [0, 1, 2] {
+        let target = b_ip(i);
+        assert!(
+            cmd(&["ip", "netns", "exec", a, "ping", "-c", "1", "-W", "2", &target]),
+            "ping {target} from pod0"
+        );
+    }
+    // CHECK passes.
+    let (ok, out) = node.danm("CHECK", "pod0", "cid0", &pods[0].path).await;
+    assert!(ok, "CHECK: {out}");
+
+    for (i, ns) in pods.iter().enumerate() {
+        let (ok, out) = node
+            .danm("DEL", &format!("pod{i}"), &format!("cid{i}"), &ns.path)
+            .await;
+        assert!(ok, "DEL: {out}");
+        assert_eq!(
+            links_in(&ns.name),
+            Vec::<String>::new(),
+            "links left in {}",
+            ns.name
+        );
+        assert!(!cmd_ok(&["ip", "-n", &ns.name, "rule", "show"]).contains("lookup 20"));
+    }
+    assert!(lab.eps("default").await.is_empty());
+    for net in [&mac, &vx, &br] {
+        let now = lab.get_network(NetworkKind::DanmNet, "default", net.name()).await;
+        assert_eq!(
+            (now.spec.options.alloc, now.spec.options.alloc6),
+            (net.spec.options.alloc.clone(), net.spec.options.alloc6.clone())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_bad_stdin_missing_env_and_a_dead_api_server_are_cni_errors() {
+    if !ready() {
+        return;
+    }
+    let env = [
+        ("CNI_CONTAINERID", "c"),
+        ("CNI_NETNS", "/var/run/netns/x"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let out = run_plugin(Path::new(DANM), "ADD", &env, "{not json");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert_eq!(v["code"], 6);
+    let out = run_plugin(
+        Path::new(DANM),
+        "ADD",
+        &[],
+        r#"{"cniVersion":"1.0.0","name":"danm","type":"danm"}"#,
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["code"], 4);
+    let out = run_plugin(Path::new(DANM), "VERSION", &[], "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["supportedVersions"],
+        json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+
+    // An API server that is down: ADD fails with the API code; DEL still succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kc");
+    std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:9\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n").unwrap();
+    let conf = json!({"cniVersion":"1.0.0","name":"danm","type":"danm","kubeconfig": kc, "timeoutSeconds": 2,
+                      "pluginDir": plugin_link_dir().unwrap(), "cacheDir": dir.path().join("cache")})
+    .to_string();
+    let env = [
+        ("CNI_CONTAINERID", "c"),
+        ("CNI_NETNS", "/var/run/netns/x"),
+        ("CNI_IFNAME", "eth0"),
+        (
+            "CNI_ARGS",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c",
+        ),
+    ];
+    let out = run_plugin(Path::new(DANM), "ADD", &env, &conf);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], 101, "{v}");
+    assert!(run_plugin(Path::new(DANM), "DEL", &env, &conf).status.success());
+    let out = run_plugin(Path::new(DANM), "STATUS", &[], &conf.replace("1.0.0", "1.1.0"));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["code"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_native_macvlan_matches_debians_macvlan_plugin_for_the_same_config() {
+    if !ready() || !Path::new("/usr/lib/cni/macvlan").exists() {
+        eprintln!("skipping: needs root and /usr/lib/cni/macvlan");
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (parent, peer) = (format!("df{tag}"), format!("dg{tag}"));
+    let _host = HostLinks(vec![parent.clone()]);
+    cmd_ok(&[
+        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
+    ]);
+    cmd_ok(&["ip", "link", "set", &parent, "up"]);
+    let ours = Netns::new(&format!("dfo{tag}"));
+    let theirs = Netns::new(&format!("dft{tag}"));
+    for mtu in [0u32, 1400] {
+        let mut conf = json!({"cniVersion":"1.0.0","name":"diff","type":"macvlan","master": parent,"mode":"bridge",
+            "ipam":{"type":"fakeipam","ips":[{"ipcidr":"10.160.0.5/24","version":4},{"ipcidr":"fd60::5/64","version":6}]}});
+        if mtu > 0 {
+            conf["mtu"] = json!(mtu);
+        }
+        // Debian's plugin, with fakeipam as its IPAM.
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(FAKEIPAM, bin.path().join("fakeipam")).unwrap();
+        let path = format!("{}:/usr/lib/cni", bin.path().display());
+        let env = [
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", theirs.path.as_str()),
+            ("CNI_IFNAME", "net1"),
+            ("CNI_PATH", path.as_str()),
+        ];
+        let out = run_plugin(Path::new("/usr/lib/cni/macvlan"), "ADD", &env, &conf.to_string());
+        assert!(out.status.success(), "{out:?}");
+        // danm's native backend.
+        let nl: Arc<dyn Netlink> = Arc::new(RtNetlink::new());
+        let ns_ours = danm_netlink::Netns::path(&ours.path);
+        let ns_theirs = danm_netlink::Netns::path(&theirs.path);
+        let cfg = native::parse(&conf).unwrap().unwrap();
+        native::add(
+            nl.as_ref(),
+            &Sysfs::default(),
+            &ns_ours,
+            "net1",
+            &cfg,
+            &Journal::default(),
+        )
+        .await
+        .unwrap();
+
+        let (a, b) = (
+            nl.link(&ns_ours, "net1").await.unwrap(),
+            nl.link(&ns_theirs, "net1").await.unwrap(),
+        );
+        assert_eq!(a.kind, b.kind);
+        assert!(matches!(a.kind, LinkKind::Macvlan { .. }));
+        assert_eq!(a.mtu, b.mtu, "mtu {mtu}");
+        assert_eq!(a.parent_index, b.parent_index, "same parent");
+        assert_eq!(a.up, b.up);
+        let addrs = |ns: &danm_netlink::Netns| {
+            let nl = nl.clone();
+            let ns = ns.clone();
+            async move {
+                let mut v: Vec<String> = nl
+                    .addresses(&ns, "net1")
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|a| !a.addr.ip().to_string().starts_with("fe80"))
+                    .map(|a| a.addr.to_string())
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        assert_eq!(addrs(&ns_ours).await, addrs(&ns_theirs).await);
+        let routes = |ns: danm_netlink::Netns| {
+            let nl = nl.clone();
+            async move {
+                let mut v: Vec<String> = nl
+                    .routes(&ns, TABLE_MAIN)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| format!("{} {:?} {:?}", r.dst, r.gateway, r.dev))
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        assert_eq!(routes(ns_ours.clone()).await, routes(ns_theirs.clone()).await);
+        let out = run_plugin(Path::new("/usr/lib/cni/macvlan"), "DEL", &env, &conf.to_string());
+        assert!(out.status.success());
+        native::remove(nl.as_ref(), &ns_ours, "net1", false, None)
+            .await
+            .unwrap();
+        nl.forget_netns(&ns_ours);
+        nl.forget_netns(&ns_theirs);
+        let _ = PathBuf::new();
+    }
+}
