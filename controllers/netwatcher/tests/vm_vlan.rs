@@ -2,38 +2,30 @@
 //! kernel has no 8021q, so here each test prints a skip; with `DANM_KERNEL_LANE=1` (inside the lane's VM) a missing
 //! VLAN kind is a failure. Each test uses a fresh namespace whose host device is a veth.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use danm_api::NetworkKind;
-use danm_netlink::{LinkKind, Netlink, Netns, RtNetlink};
+use danm_netlink::netns::{create_named, delete_named};
+use danm_netlink::{LinkChange, LinkKind, Netlink, Netns, NewLink, RtNetlink};
 use danm_netwatcher::desired::desired_links;
 use danm_netwatcher::source::{LinkSource, SourceKind, SourceRef};
 use danm_netwatcher::{LinkReconciler, Metrics, Outcome};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-struct TestNs(String);
+/// A namespace made without the `ip` tool (the lane's VM has only busybox), removed on drop.
+struct TestNs(String, Netns);
 
 impl TestNs {
     fn netns(&self) -> Netns {
-        Netns::named(&self.0)
-    }
-    fn ip(&self, args: &str) {
-        let ok = Command::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args.split_whitespace())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip -n {} {args} failed", self.0);
+        self.1.clone()
     }
 }
 
 impl Drop for TestNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = delete_named(&self.0);
     }
 }
 
@@ -41,34 +33,30 @@ fn in_lane() -> bool {
     std::env::var("DANM_KERNEL_LANE").is_ok_and(|v| v == "1")
 }
 
-fn setup() -> Option<TestNs> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        assert!(!in_lane(), "the kernel lane runs as root");
-        eprintln!("skipping: needs root to create network namespaces");
-        return None;
-    }
+/// A fresh namespace with veth `hd0`/`hd1` up, or a printed skip (a failure in the lane).
+async fn setup(nl: &RtNetlink) -> Option<TestNs> {
     let name = format!(
         "nwv-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
-    if !Command::new("ip")
-        .args(["netns", "add", &name])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(!in_lane(), "cannot create a network namespace in the lane");
-        eprintln!("skipping: cannot create a network namespace (is `ip` installed?)");
-        return None;
-    }
-    let ns = TestNs(name);
-    ns.ip("link add hd0 type veth peer name hd1");
-    ns.ip("link set hd0 up");
+    let ns = match create_named(&name) {
+        Ok(ns) => TestNs(name, ns),
+        Err(err) => {
+            assert!(
+                !in_lane(),
+                "kernel lane: cannot create a network namespace: {err}"
+            );
+            eprintln!("skipping: cannot create a network namespace ({err}); needs root");
+            return None;
+        }
+    };
+    nl.create_link(&ns.netns(), &NewLink::veth("hd0", "hd1").up())
+        .await
+        .expect("veth created");
+    nl.set_link(&ns.netns(), "hd1", &LinkChange::new().up(true))
+        .await
+        .expect("veth peer up");
     Some(ns)
 }
 
@@ -116,8 +104,8 @@ async fn vlans(nl: &RtNetlink, ns: &TestNs) -> Vec<(String, u16)> {
 
 #[tokio::test]
 async fn vm_vlan_link_is_created_on_the_host_device_replaced_on_change_and_deleted() {
-    let Some(ns) = setup() else { return };
     let nl = Arc::new(RtNetlink::new());
+    let Some(ns) = setup(&nl).await else { return };
     let r = LinkReconciler::new(nl.clone(), ns.netns(), Metrics::default());
     let out = r
         .reconcile(&desired_links(&[src("ext", "ext", 700)]))
@@ -150,15 +138,15 @@ async fn vm_vlan_link_is_created_on_the_host_device_replaced_on_change_and_delet
 
 #[tokio::test]
 async fn vm_shared_vlan_link_survives_until_the_last_network_and_drift_is_repaired() {
-    let Some(ns) = setup() else { return };
     let nl = Arc::new(RtNetlink::new());
+    let Some(ns) = setup(&nl).await else { return };
     let r = LinkReconciler::new(nl.clone(), ns.netns(), Metrics::default());
     let both = desired_links(&[src("a", "external", 300), src("b", "external", 300)]);
     let out = r.reconcile(&both).await.unwrap();
     if !vlan_supported(&out) {
         return;
     }
-    ns.ip("link del external.300");
+    nl.delete_link(&ns.netns(), "external.300").await.unwrap();
     let out = r.reconcile(&both).await.unwrap();
     assert_eq!(out.drift_repaired, vec!["external.300"]);
     let out = r
