@@ -149,7 +149,7 @@ copy_with_libs() {
     copy_abs "$exe"
     # Debug line tables double the initramfs and the guest loads every byte under emulation; panics still name
     # file:line without them. LANE_STRIP=0 keeps them (for backtraces with RUST_BACKTRACE in the VM).
-    if [ "${LANE_STRIP:-1}" = 1 ] && command -v strip >/dev/null; then
+    if [ "${2:-}" != nostrip ] && [ "${LANE_STRIP:-1}" = 1 ] && command -v strip >/dev/null; then
         strip --strip-debug "$ROOT$exe"
     fi
     file_is_static "$exe" && return 0
@@ -191,6 +191,12 @@ while read -r kind pkg target args; do
             [ -n "$exe" ] || die "no executable for $pkg --bin $target in cargo's output"
             copy_with_libs "$exe"
             ln -sf "$exe" "$ROOT/usr/local/bin/$target"
+            ;;
+        exe)
+            src="$pkg"
+            [ -x "$src" ] || die "exe entry $pkg: not an executable (install the package that has it)"
+            copy_with_libs "$src" nostrip
+            ln -sf "$src" "$ROOT/usr/local/bin/$(basename "$src")"
             ;;
         path)
             src="$pkg"
