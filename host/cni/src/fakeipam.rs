@@ -4,7 +4,7 @@
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
-use crate::wire::{self, CniResult, ResultIp, WireError, code};
+use danm_core::cni::{CniError, CniResult, CniVersion, IpConfig, VersionInfo, codes, negotiate};
 
 #[derive(Deserialize)]
 struct Config {
@@ -30,59 +30,53 @@ struct IpEntry {
 pub type Output = Option<String>;
 
 /// Runs one fakeipam command. Errors carry the config's cniVersion when it could be read.
-pub fn run(command: &str, stdin: &[u8]) -> Result<Output, (String, WireError)> {
+pub fn run(command: &str, stdin: &[u8]) -> Result<Output, (String, CniError)> {
     if command == "VERSION" {
-        return Ok(Some(wire::version_json()));
+        return Ok(Some(VersionInfo::danm().to_json()));
     }
+    let latest = CniVersion::LATEST.as_str().to_string();
     let config: Config = serde_json::from_slice(stdin).map_err(|e| {
         (
-            wire::LATEST.to_string(),
-            WireError::new(
-                code::DECODE_FAILURE,
-                format!("fakeipam could not decode its config: {e}"),
-            ),
+            latest.clone(),
+            CniError::decoding(format!("fakeipam could not decode its config: {e}")),
         )
     })?;
     let version = config.cni_version.clone();
-    let fail = |err: WireError| {
-        (
-            if version.is_empty() {
-                wire::LATEST.to_string()
-            } else {
-                version.clone()
-            },
-            err,
-        )
+    let shown = if version.is_empty() {
+        latest
+    } else {
+        version.clone()
     };
-    wire::check_version(&version).map_err(fail)?;
+    let fail = |err: CniError| (shown.clone(), err);
+    let negotiated = negotiate(Some(&version), None).map_err(fail)?;
     match command {
         "ADD" => {
             let entries = config.ipam.map(|i| i.ips).unwrap_or_default();
             if entries.is_empty() {
-                return Err(fail(WireError::new(
-                    code::INVALID_CONFIG,
+                return Err(fail(CniError::new(
+                    codes::INVALID_NETWORK_CONFIG,
                     "No IP was passed to fake IPAM",
                 )));
             }
             let mut result = CniResult::default();
             for entry in entries {
                 let address: IpNetwork = entry.ipcidr.parse().map_err(|_| {
-                    fail(WireError::new(
-                        code::INVALID_CONFIG,
+                    fail(CniError::new(
+                        codes::INVALID_NETWORK_CONFIG,
                         format!("Unable to parse the given IpamConfig.IpCidr: {}", entry.ipcidr),
                     ))
                 })?;
-                result.ips.push(ResultIp {
+                result.ips.push(IpConfig {
                     address,
                     gateway: None,
                     interface: None,
                 });
             }
-            Ok(Some(result.to_json(&version)))
+            Ok(Some(result.to_json(negotiated)))
         }
         "DEL" | "CHECK" | "GC" | "STATUS" => Ok(None),
-        other => Err(fail(WireError::new(
-            code::INVALID_ENV,
+        other => Err(fail(CniError::new(
+            codes::INVALID_ENV,
             format!("unknown CNI_COMMAND {other:?}"),
         ))),
     }
@@ -93,13 +87,13 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn add(stdin: &str) -> Result<Value, (String, WireError)> {
+    fn add(stdin: &str) -> Result<Value, (String, CniError)> {
         run("ADD", stdin.as_bytes()).map(|o| serde_json::from_str(&o.unwrap()).unwrap())
     }
 
     #[test]
     fn add_echoes_the_ips_as_a_result_of_every_supported_version() {
-        for v in wire::SUPPORTED_VERSIONS {
+        for v in CniVersion::SUPPORTED.map(|v| v.as_str()) {
             let out = add(&format!(
                 r#"{{"cniVersion":"{v}","name":"n","ipam":{{"type":"fakeipam","ips":[{{"ipcidr":"10.0.0.5/24","version":4}},{{"ipcidr":"2001:db8::5/64","version":6}}]}}}}"#
             ))
@@ -136,7 +130,7 @@ mod tests {
             err.msg,
             "Unable to parse the given IpamConfig.IpCidr: 10.0.0.300/24"
         );
-        assert_eq!(err.code, code::INVALID_CONFIG);
+        assert_eq!(err.code, codes::INVALID_NETWORK_CONFIG);
     }
 
     #[test]
@@ -153,13 +147,13 @@ mod tests {
     fn an_unsupported_version_is_error_one() {
         let (_, err) =
             add(r#"{"cniVersion":"0.2.0","ipam":{"ips":[{"ipcidr":"10.0.0.5/24"}]}}"#).unwrap_err();
-        assert_eq!(err.code, code::INCOMPATIBLE_VERSION);
+        assert_eq!(err.code, codes::INCOMPATIBLE_VERSION);
     }
 
     #[test]
     fn bad_json_is_a_decode_failure() {
         let (_, err) = add("{not json").unwrap_err();
-        assert_eq!(err.code, code::DECODE_FAILURE);
+        assert_eq!(err.code, codes::DECODING_FAILURE);
     }
 
     #[test]

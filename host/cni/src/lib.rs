@@ -19,4 +19,3 @@ pub mod post;
 pub mod rollback;
 pub mod run;
 pub mod translate;
-pub mod wire;
