@@ -207,7 +207,7 @@ async fn lab_demo_services_hold_exactly_the_right_addresses_through_changes() {
 }
 
 #[tokio::test]
-async fn lab_only_services_with_a_network_annotation_are_managed_and_foreign_endpoints_are_left_alone() {
+async fn lab_only_annotated_services_are_managed_foreign_endpoints_are_left_alone_and_legacy_ones_adopted() {
     let (_lab, client) = lab().await;
     demo(&client).await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), VNF);
@@ -232,6 +232,18 @@ async fn lab_only_services_with_a_network_annotation_are_managed_and_foreign_end
         subsets: None,
     };
     eps.create(&Default::default(), &theirs).await.unwrap();
+    // An Endpoints DANM's Go svcwatcher wrote (no label, the service's annotations copied) is taken over.
+    let legacy_svc = service_obj(VNF, "legacy", r#"{"app":"loadbalancer"}"#, "external", "p", 1);
+    svcs.create(&Default::default(), &legacy_svc).await.unwrap();
+    let legacy = Endpoints {
+        metadata: kube::api::ObjectMeta {
+            name: Some("legacy".into()),
+            annotations: legacy_svc.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        subsets: None,
+    };
+    eps.create(&Default::default(), &legacy).await.unwrap();
     let controller = spawn_controller(&client);
     expect_demo(&client).await;
     wait_slices(&client, VNF, "foreign", &ready(&range("10.240.1.", 100, 2)), T).await;
@@ -240,6 +252,29 @@ async fn lab_only_services_with_a_network_annotation_are_managed_and_foreign_end
     let after = eps.get("foreign").await.unwrap();
     assert_eq!(after.subsets, None);
     assert_eq!(after.metadata.labels, theirs.metadata.labels);
+    let start = std::time::Instant::now();
+    loop {
+        let e = eps.get("legacy").await.unwrap();
+        let ips: Vec<String> = e
+            .subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.addresses.iter().flatten().map(|a| a.ip.clone()))
+            .collect();
+        if ips.len() == 2 {
+            assert_eq!(
+                e.metadata
+                    .labels
+                    .unwrap()
+                    .get(danm_svcwatcher::desired::ENDPOINTS_MANAGED_BY_LABEL)
+                    .map(String::as_str),
+                Some(danm_svcwatcher::desired::MANAGER)
+            );
+            break;
+        }
+        assert!(start.elapsed() < T, "legacy Endpoints not taken over: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     controller.abort();
 }
 
