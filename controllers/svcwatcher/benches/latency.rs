@@ -18,7 +18,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 const NS: &str = "bench";
 
@@ -100,33 +104,32 @@ fn service(j: usize) -> Service {
     }
 }
 
-async fn slice_has(slices: &Api<EndpointSlice>, name: &str, address: &str) -> bool {
-    match slices.get_opt(name).await {
-        Ok(Some(s)) => s
-            .endpoints
-            .iter()
-            .any(|e| e.addresses.iter().any(|a| a == address)),
-        _ => false,
-    }
-}
-
+/// Waits, on the bench's own watch of the slices (no polling load on the server), until slice `name` does
+/// (`present`) or does not hold `address`.
 async fn wait_until(
-    slices: &Api<EndpointSlice>,
+    slices: &Store<EndpointSlice>,
+    changed: &Notify,
     name: &str,
     address: &str,
     present: bool,
     timeout: Duration,
 ) -> Duration {
     let start = Instant::now();
+    let key = ObjectRef::new(name).within(NS);
     loop {
-        if slice_has(slices, name, address).await == present {
+        let notified = changed.notified();
+        let has = slices.get(&key).is_some_and(|s| {
+            s.endpoints
+                .iter()
+                .any(|e| e.addresses.iter().any(|a| a == address))
+        });
+        if has == present {
             return start.elapsed();
         }
-        assert!(
-            start.elapsed() < timeout,
-            "slice {name}: {address} present={present} not reached"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        let left = timeout
+            .checked_sub(start.elapsed())
+            .expect("slice change not seen in time");
+        let _ = tokio::time::timeout(left, notified).await;
     }
 }
 
@@ -229,6 +232,20 @@ async fn main() -> anyhow::Result<()> {
     let pid = child.id();
     let _guard = Guard(child);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NS);
+    let (slice_store, writer) = reflector::store::<EndpointSlice>();
+    let changed = Arc::new(Notify::new());
+    {
+        let changed = changed.clone();
+        let stream = watcher(slices.clone(), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while stream.next().await.is_some() {
+                changed.notify_waiters();
+            }
+        });
+    }
     let sync_start = Instant::now();
     let per_service = pods_n / services_n;
     loop {
@@ -267,11 +284,27 @@ async fn main() -> anyhow::Result<()> {
             .create(&PostParams::default(), &danmep(&name, p, &address))
             .await?;
         api_writes.push(t0.elapsed());
-        wait_until(&slices, &slice, &address, true, Duration::from_secs(10)).await;
+        wait_until(
+            &slice_store,
+            &changed,
+            &slice,
+            &address,
+            true,
+            Duration::from_secs(10),
+        )
+        .await;
         latencies.push(t0.elapsed());
         let t1 = Instant::now();
         eps_api.delete(&name, &DeleteParams::default()).await?;
-        wait_until(&slices, &slice, &address, false, Duration::from_secs(10)).await;
+        wait_until(
+            &slice_store,
+            &changed,
+            &slice,
+            &address,
+            false,
+            Duration::from_secs(10),
+        )
+        .await;
         latencies.push(t1.elapsed());
     }
     let (rss_end, hwm) = rss_kib(pid);

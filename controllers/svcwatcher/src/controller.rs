@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::desired::{
-    ENDPOINTS_MANAGED_BY_LABEL, MANAGER, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, danmep_label_changes,
-    desired_endpoints, endpoints_match, ep_of_pod, is_managed_endpoints, is_managed_slice, slice_matches,
+    ENDPOINTS_MANAGED_BY_LABEL, Family, MANAGER, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL,
+    danmep_label_changes, desired_endpoints, endpoints_match, ep_of_pod, is_managed_endpoints,
+    is_managed_slice, slice_matches, slice_name,
 };
 use crate::selection::{Selection, SelectionError, selection};
 
@@ -318,6 +319,21 @@ fn managed_services_in(store: &Store<Service>, namespace: &str) -> Vec<(Arc<Serv
         .collect()
 }
 
+/// Whether a slice of `svc` currently lists an endpoint of pod `pod` (so a change of that pod may remove it).
+fn slices_target(slices: &Store<EndpointSlice>, svc: &Service, pod: &str) -> bool {
+    let ns = svc.namespace().unwrap_or_default();
+    [Family::V4, Family::V6].into_iter().any(|family| {
+        slices
+            .get(&ObjectRef::new(&slice_name(&svc.name_any(), family)).within(&ns))
+            .is_some_and(|slice| {
+                slice
+                    .endpoints
+                    .iter()
+                    .any(|e| e.target_ref.as_ref().and_then(|t| t.name.as_deref()) == Some(pod))
+            })
+    })
+}
+
 fn service_ref(svc: &Service) -> ObjectRef<Service> {
     ObjectRef::from_obj(svc)
 }
@@ -427,6 +443,9 @@ pub async fn run(
             }
         });
     let ep_services = services.clone();
+    let ep_pods = pods.clone();
+    let ep_slices = slices.clone();
+    let pod_slices = slices.clone();
     let ep_stream = watcher(Api::<DanmEp>::all(client.clone()), wc.clone())
         .default_backoff()
         .reflect(eps_writer)
@@ -451,8 +470,12 @@ pub async fn run(
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(0)))
         .watches_stream(pod_stream, move |pod: Pod| {
             let ns = pod.namespace().unwrap_or_default();
+            let name = pod.name_any();
             managed_services_in(&pod_services, &ns)
                 .into_iter()
+                .filter(|(s, sel)| {
+                    sel.selects_labels(pod.metadata.labels.as_ref()) || slices_target(&pod_slices, s, &name)
+                })
                 .map(|(s, _)| service_ref(&s))
                 .collect::<Vec<_>>()
         })
@@ -462,6 +485,11 @@ pub async fn run(
             managed_services_in(&ep_services, &ns)
                 .into_iter()
                 .filter(|(_, sel)| kind.is_some_and(|k| sel.selects_network(k, &ep.spec.network_name)))
+                .filter(|(s, sel)| {
+                    let pod = ep_pods.get(&ObjectRef::new(&ep.spec.pod).within(&ns));
+                    pod.is_none_or(|p| sel.selects_labels(p.metadata.labels.as_ref()))
+                        || slices_target(&ep_slices, s, &ep.spec.pod)
+                })
                 .map(|(s, _)| service_ref(&s))
                 .collect::<Vec<_>>()
         })
