@@ -323,9 +323,17 @@ fn managed_services_in(store: &Store<Service>, namespace: &str) -> Vec<(Arc<Serv
 fn slices_target(slices: &Store<EndpointSlice>, svc: &Service, pod: &str) -> bool {
     let ns = svc.namespace().unwrap_or_default();
     [Family::V4, Family::V6].into_iter().any(|family| {
-        slices
-            .get(&ObjectRef::new(&slice_name(&svc.name_any(), family)).within(&ns))
-            .is_some_and(|slice| {
+        let base = slice_name(&svc.name_any(), family);
+        (1..)
+            .map(|i| {
+                if i == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{i}")
+                }
+            })
+            .map_while(|name| slices.get(&ObjectRef::new(&name).within(&ns)))
+            .any(|slice| {
                 slice
                     .endpoints
                     .iter()

@@ -24,6 +24,9 @@ pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 /// svcwatcher's manager name, the value of both managed-by labels.
 pub const MANAGER: &str = "svcwatcher.danm.k8s.io";
 
+/// Most endpoints the API server accepts in one EndpointSlice.
+pub const MAX_ENDPOINTS_PER_SLICE: usize = 1000;
+
 /// Address families, in slice order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
@@ -50,7 +53,7 @@ impl Family {
     }
 }
 
-/// The name of the slice of `service` for `family`.
+/// The name of the (first) slice of `service` for `family`; further slices get `-2`, `-3`, ... appended.
 pub fn slice_name(service: &str, family: Family) -> String {
     format!("{service}-danm-{}", family.suffix())
 }
@@ -230,49 +233,61 @@ pub fn desired_endpoints(
     let owners = owner(svc);
     let mut families = service_families(svc);
     families.extend(members.keys().map(|(f, _)| *f));
-    let slices = families
-        .into_iter()
-        .map(|family| EndpointSlice {
-            address_type: family.address_type().to_owned(),
-            metadata: ObjectMeta {
-                name: Some(slice_name(&name, family)),
-                namespace: Some(namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (SERVICE_NAME_LABEL.to_owned(), name.clone()),
-                    (SLICE_MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
-                ])),
-                owner_references: owners.clone(),
-                ..ObjectMeta::default()
-            },
-            endpoints: members
-                .iter()
-                .filter(|((f, _), _)| *f == family)
-                .map(|(_, m)| Endpoint {
-                    addresses: vec![m.ip.to_string()],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(m.ready),
-                        serving: Some(m.serving),
-                        terminating: Some(m.terminating),
-                    }),
-                    hostname: m.pod.spec.as_ref().and_then(|s| s.hostname.clone()),
-                    node_name: m.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                    target_ref: Some(target_ref(m.pod)),
-                    ..Endpoint::default()
-                })
-                .collect(),
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|(n, p, proto)| EndpointPort {
-                        name: n.clone(),
-                        port: Some(*p),
-                        protocol: Some(proto.clone()),
-                        app_protocol: None,
-                    })
-                    .collect(),
-            ),
+    let slice_ports: Vec<EndpointPort> = ports
+        .iter()
+        .map(|(n, p, proto)| EndpointPort {
+            name: n.clone(),
+            port: Some(*p),
+            protocol: Some(proto.clone()),
+            app_protocol: None,
         })
         .collect();
+    let mut slices = Vec::new();
+    for family in families {
+        let endpoints: Vec<Endpoint> = members
+            .iter()
+            .filter(|((f, _), _)| *f == family)
+            .map(|(_, m)| Endpoint {
+                addresses: vec![m.ip.to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(m.ready),
+                    serving: Some(m.serving),
+                    terminating: Some(m.terminating),
+                }),
+                hostname: m.pod.spec.as_ref().and_then(|s| s.hostname.clone()),
+                node_name: m.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                target_ref: Some(target_ref(m.pod)),
+                ..Endpoint::default()
+            })
+            .collect();
+        // The API accepts at most MAX_ENDPOINTS_PER_SLICE endpoints per slice; more go into numbered slices.
+        let chunks: Vec<Vec<Endpoint>> = if endpoints.is_empty() {
+            vec![Vec::new()]
+        } else {
+            endpoints
+                .chunks(MAX_ENDPOINTS_PER_SLICE)
+                .map(<[Endpoint]>::to_vec)
+                .collect()
+        };
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let base = slice_name(&name, family);
+            slices.push(EndpointSlice {
+                address_type: family.address_type().to_owned(),
+                metadata: ObjectMeta {
+                    name: Some(if i == 0 { base } else { format!("{base}-{}", i + 1) }),
+                    namespace: Some(namespace.clone()),
+                    labels: Some(BTreeMap::from([
+                        (SERVICE_NAME_LABEL.to_owned(), name.clone()),
+                        (SLICE_MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
+                    ])),
+                    owner_references: owners.clone(),
+                    ..ObjectMeta::default()
+                },
+                endpoints: chunk,
+                ports: Some(slice_ports.clone()),
+            });
+        }
+    }
 
     let mut ready = Vec::new();
     let mut not_ready = Vec::new();

@@ -412,3 +412,36 @@ fn danmep_labels_follow_the_pod_and_keep_danms_own_labels() {
     ]));
     assert_eq!(danmep_label_changes(&p, &e), None);
 }
+
+#[test]
+fn more_addresses_than_one_slice_may_hold_go_into_numbered_slices() {
+    let n = MAX_ENDPOINTS_PER_SLICE + 5;
+    let pods: Vec<Pod> = (0..n)
+        .map(|i| pod(&format!("lb-{i}"), &[("app", "loadbalancer")], true))
+        .collect();
+    let eps: Vec<DanmEp> = (0..n)
+        .map(|i| {
+            ep(
+                &format!("lb-{i}"),
+                "internal",
+                "",
+                &format!("10.240.{}.{}/16", i / 250, i % 250),
+                "",
+            )
+        })
+        .collect();
+    let d = run(&internal_lb(), &eps, &pods);
+    let sizes: Vec<(String, usize)> = d
+        .slices
+        .iter()
+        .map(|s| (s.metadata.name.clone().unwrap(), s.endpoints.len()))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![
+            ("vnf-internal-lb-danm-ipv4".to_owned(), MAX_ENDPOINTS_PER_SLICE),
+            ("vnf-internal-lb-danm-ipv4-2".to_owned(), 5)
+        ]
+    );
+    assert_eq!(slice_ips(&d, "IPv4").len(), n);
+}
