@@ -91,8 +91,14 @@ async fn main() -> anyhow::Result<()> {
     cfg.retry_period = Duration::from_millis(args.retry_ms);
     info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "svcwatcher candidate starting");
     let elector = LeaderElector::new(client.clone(), cfg);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM (pod deletion, rollout) or SIGINT: stop the controller and release the lease for a fast hand-over.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutting down; releasing the lease");
     };
     match elector.run(run(client, metrics, shutdown)).await {
         LeadershipEnd::WorkDone => Ok(()),
