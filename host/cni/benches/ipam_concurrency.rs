@@ -1,0 +1,180 @@
+//! Dynamic allocation throughput: 1000 pods, one native macvlan interface each on one DanmNet, ADDed by `danm`
+//! processes 20 at a time (as 20 kubelet workers would), against the lab API server's raw conditional-write rate
+//! measured in the same run by `danm_lab::bench` (20 clients racing GET+PUT on one object, and one uncontended
+//! writer). Target: ≥ 50 % of the contended raw rate, with zero duplicate addresses (asserted).
+//! `cargo bench -p danm-cni --bench ipam_concurrency`; root and the built plugins needed (prints why and exits 0
+//! otherwise). `DANM_IPAM_BENCH_PODS` changes the number of pods.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Danm, PodNs, Veth, danmnet, get_danmnet, median, ms, ok, pod, skip_reason};
+use danm_api::DanmEp;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+const CONCURRENCY: usize = 20;
+
+/// The first number on the line of `report` that contains `marker`.
+fn rate(report: &str, marker: &str) -> f64 {
+    report
+        .lines()
+        .find(|l| l.contains(marker))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+        .unwrap_or_else(|| panic!("no {marker:?} line with a rate in the lab report:\n{report}"))
+}
+
+async fn bench(pods: usize) {
+    // Baseline: the lab server's raw conditional writes, same process, same moment.
+    let report = danm_lab::bench::run(pods, CONCURRENCY)
+        .await
+        .expect("lab baseline");
+    let raw_contended = rate(&report, "racing");
+    let raw_single = rate(&report, "1 writer");
+
+    let tmp = tempfile::Builder::new().prefix("danm-bench").tempdir().unwrap();
+    let (lab, client) = common::lab().await;
+    let veth = Veth::new("biv");
+    let net = danmnet(
+        &client,
+        "bulk",
+        json!({"NetworkID": "bulk", "NetworkType": "macvlan",
+               "Options": {"host_device": veth.0, "cidr": "10.82.0.0/20"}}),
+    )
+    .await;
+    let danm = Arc::new(Danm::new(&lab, &tmp.path().join("cache")));
+    // Warm the precompiled-plugin cache outside the measurement.
+    {
+        pod(&client, "warm", json!([{"network": "bulk", "ip": "dynamic"}])).await;
+        let ns = PodNs::new(&format!("danm-bw-{}", std::process::id()));
+        ok("warm-up ADD", &danm.run("ADD", "warm", "warm", ns.path()).await);
+        ok("warm-up DEL", &danm.run("DEL", "warm", "warm", ns.path()).await);
+    }
+    let before = get_danmnet(&client, "bulk").await;
+    assert_eq!(
+        before.spec.options.alloc, net.spec.options.alloc,
+        "the warm-up address was released"
+    );
+
+    let t = Instant::now();
+    let mut namespaces = Vec::with_capacity(pods);
+    for i in 0..pods {
+        pod(
+            &client,
+            &format!("p{i}"),
+            json!([{"network": "bulk", "ip": "dynamic"}]),
+        )
+        .await;
+        namespaces.push(Arc::new(PodNs::new(&format!(
+            "danm-b{}-{i}",
+            std::process::id() % 10_000
+        ))));
+    }
+    let setup = t.elapsed();
+
+    let gate = Arc::new(Semaphore::new(CONCURRENCY));
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(pods);
+    for (i, ns) in namespaces.iter().enumerate() {
+        let (gate, danm, ns) = (gate.clone(), danm.clone(), ns.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let t = Instant::now();
+            let out = danm
+                .run("ADD", &format!("p{i}"), &format!("c{i}"), ns.path())
+                .await;
+            let took = t.elapsed();
+            let result: Value = serde_json::from_str(&ok(&format!("ADD p{i}"), &out)).unwrap();
+            let addr = result["ips"][0]["address"]
+                .as_str()
+                .unwrap_or_else(|| panic!("p{i}: {result}"))
+                .to_owned();
+            (addr, took)
+        }));
+    }
+    let mut addrs = Vec::with_capacity(pods);
+    let mut latencies: Vec<Duration> = Vec::with_capacity(pods);
+    for task in tasks {
+        let (addr, took) = task.await.unwrap();
+        addrs.push(addr);
+        latencies.push(took);
+    }
+    let elapsed = t.elapsed();
+
+    // Zero duplicates: in the results, in the DanmEps, and every address marked in the network's bitmap.
+    let distinct: BTreeSet<&String> = addrs.iter().collect();
+    assert_eq!(distinct.len(), pods, "duplicate addresses among the ADD results");
+    let eps: Vec<DanmEp> = kube::Api::<DanmEp>::namespaced(client.clone(), common::NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(eps.len(), pods, "one DanmEp per pod");
+    let ep_addrs: BTreeSet<String> = eps.iter().map(|e| e.spec.interface.address.clone()).collect();
+    assert_eq!(
+        ep_addrs,
+        addrs.iter().cloned().collect(),
+        "DanmEps record exactly the returned addresses"
+    );
+    let after = get_danmnet(&client, "bulk").await;
+    let mut spec = after.spec.clone();
+    for a in &addrs {
+        let (released, changed) = danm_core::ipam::release(&spec, a, "");
+        assert!(changed, "{a} is not marked allocated in the network");
+        spec = released;
+    }
+    assert_eq!(
+        spec.options.alloc, before.spec.options.alloc,
+        "the bitmap holds exactly the returned addresses"
+    );
+
+    let rate_danm = pods as f64 / elapsed.as_secs_f64();
+    println!("{report}");
+    println!(
+        "danm ADD, {pods} pods x 1 dynamic IPv4 on one DanmNet, {CONCURRENCY} concurrent danm processes \
+         (pods + netns set up beforehand in {:.1} s)",
+        setup.as_secs_f64()
+    );
+    println!(
+        "  {rate_danm:>9.0} allocations/s end to end ({:.2} s), ADD latency p50 {:.1} ms, p99 {:.1} ms; \
+         0 duplicates among {pods} addresses",
+        elapsed.as_secs_f64(),
+        ms(median(latencies.clone())),
+        ms({
+            latencies.sort();
+            latencies[(latencies.len() - 1) * 99 / 100]
+        })
+    );
+    let ratio = rate_danm / raw_contended;
+    println!(
+        "  danm / lab raw contended ({CONCURRENCY} racing GET+PUT, {raw_contended:.0}/s): {:.0} %  (target >= 50 %: {})",
+        ratio * 100.0,
+        if ratio >= 0.5 { "met" } else { "NOT met" }
+    );
+    println!(
+        "  danm / lab raw uncontended (1 writer PUT, {raw_single:.0}/s):      {:.0} %",
+        rate_danm / raw_single * 100.0
+    );
+    drop(namespaces);
+    lab.shutdown().await;
+}
+
+fn main() {
+    if let Some(reason) = skip_reason() {
+        println!("ipam_concurrency bench skipped: {reason}");
+        return;
+    }
+    let pods = std::env::var("DANM_IPAM_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench(pods));
+}
