@@ -60,7 +60,7 @@ kernel-lane: setup
 	@bash lane/run.sh
 
 ## test: every tier CI runs (the README's test command).
-test: lint unit
+test: lint unit kernel-lane
 
 ## lab: the main job, the local lab demo.
 lab: guests
