@@ -61,18 +61,33 @@ struct ServeArgs {
         default_value = "/etc/webhook/certs/key.pem"
     )]
     tls_private_key_file: PathBuf,
-    #[arg(long, env = "DANM_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
+    #[arg(
+        long,
+        global = true,
+        env = "DANM_WEBHOOK_BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
     bind_address: IpAddr,
-    #[arg(long, env = "DANM_WEBHOOK_BIND_PORT", default_value_t = 8443)]
+    #[arg(long, global = true, env = "DANM_WEBHOOK_BIND_PORT", default_value_t = 8443)]
     bind_port: u16,
     /// kubeconfig file; in-cluster configuration when unset.
-    #[arg(long, env = "DANM_KUBECONFIG")]
+    #[arg(long, global = true, env = "DANM_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Seconds between checks of the certificate files.
-    #[arg(long, env = "DANM_WEBHOOK_CERT_RELOAD_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "DANM_WEBHOOK_CERT_RELOAD_SECONDS",
+        default_value_t = 10
+    )]
     cert_reload_seconds: u64,
     /// Seconds between checks of the plugin directory.
-    #[arg(long, env = "DANM_WEBHOOK_PLUGIN_RELOAD_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "DANM_WEBHOOK_PLUGIN_RELOAD_SECONDS",
+        default_value_t = 10
+    )]
     plugin_reload_seconds: u64,
 }
 

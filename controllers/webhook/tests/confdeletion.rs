@@ -13,6 +13,7 @@ async fn deleting_a_network_used_by_a_danmep_is_denied_naming_the_pod() {
         danmep("default", "p2", "legacy", ""),
         danmep("other", "p3", "cn", "ClusterNetwork"),
         danmep("other", "p4", "tn", "TenantNetwork"),
+        tenantconfig("tc", json!([{"name": "ens4"}]), json!({})),
     ]);
     delete(&rig, danmnet("dn", json!({"NetworkID": "x"})))
         .await
@@ -84,6 +85,24 @@ async fn a_delete_without_a_matching_profile_is_allowed_and_a_failing_write_deni
     delete(&rig2, tn)
         .await
         .assert_denied("The network's VNI could not be freed, because:");
+}
+
+#[tokio::test]
+async fn deleting_a_dynamic_tenantnetwork_needs_a_tenantconfig() {
+    // §8.5: the TenantConfig is read for every dynamic TenantNetwork; static ones do not need it.
+    let rig = rig(vec![]);
+    let tn = net(
+        "TenantNetwork",
+        "t",
+        json!({"NetworkID": "x", "Options": {"host_device": "ens4", "vlan": 450}}),
+    );
+    delete(&rig, tn).await.assert_denied("no TenantConfigs exist");
+    let flannel = net(
+        "TenantNetwork",
+        "f",
+        json!({"NetworkID": "x", "NetworkType": "flannel"}),
+    );
+    delete(&rig, flannel).await.assert_allowed();
 }
 
 #[tokio::test]

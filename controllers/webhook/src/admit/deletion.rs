@@ -70,23 +70,24 @@ impl Webhook {
         let is_dynamic = dynamic
             .iter()
             .any(|t| t.eq_ignore_ascii_case(&net.spec.backend()));
-        if kind != NetworkKind::TenantNetwork.as_str() || !is_dynamic || (o.vlan == 0 && o.vxlan == 0) {
+        if kind != NetworkKind::TenantNetwork.as_str() || !is_dynamic {
             return Verdict::allow();
         }
-        if req.is_dry_run() {
-            return Verdict::allow();
-        }
+        // Spec §8.5: a dynamic TenantNetwork's TenantConfig is read (and must exist) before its VNI is freed.
         let tc = match self.cluster.first_tenant_config().await {
             Ok(Some(tc)) => tc,
             Ok(None) => {
-                tracing::warn!(network = %name, namespace = %namespace, "no TenantConfig exists: the VNI cannot be freed");
-                return Verdict::allow()
-                    .with_warning("danm: no TenantConfig exists, the network's VNI was not freed");
+                return Verdict::deny(
+                    "The network's VNI could not be freed, because:no TenantConfigs exist int the cluster",
+                );
             }
             Err(e) => {
                 return Verdict::deny_internal(format!("The network's VNI could not be freed, because:{e}"));
             }
         };
+        if (o.vlan == 0 && o.vxlan == 0) || req.is_dry_run() {
+            return Verdict::allow();
+        }
         match self.release_vni(tc, &net.spec).await {
             Ok(Released::NoProfile { profile, vni_type }) => {
                 tracing::warn!(network = %name, namespace = %namespace, %profile, vni_type,
