@@ -131,7 +131,9 @@ async fn main() {
     }
     let danm_conf =
         json!({"cniVersion":"1.0.0","name":"danm","type":"danm","kubeconfig": lab.kubeconfig_path(),
-        "pluginDir": plugins, "cacheDir": tmp.path().join("cache")})
+        "pluginDir": plugins, "cacheDir": tmp.path().join("cache"),
+        "logFile": std::env::var("DANM_BENCH_LOG").unwrap_or_else(|_| "/dev/null".into()),
+        "logLevel": std::env::var("DANM_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into())})
         .to_string();
 
     let danm_round = |pod: &'static str| {

@@ -18,13 +18,17 @@ use tokio::sync::Semaphore;
 
 const CONCURRENCY: usize = 20;
 
-/// The first number on the line of `report` that contains `marker`.
-fn rate(report: &str, marker: &str) -> f64 {
+/// The rate printed before `unit` (e.g. `committed/s`) on the line of `report` that contains `marker`.
+fn rate(report: &str, marker: &str, unit: &str) -> f64 {
     report
         .lines()
         .find(|l| l.contains(marker))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
-        .unwrap_or_else(|| panic!("no {marker:?} line with a rate in the lab report:\n{report}"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == unit)?;
+            words.get(at.checked_sub(1)?)?.parse::<f64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no {marker:?} line with a rate in {unit} in the lab report:\n{report}"))
 }
 
 async fn bench(pods: usize) {
@@ -32,8 +36,8 @@ async fn bench(pods: usize) {
     let report = danm_lab::bench::run(pods, CONCURRENCY)
         .await
         .expect("lab baseline");
-    let raw_contended = rate(&report, "racing");
-    let raw_single = rate(&report, "1 writer");
+    let raw_contended = rate(&report, "racing", "committed/s");
+    let raw_single = rate(&report, "1 writer", "writes/s");
 
     let tmp = tempfile::Builder::new().prefix("danm-bench").tempdir().unwrap();
     let (lab, client) = common::lab().await;

@@ -101,6 +101,11 @@ impl KubeApi {
                 .await
                 .map_err(|e| client_err(e.to_string()))?
         };
+        // Without a CA in the kubeconfig kube falls back to the OS trust store, whose loading costs ~18 ms per
+        // process; a plain-HTTP server never uses TLS, so give it an empty store instead.
+        if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
+            config.root_cert = Some(Vec::new());
+        }
         config.connect_timeout = Some(timeout);
         config.read_timeout = Some(timeout);
         config.write_timeout = Some(timeout);
