@@ -7,7 +7,6 @@ export DANM_PLUGIN_DIR ?= $(CURDIR)/build/plugins
 export DANM_TEST_PLUGIN_DIR ?= $(CURDIR)/build/test-plugins
 
 CARGO ?= cargo
-GUEST_OUT = $(DANM_GUESTS_TARGET_DIR)/wasm32-wasip2/release
 
 .PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane
 
@@ -21,8 +20,7 @@ build: setup
 
 ## guests: build every WASI plugin once (release, wasm32-wasip2) and stage them for the host.
 guests: setup
-	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) build --release --target wasm32-wasip2
-	@bash scripts/stage-plugins.sh "$(GUEST_OUT)" "$(DANM_PLUGIN_DIR)" "$(DANM_TEST_PLUGIN_DIR)"
+	CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) bash guests/build.sh
 
 ## crds: regenerate deploy/crds from the Rust types.
 crds:
