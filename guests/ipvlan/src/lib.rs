@@ -2,8 +2,9 @@
 //! reference ipvlan plugin. Mode defaults to DANM's `l2`; MTU 0 (the default) inherits the parent's MTU, as DANM did.
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
-    check_mtu, check_network_id_length, insert_ipam, parent_link, parse_network,
+    Attachment, Backend, Info, Operation, TranslateError, Violation, attachment_parent,
+    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, insert_ipam,
+    parse_network,
 };
 use serde_json::{Map, Value, json};
 
@@ -41,17 +42,7 @@ impl Backend for Ipvlan {
         let mut out = Vec::new();
         check_network_id_length(spec, 10, &mut out);
         check_device_pool_vs_host_device(spec, &mut out);
-        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
-            out.push(Violation::new(
-                "MODE",
-                "spec.Options.mode",
-                format!(
-                    "Spec.Options.mode:{} is not an ipvlan mode (one of {})!",
-                    spec.options.mode,
-                    MODES.join(", ")
-                ),
-            ));
-        }
+        check_mode(spec, "ipvlan", &MODES, &mut out);
         check_mtu(spec, &mut out);
         out
     }
@@ -61,18 +52,7 @@ impl Backend for Ipvlan {
         let net = parse_network(&att.network_json)
             .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
         let spec = &net.spec;
-        let parent = att.parent.clone().unwrap_or_else(|| parent_link(spec));
-        if parent.is_empty() {
-            return Err(TranslateError::new(
-                "T-NO-PARENT",
-                format!(
-                    "ipvlan network:{} (NetworkID {}) has no host_device, vlan or vxlan to put interface {} of pod {pod} on",
-                    net.name(),
-                    spec.network_id,
-                    att.interface_name
-                ),
-            ));
-        }
+        let parent = attachment_parent("ipvlan", &net, &att)?;
         let mode = if spec.options.mode.is_empty() {
             DEFAULT_MODE
         } else {

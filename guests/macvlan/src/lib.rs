@@ -2,8 +2,9 @@
 //! (DANM's shape, spec §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
-    check_mtu, check_network_id_length, insert_ipam, parent_link, parse_network,
+    Attachment, Backend, Info, Operation, TranslateError, Violation, attachment_parent,
+    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, insert_ipam,
+    parse_network,
 };
 use serde_json::{Map, Value, json};
 
@@ -43,17 +44,7 @@ impl Backend for Macvlan {
         let mut out = Vec::new();
         check_network_id_length(spec, 10, &mut out);
         check_device_pool_vs_host_device(spec, &mut out);
-        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
-            out.push(Violation::new(
-                "MODE",
-                "spec.Options.mode",
-                format!(
-                    "Spec.Options.mode:{} is not a macvlan mode (one of {})!",
-                    spec.options.mode,
-                    MODES.join(", ")
-                ),
-            ));
-        }
+        check_mode(spec, "macvlan", &MODES, &mut out);
         check_mtu(spec, &mut out);
         out
     }
@@ -63,18 +54,7 @@ impl Backend for Macvlan {
         let net = parse_network(&att.network_json)
             .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
         let spec = &net.spec;
-        let parent = att.parent.clone().unwrap_or_else(|| parent_link(spec));
-        if parent.is_empty() {
-            return Err(TranslateError::new(
-                "T-NO-PARENT",
-                format!(
-                    "macvlan network:{} (NetworkID {}) has no host_device, vlan or vxlan to put interface {} of pod {pod} on",
-                    net.name(),
-                    spec.network_id,
-                    att.interface_name
-                ),
-            ));
-        }
+        let parent = attachment_parent("macvlan", &net, &att)?;
         let mode = if spec.options.mode.is_empty() {
             DEFAULT_MODE
         } else {

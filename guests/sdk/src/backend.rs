@@ -47,6 +47,26 @@ pub fn check_device_pool_vs_host_device(spec: &NetworkSpec, out: &mut Vec<Violat
     }
 }
 
+/// `MODE`: an empty mode (the backend's default) or one of the backend's `modes`; `kind` names the backend in the message.
+pub fn check_mode(spec: &NetworkSpec, kind: &str, modes: &[&str], out: &mut Vec<Violation>) {
+    let mode = spec.options.mode.as_str();
+    if !mode.is_empty() && !modes.contains(&mode) {
+        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        out.push(Violation::new(
+            "MODE",
+            "spec.Options.mode",
+            format!(
+                "Spec.Options.mode:{mode} is not {article} {kind} mode (one of {})!",
+                modes.join(", ")
+            ),
+        ));
+    }
+}
+
 /// `MTU`: 0 (the backend's default) or 68..=65535, the range Linux accepts for an Ethernet-like link.
 pub fn check_mtu(spec: &NetworkSpec, out: &mut Vec<Violation>) {
     let mtu = spec.options.mtu;

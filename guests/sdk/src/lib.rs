@@ -11,10 +11,12 @@ mod glue;
 mod link;
 mod violation;
 
-pub use backend::{Backend, Info, check_device_pool_vs_host_device, check_mtu, check_network_id_length};
+pub use backend::{
+    Backend, Info, check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length,
+};
 pub use cni::{Attachment, TranslateError, fakeipam, insert_ipam};
 pub use decode::{Meta, NetworkDoc, parse_network, strict_decode};
-pub use link::parent_link;
+pub use link::{attachment_parent, parent_link};
 pub use violation::{Operation, Violation};
 
 /// The rules plugin's request, mirroring `danm:plugin/rules.review`.

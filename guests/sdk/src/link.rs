@@ -2,6 +2,8 @@
 
 use danm_api::NetworkSpec;
 
+use crate::{Attachment, NetworkDoc, TranslateError};
+
 /// `vx_<NetworkID>` if `vxlan` is set, else `<NetworkID>.<vlan>` if `vlan` is set, else `host_device`.
 pub fn parent_link(spec: &NetworkSpec) -> String {
     if spec.options.vxlan != 0 {
@@ -11,6 +13,26 @@ pub fn parent_link(spec: &NetworkSpec) -> String {
     } else {
         spec.options.host_device.clone()
     }
+}
+
+/// The link an interface of `kind` goes on: the host's resolution in the attachment if it made one, else
+/// [`parent_link`]; an error naming the network and the pod when the network names no parent at all.
+pub fn attachment_parent(kind: &str, net: &NetworkDoc, att: &Attachment) -> Result<String, TranslateError> {
+    let parent = att.parent.clone().unwrap_or_else(|| parent_link(&net.spec));
+    if parent.is_empty() {
+        return Err(TranslateError::new(
+            "T-NO-PARENT",
+            format!(
+                "{kind} network:{} (NetworkID {}) has no host_device, vlan or vxlan to put interface {} of pod {}/{} on",
+                net.name(),
+                net.spec.network_id,
+                att.interface_name,
+                att.pod_namespace,
+                att.pod_name
+            ),
+        ));
+    }
+    Ok(parent)
 }
 
 #[cfg(test)]
