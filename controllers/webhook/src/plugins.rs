@@ -9,9 +9,13 @@ use crate::validator::{PluginError, WasmValidator};
 pub const DEFAULT_PLUGIN_DIR: &str = danm_wasm::DEFAULT_PLUGIN_DIR;
 
 /// Loads the rules plugin and the backend plugins of `dir` through the wasm runtime. `cache_dir` keeps compiled
-/// artefacts across processes (useful for the short-lived `review` command); `pooling` suits the long-lived server.
-pub fn load(dir: &Path, cache_dir: Option<&Path>, pooling: bool) -> Result<Arc<WasmValidator>, PluginError> {
-    WasmValidator::load_dir(dir, cache_dir, pooling).map(Arc::new)
+/// artefacts across processes (useful for the short-lived `review` command); `long_lived` is the server.
+pub fn load(
+    dir: &Path,
+    cache_dir: Option<&Path>,
+    long_lived: bool,
+) -> Result<Arc<WasmValidator>, PluginError> {
+    WasmValidator::load_dir(dir, cache_dir, long_lived).map(Arc::new)
 }
 
 /// `$XDG_CACHE_HOME/danm/plugins` or `$HOME/.cache/danm/plugins`, when it can be created.

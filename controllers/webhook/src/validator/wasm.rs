@@ -50,6 +50,9 @@ fn conv(v: Vec<danm_wasm::Violation>) -> Vec<Violation> {
         .collect()
 }
 
+/// Calls one plugin instance serves in the long-lived server before a fresh one replaces it.
+pub const REUSE_INSTANCE_CALLS: u32 = 1000;
+
 impl WasmValidator {
     /// Loads `config.plugin_dir`. Fails when the directory cannot be read or holds no rules plugin; a broken
     /// backend plugin is logged and its types stay unserved.
@@ -73,12 +76,14 @@ impl WasmValidator {
         })
     }
 
-    /// Loads with the defaults for a long-lived host: the pooling allocator, compiled artefacts kept in memory
-    /// (or in `cache_dir`).
-    pub fn load_dir(dir: &Path, cache_dir: Option<&Path>, pooling: bool) -> Result<Self, PluginError> {
+    /// Loads with the defaults for a long-lived host (`long_lived`): the pooling allocator and instances reused
+    /// for up to [`REUSE_INSTANCE_CALLS`] calls (instantiation dominates a rule check); compiled artefacts kept in
+    /// memory (or in `cache_dir`). The one-shot `review` command passes `false` and runs every call fresh.
+    pub fn load_dir(dir: &Path, cache_dir: Option<&Path>, long_lived: bool) -> Result<Self, PluginError> {
         let config = RuntimeConfig {
             cache_dir: cache_dir.map(Path::to_owned),
-            pooling,
+            pooling: long_lived,
+            reuse_instance_calls: if long_lived { REUSE_INSTANCE_CALLS } else { 0 },
             ..RuntimeConfig::with_plugin_dir(dir)
         };
         Self::load(config)
