@@ -401,6 +401,19 @@ impl Netlink for RtNetlink {
                 // IFLA_IFNAME carries the new name, so address the link by index.
                 msg.header.index = Self::index_of(&handle, op, ns, name, "link").await?;
                 msg.attributes.push(LinkAttribute::IfName(new_name.clone()));
+                if change.up == Some(false) {
+                    // The kernel renames before it applies flags, and kernels before 6.2 refuse to rename a link that
+                    // is up (EBUSY): take it down first when the change asks for down anyway.
+                    let mut down = LinkMessage::default();
+                    down.header.index = msg.header.index;
+                    down.header.change_mask |= LinkFlags::Up;
+                    handle
+                        .link()
+                        .set(down)
+                        .execute()
+                        .await
+                        .map_err(|err| map_err(err, op, ns, object.clone(), None))?;
+                }
             }
             None => msg.attributes.push(LinkAttribute::IfName(name.to_string())),
         }
