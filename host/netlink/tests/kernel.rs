@@ -3,60 +3,13 @@
 //! The "host side" of every test is a namespace of its own, so nothing touches the machine's real host
 //! namespace. Without the right to create namespaces (not root) each test prints why it skips.
 
+#[macro_use]
+mod common;
+
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use danm_netlink::netns::{create_named, delete_named};
+use common::{TestNs, net};
 use danm_netlink::*;
-use ipnetwork::IpNetwork;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A namespace that is removed when dropped.
-struct TestNs {
-    name: String,
-    ns: Netns,
-}
-
-impl TestNs {
-    fn new() -> Result<Self, String> {
-        let name = format!(
-            "danm-nl-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let ns = create_named(&name)
-            .map_err(|err| format!("cannot create a network namespace ({err}); needs root"))?;
-        Ok(TestNs { name, ns })
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = delete_named(&self.name);
-    }
-}
-
-/// Two fresh namespaces (host side, pod side) or a printed skip.
-macro_rules! namespaces {
-    ($n:expr) => {{
-        let mut all = Vec::new();
-        for _ in 0..$n {
-            match TestNs::new() {
-                Ok(ns) => all.push(ns),
-                Err(reason) => {
-                    eprintln!("skipping: {reason}");
-                    return;
-                }
-            }
-        }
-        all
-    }};
-}
-
-fn net(text: &str) -> IpNetwork {
-    text.parse().unwrap()
-}
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -73,7 +26,7 @@ async fn veth_parent(nl: &RtNetlink, ns: &Netns, a: &str, b: &str) -> Link {
 
 #[tokio::test]
 async fn veth_pair_is_created_with_its_peer_in_another_namespace() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let link = nl
@@ -91,7 +44,7 @@ async fn veth_pair_is_created_with_its_peer_in_another_namespace() {
 
 #[tokio::test]
 async fn macvlan_is_created_directly_in_the_target_namespace() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let parent = veth_parent(&nl, host, "par0", "par1").await;
@@ -151,7 +104,7 @@ async fn macvlan_is_created_directly_in_the_target_namespace() {
 
 #[tokio::test]
 async fn macvlan_modes_are_read_back_and_the_mtu_defaults_to_the_parent() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "pa0", "pa1").await;
@@ -184,7 +137,7 @@ async fn macvlan_modes_are_read_back_and_the_mtu_defaults_to_the_parent() {
 
 #[tokio::test]
 async fn macvlan_with_a_missing_parent_is_not_found_naming_the_parent() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let err = nl
@@ -200,7 +153,7 @@ async fn macvlan_with_a_missing_parent_is_not_found_naming_the_parent() {
 
 #[tokio::test]
 async fn macvlan_created_on_the_host_side_can_be_moved_into_the_pod() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "mv0", "mv1").await;
@@ -220,7 +173,7 @@ async fn macvlan_created_on_the_host_side_can_be_moved_into_the_pod() {
 
 #[tokio::test]
 async fn vxlan_reads_back_vni_group_local_port_and_underlay() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     let underlay = veth_parent(&nl, host, "ul0", "ul1").await;
@@ -265,7 +218,7 @@ async fn vxlan_reads_back_vni_group_local_port_and_underlay() {
 
 #[tokio::test]
 async fn bridge_is_created_and_brought_up() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     let link = nl
@@ -283,7 +236,7 @@ async fn bridge_is_created_and_brought_up() {
 
 #[tokio::test]
 async fn addresses_are_added_replaced_listed_and_deleted() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "ad0", "ad1").await;
@@ -319,7 +272,7 @@ async fn addresses_are_added_replaced_listed_and_deleted() {
 
 #[tokio::test]
 async fn ipv6_address_on_a_link_with_ipv6_disabled_is_refused_with_eacces() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "d60", "d61").await;
@@ -335,7 +288,7 @@ async fn ipv6_address_on_a_link_with_ipv6_disabled_is_refused_with_eacces() {
 
 #[tokio::test]
 async fn routes_go_into_a_custom_table_and_are_listed_by_table() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let ns = &spaces[0].ns;
     let nl = RtNetlink::new();
     veth_parent(&nl, ns, "rt0", "rt1").await;
@@ -375,7 +328,7 @@ async fn routes_go_into_a_custom_table_and_are_listed_by_table() {
 #[tokio::test]
 async fn routes_need_the_device_up_and_an_ipv4_gateway_on_a_connected_subnet() {
     // The fake mirrors these two kernel refusals; this test pins them down on the real kernel.
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let ns = &spaces[0].ns;
     let nl = RtNetlink::new();
     nl.create_link(ns, &NewLink::veth("dn0", "dn1")).await.unwrap();
@@ -397,7 +350,7 @@ async fn routes_need_the_device_up_and_an_ipv4_gateway_on_a_connected_subnet() {
 
 #[tokio::test]
 async fn policy_rules_are_added_listed_and_deleted() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let ns = &spaces[0].ns;
     let nl = RtNetlink::new();
     let rule = Rule::new(net("10.1.0.5/24"), 100);
@@ -427,7 +380,7 @@ async fn policy_rules_are_added_listed_and_deleted() {
 
 #[tokio::test]
 async fn sysctls_are_written_inside_the_target_namespace_only() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (a, b) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, b, "sy0", "sy1").await;
@@ -468,7 +421,7 @@ async fn sysctls_are_written_inside_the_target_namespace_only() {
 
 #[tokio::test]
 async fn rename_mtu_mac_alias_and_up_are_applied_in_one_change() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let ns = &spaces[0].ns;
     let nl = RtNetlink::new();
     nl.create_link(ns, &NewLink::veth("ch0", "ch1")).await.unwrap();
@@ -500,7 +453,7 @@ async fn rename_mtu_mac_alias_and_up_are_applied_in_one_change() {
 
 #[tokio::test]
 async fn deleting_links_and_missing_objects_are_told_apart() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "dl0", "dl1").await;
@@ -524,7 +477,7 @@ async fn deleting_links_and_missing_objects_are_told_apart() {
 
 #[tokio::test]
 async fn operations_in_a_namespace_that_is_gone_report_netns_not_found() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let nl = RtNetlink::new();
     let gone = Netns::named("danm-nl-never-created");
     assert!(!nl.netns_exists(&gone).await.unwrap());
@@ -542,13 +495,13 @@ async fn operations_in_a_namespace_that_is_gone_report_netns_not_found() {
 
 #[tokio::test]
 async fn a_namespace_recreated_under_the_same_name_gets_a_fresh_socket() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let name = spaces[0].name.clone();
     let ns = spaces[0].ns.clone();
     let nl = RtNetlink::new();
     nl.create_link(&ns, &NewLink::bridge("br-old")).await.unwrap();
     drop(spaces);
-    let again = create_named(&name).unwrap();
+    let again = danm_netlink::netns::create_named(&name).unwrap();
     let _cleanup = TestNs { name, ns: again };
     let links = nl.links(&ns).await.unwrap();
     assert!(
@@ -561,7 +514,7 @@ async fn a_namespace_recreated_under_the_same_name_gets_a_fresh_socket() {
 async fn kinds_missing_from_the_kernel_fail_with_not_supported() {
     // This kernel has no ipvlan, 802.1q or dummy driver (ENVIRONMENT.md). On a kernel that has them, the link
     // must come back with the right kind instead.
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     veth_parent(&nl, host, "np0", "np1").await;
@@ -595,7 +548,7 @@ async fn kinds_missing_from_the_kernel_fail_with_not_supported() {
 
 #[tokio::test]
 async fn vf_settings_reach_the_kernel_and_a_device_without_vfs_refuses_them() {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-nl", 1);
     let ns = &spaces[0].ns;
     let nl = RtNetlink::new();
     veth_parent(&nl, ns, "pf0", "pf1").await;
@@ -618,7 +571,7 @@ async fn vf_settings_reach_the_kernel_and_a_device_without_vfs_refuses_them() {
 
 #[tokio::test]
 async fn forgetting_a_namespace_releases_it_so_the_kernel_can_destroy_it() {
-    let mut spaces = namespaces!(2);
+    let mut spaces = namespaces!("danm-nl", 2);
     let pod = spaces.pop().unwrap();
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
@@ -642,7 +595,7 @@ async fn forgetting_a_namespace_releases_it_so_the_kernel_can_destroy_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_interfaces_are_set_up_concurrently_in_one_pod_namespace() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (spaces[0].ns.clone(), spaces[1].ns.clone());
     let nl = std::sync::Arc::new(RtNetlink::new());
     veth_parent(&nl, &host, "cc0", "cc1").await;

@@ -6,68 +6,19 @@
 //! back through netlink, and for VLANs also from the kernel's own `/proc/net/vlan/config`; traffic between
 //! ipvlan namespaces is checked with `ping`.
 
+#[macro_use]
+mod common;
+
 use std::net::IpAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use danm_netlink::netns::{create_named, delete_named};
+use common::{in_kernel_lane, net};
 use danm_netlink::*;
-use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 /// `IFA_F_TENTATIVE`: the address still waits for duplicate address detection.
 const IFA_F_TENTATIVE: u32 = 0x40;
-
-/// Whether this runs inside the kernel lane, where every kind must be supported.
-fn in_kernel_lane() -> bool {
-    std::env::var("DANM_KERNEL_LANE").is_ok_and(|v| v == "1")
-}
-
-/// A namespace that is removed when dropped.
-struct TestNs {
-    name: String,
-    ns: Netns,
-}
-
-impl TestNs {
-    fn new() -> Result<Self, String> {
-        let name = format!(
-            "danm-vm-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let ns = create_named(&name)
-            .map_err(|err| format!("cannot create a network namespace ({err}); needs root"))?;
-        Ok(TestNs { name, ns })
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = delete_named(&self.name);
-    }
-}
-
-/// `n` fresh namespaces, or a printed skip (a failure in the kernel lane).
-macro_rules! namespaces {
-    ($n:expr) => {{
-        let mut all = Vec::new();
-        for _ in 0..$n {
-            match TestNs::new() {
-                Ok(ns) => all.push(ns),
-                Err(reason) => {
-                    assert!(!in_kernel_lane(), "kernel lane: {reason}");
-                    eprintln!("skipping: {reason}");
-                    return;
-                }
-            }
-        }
-        all
-    }};
-}
 
 /// The value of a create that needs a kernel feature; when the kernel lacks it, a printed skip outside the
 /// kernel lane and a failure inside it. Any other error fails the test.
@@ -88,10 +39,6 @@ macro_rules! needs_kind {
             Err(err) => panic!("{err}"),
         }
     };
-}
-
-fn net(text: &str) -> IpNetwork {
-    text.parse().unwrap()
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -158,7 +105,7 @@ async fn dummy_nic(nl: &RtNetlink, ns: &Netns, name: &str, mtu: u32) -> Result<L
 
 #[tokio::test]
 async fn ipvlan_l2_is_created_directly_in_the_pod_namespace_with_the_parent_mtu_on_a_dummy_parent() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let parent = needs_kind!(dummy_nic(&nl, host, "ext0", 1450).await);
@@ -218,7 +165,7 @@ async fn ipvlan_l2_is_created_directly_in_the_pod_namespace_with_the_parent_mtu_
 
 #[tokio::test]
 async fn ipvlan_on_a_vlan_parent_named_network_id_dot_vlan_lands_in_the_pod() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let nic = needs_kind!(dummy_nic(&nl, host, "ens1", 1500).await);
@@ -254,7 +201,7 @@ async fn ipvlan_on_a_vlan_parent_named_network_id_dot_vlan_lands_in_the_pod() {
 
 #[tokio::test]
 async fn ipvlan_on_a_vxlan_parent_named_vx_network_id_takes_the_vxlan_mtu() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     nl.create_link(host, &NewLink::veth("ul0", "ul1").up())
@@ -299,7 +246,7 @@ async fn ipvlan_on_a_vxlan_parent_named_vx_network_id_takes_the_vxlan_mtu() {
 #[tokio::test]
 async fn vlan_links_named_network_id_dot_vlan_are_created_read_back_refused_twice_and_die_with_their_parent()
 {
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-vm", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     let nic = needs_kind!(dummy_nic(&nl, host, "ens2", 9000).await);
@@ -358,7 +305,7 @@ async fn vlan_links_named_network_id_dot_vlan_are_created_read_back_refused_twic
 
 #[tokio::test]
 async fn dummy_links_carry_mtu_mac_and_alias_and_a_vlan_on_a_dummy_works_inside_the_pod() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let mac: MacAddr = "02:aa:00:00:00:01".parse().unwrap();
@@ -408,7 +355,7 @@ async fn dummy_links_carry_mtu_mac_and_alias_and_a_vlan_on_a_dummy_works_inside_
 
 #[tokio::test]
 async fn ipv6_nodad_addresses_routes_and_policy_rules_are_set_on_an_ipvlan_interface() {
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     needs_kind!(dummy_nic(&nl, host, "ext0", 1500).await);
@@ -480,7 +427,7 @@ async fn ipv6_nodad_addresses_routes_and_policy_rules_are_set_on_an_ipvlan_inter
 
 #[tokio::test]
 async fn two_ipvlan_pods_on_one_parent_ping_each_other_over_ipv4_and_ipv6() {
-    let spaces = namespaces!(3);
+    let spaces = namespaces!("danm-vm", 3);
     let (host, pod_a, pod_b) = (&spaces[0].ns, &spaces[1].ns, &spaces[2].ns);
     let nl = RtNetlink::new();
     needs_kind!(dummy_nic(&nl, host, "ext0", 1500).await);
@@ -515,7 +462,7 @@ async fn two_ipvlan_pods_on_one_parent_ping_each_other_over_ipv4_and_ipv6() {
 
 #[tokio::test]
 async fn a_pod_reaches_another_subnet_only_through_its_policy_route_on_ipvlan() {
-    let spaces = namespaces!(3);
+    let spaces = namespaces!("danm-vm", 3);
     let (host, pod_a, pod_b) = (&spaces[0].ns, &spaces[1].ns, &spaces[2].ns);
     let nl = RtNetlink::new();
     needs_kind!(dummy_nic(&nl, host, "ext0", 1500).await);
@@ -566,7 +513,7 @@ async fn a_pod_reaches_another_subnet_only_through_its_policy_route_on_ipvlan() 
 #[tokio::test]
 async fn ipvlan_with_a_missing_parent_fails_with_not_found_naming_the_parent() {
     // The broken case: the network's VLAN link was never made. This fails the same way on every kernel.
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let err = nl
@@ -592,7 +539,7 @@ async fn ipvlan_with_a_missing_parent_fails_with_not_found_naming_the_parent() {
 #[tokio::test]
 async fn ipvlan_on_loopback_is_a_kernel_refusal_not_a_missing_kind() {
     // A refusal must never look like "kernel lacks ipvlan", or the lane would skip instead of failing.
-    let spaces = namespaces!(2);
+    let spaces = namespaces!("danm-vm", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
     let nl = RtNetlink::new();
     let result = nl
@@ -620,7 +567,7 @@ async fn ipvlan_on_loopback_is_a_kernel_refusal_not_a_missing_kind() {
 #[tokio::test]
 async fn every_kind_the_kernel_lane_needs_is_created_with_its_kind_read_back() {
     // One place that names every missing kind at once; inside the lane a missing one fails here by name.
-    let spaces = namespaces!(1);
+    let spaces = namespaces!("danm-vm", 1);
     let host = &spaces[0].ns;
     let nl = RtNetlink::new();
     let mut missing = Vec::new();
