@@ -481,7 +481,8 @@ impl NewLink {
 
 /// Changes to an existing link, applied in one request. The kernel applies them in the order MAC, MTU, name,
 /// alias, up/down, so `LinkChange::new().name("eth1").up(true)` renames a down link and then brings it up.
-/// (Kernels before 6.2 refuse to rename a link that is up, with EBUSY; rename before bringing it up.)
+/// (Kernels before 6.2 refuse to rename a link that is up, with EBUSY: rename before bringing it up; a change
+/// that renames and asks for down takes the link down first.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkChange {
     pub name: Option<String>,
