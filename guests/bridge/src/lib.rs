@@ -8,7 +8,7 @@
 
 use danm_guest_sdk::{
     Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
-    check_mtu, check_network_id_length, insert_ipam, parse_network,
+    check_mtu, check_network_id_length, insert_ipam, network_to_translate, network_to_validate,
 };
 use serde_json::{Map, Value, json};
 
@@ -45,12 +45,9 @@ impl Backend for Bridge {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        if op == Operation::Delete {
-            return Vec::new();
-        }
-        let net = match parse_network(network_json) {
+        let net = match network_to_validate(op, network_json) {
             Ok(n) => n,
-            Err(e) => return vec![Violation::new("D1", "", e)],
+            Err(answer) => return answer,
         };
         let spec = &net.spec;
         let mut out = Vec::new();
@@ -82,9 +79,8 @@ impl Backend for Bridge {
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
+        let net = network_to_translate(&att)?;
         let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
-        let net = parse_network(&att.network_json)
-            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
         let spec = &net.spec;
         if spec.network_id.is_empty() {
             return Err(TranslateError::new(

@@ -4,7 +4,7 @@
 use danm_guest_sdk::{
     Attachment, Backend, Info, Operation, TranslateError, Violation, attachment_parent,
     check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, insert_ipam,
-    parse_network,
+    network_to_translate, network_to_validate,
 };
 use serde_json::{Map, Value, json};
 
@@ -33,12 +33,9 @@ impl Backend for Macvlan {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        if op == Operation::Delete {
-            return Vec::new();
-        }
-        let net = match parse_network(network_json) {
+        let net = match network_to_validate(op, network_json) {
             Ok(n) => n,
-            Err(e) => return vec![Violation::new("D1", "", e)],
+            Err(answer) => return answer,
         };
         let spec = &net.spec;
         let mut out = Vec::new();
@@ -50,9 +47,7 @@ impl Backend for Macvlan {
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
-        let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
-        let net = parse_network(&att.network_json)
-            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
+        let net = network_to_translate(&att)?;
         let spec = &net.spec;
         let parent = attachment_parent("macvlan", &net, &att)?;
         let mode = if spec.options.mode.is_empty() {

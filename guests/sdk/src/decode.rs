@@ -4,7 +4,7 @@ use danm_api::NetworkSpec;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::Violation;
+use crate::{Attachment, Operation, TranslateError, Violation};
 
 /// What a backend reads of a network object: the name for messages and the spec. Decoding only this (not the whole
 /// `ObjectMeta`) keeps the backend components small.
@@ -36,6 +36,21 @@ impl NetworkDoc {
 /// Decodes a network object the way the CNI reads it: unknown members are ignored, `null` means absent.
 pub fn parse_network(json: &str) -> Result<NetworkDoc, String> {
     serde_json::from_str(json).map_err(|e| format!("cannot decode the network object: {e}"))
+}
+
+/// What a backend's `validate` works on: the decoded network, or (as `Err`) its final answer — nothing to check
+/// on DELETE, a `D1` violation when the object does not decode.
+pub fn network_to_validate(op: Operation, network_json: &str) -> Result<NetworkDoc, Vec<Violation>> {
+    if op == Operation::Delete {
+        return Err(Vec::new());
+    }
+    parse_network(network_json).map_err(|e| vec![Violation::new("D1", "", e)])
+}
+
+/// What a backend's `translate` works on: the attachment's decoded network, or a `D1` error naming the pod.
+pub fn network_to_translate(att: &Attachment) -> Result<NetworkDoc, TranslateError> {
+    parse_network(&att.network_json)
+        .map_err(|e| TranslateError::new("D1", format!("pod {}/{}: {e}", att.pod_namespace, att.pod_name)))
 }
 
 /// Decodes `json` into `T`, reporting every member `T` does not know as a `U1` violation

@@ -15,7 +15,7 @@ pub use backend::{
     Backend, Info, check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length,
 };
 pub use cni::{Attachment, TranslateError, fakeipam, insert_ipam};
-pub use decode::{Meta, NetworkDoc, parse_network, strict_decode};
+pub use decode::{Meta, NetworkDoc, network_to_translate, network_to_validate, parse_network, strict_decode};
 pub use link::{attachment_parent, parent_link};
 pub use violation::{Operation, Violation};
 

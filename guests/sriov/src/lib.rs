@@ -3,7 +3,7 @@
 
 use danm_guest_sdk::{
     Attachment, Backend, Info, Operation, TranslateError, Violation, check_mtu, check_network_id_length,
-    insert_ipam, parse_network,
+    insert_ipam, network_to_translate, network_to_validate,
 };
 use serde_json::{Map, Value, json};
 
@@ -25,12 +25,9 @@ impl Backend for Sriov {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        if op == Operation::Delete {
-            return Vec::new();
-        }
-        let net = match parse_network(network_json) {
+        let net = match network_to_validate(op, network_json) {
             Ok(n) => n,
-            Err(e) => return vec![Violation::new("D1", "", e)],
+            Err(answer) => return answer,
         };
         let spec = &net.spec;
         let mut out = Vec::new();
@@ -59,9 +56,8 @@ impl Backend for Sriov {
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
+        let net = network_to_translate(&att)?;
         let pod = format!("{}/{}", att.pod_namespace, att.pod_name);
-        let net = parse_network(&att.network_json)
-            .map_err(|e| TranslateError::new("D1", format!("pod {pod}: {e}")))?;
         let spec = &net.spec;
         let Some(device) = att.device_id.clone().filter(|d| !d.is_empty()) else {
             return Err(TranslateError::new(
