@@ -1,8 +1,11 @@
 //! Delegation: running `<CNI_PATH>/<type>` with a config (single plugin or a `.conflist` chain), loading static
-//! delegate configs from `cniDir` and swapping their IPAM for fakeipam (spec §4.3, §4.6, §4.7).
+//! delegate configs from `cniDir` and swapping their IPAM for fakeipam (spec §4.3, §4.6, §4.7), and negotiating the
+//! CNI version each delegate binary speaks (`CNI_COMMAND=VERSION`, asked once per binary per process).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use danm_core::cni::CniResult;
 use serde_json::{Map, Value, json};
@@ -67,6 +70,19 @@ impl Chain {
         conf
     }
 
+    /// The version the chain asks for: the list's, else the first plugin's own `cniVersion`.
+    fn effective_version(&self) -> String {
+        if !self.cni_version.is_empty() {
+            return self.cni_version.clone();
+        }
+        self.plugins
+            .first()
+            .and_then(|p| p.get("cniVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn plugin_type(&self, i: usize) -> String {
         self.plugins[i]
             .get("type")
@@ -92,6 +108,178 @@ pub fn find_plugin(plugin: &str, search: &[String]) -> Result<PathBuf, Error> {
             code: None,
             message: format!("plugin binary not found in CNI_PATH {search:?}"),
         })
+}
+
+/// The result versions danm reads (and so can convert to the version it was asked for), oldest first.
+pub const READABLE_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// `major.minor.patch` as numbers, for ordering versions.
+fn version_key(v: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    let key = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(key)
+}
+
+/// A plugin binary as found on disk: a replaced binary is a different one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct BinaryId {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+/// A plugin's VERSION answer: its `supportedVersions`, or `None` when it gave no usable answer.
+type VersionAnswer = Option<Vec<String>>;
+
+/// The VERSION answers of this process, one per binary; concurrent interfaces on one binary share one question.
+static VERSION_ANSWERS: LazyLock<Mutex<HashMap<BinaryId, Arc<tokio::sync::OnceCell<VersionAnswer>>>>> =
+    LazyLock::new(Default::default);
+
+/// The versions plugin `plugin` supports, asked with `CNI_COMMAND=VERSION` at most once per binary per process (one
+/// process is one danm invocation). `None` when the plugin gives no usable answer (it failed, or printed something
+/// that is not version info): it is then run at the requested version and refuses by itself if it cannot speak it.
+/// As libcni does, a plugin that fails with "unknown CNI_COMMAND: VERSION" supports 0.1.0 and a `0.2.0` answer
+/// without `supportedVersions` means 0.1.0 and 0.2.0.
+pub async fn plugin_versions(
+    plugin: &str,
+    requested: &str,
+    env: &DelegateEnv,
+) -> Result<VersionAnswer, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let binary = find_plugin(plugin, &env.cni_path)?;
+    let meta = std::fs::metadata(&binary).map_err(|e| Error::Delegate {
+        plugin: plugin.to_owned(),
+        command: "VERSION".into(),
+        ifname: String::new(),
+        code: None,
+        message: format!("cannot stat {}: {e}", binary.display()),
+    })?;
+    let id = BinaryId {
+        path: binary,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+    };
+    let cell = VERSION_ANSWERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(id)
+        .or_default()
+        .clone();
+    Ok(cell
+        .get_or_init(|| ask_version(plugin, requested, env))
+        .await
+        .clone())
+}
+
+async fn ask_version(plugin: &str, requested: &str, env: &DelegateEnv) -> VersionAnswer {
+    let out = match exec(plugin, "VERSION", "", &json!({"cniVersion": requested}), env).await {
+        Ok(out) => out,
+        Err(Error::Delegate { message, .. }) if message.contains("unknown CNI_COMMAND: VERSION") => {
+            return Some(vec!["0.1.0".into()]);
+        }
+        Err(e) => {
+            tracing::warn!(plugin, error = %e, "the delegate did not answer VERSION; running it at the requested version");
+            return None;
+        }
+    };
+    let value: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    let listed: Option<Vec<String>> = value
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+    match listed {
+        Some(list) if !list.is_empty() => Some(list),
+        _ if value.get("cniVersion").and_then(Value::as_str) == Some("0.2.0") => {
+            Some(vec!["0.1.0".into(), "0.2.0".into()])
+        }
+        _ => {
+            tracing::warn!(
+                plugin,
+                output = %String::from_utf8_lossy(&out).trim(),
+                "the delegate's VERSION answer has no supportedVersions; running it at the requested version"
+            );
+            None
+        }
+    }
+}
+
+/// The version a chain runs at: the highest version danm reads that is not above `requested`, not below
+/// `minimum`, and that every plugin with a known answer supports (`answers`: plugin type and its versions). Nothing in
+/// common is error 7 ("incompatible CNI version") naming each plugin's list and danm's.
+pub fn pick_version(
+    chain_name: &str,
+    requested: &str,
+    minimum: &str,
+    answers: &[(String, Vec<String>)],
+) -> Result<String, Error> {
+    let (Some(top), Some(bottom)) = (version_key(requested), version_key(minimum)) else {
+        return Ok(requested.to_owned());
+    };
+    let acceptable: Vec<&str> = READABLE_VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| version_key(v).is_some_and(|k| k <= top && k >= bottom))
+        .collect();
+    let chosen = acceptable
+        .iter()
+        .rev()
+        .find(|v| answers.iter().all(|(_, list)| list.iter().any(|s| s == *v)));
+    match chosen {
+        Some(v) => Ok((*v).to_owned()),
+        None => {
+            let plugins: Vec<String> = answers
+                .iter()
+                .map(|(plugin, list)| format!("plugin {plugin} supports {list:?}"))
+                .collect();
+            Err(Error::Cni(
+                danm_core::cni::CniError::new(
+                    danm_core::cni::codes::INVALID_NETWORK_CONFIG,
+                    "incompatible CNI version",
+                )
+                .with_details(format!(
+                    "delegate {chain_name:?}: {}; danm asked for {requested} and can run a delegate at {acceptable:?}",
+                    plugins.join("; ")
+                )),
+            ))
+        }
+    }
+}
+
+/// The chain at the version its plugins negotiated (see [`pick_version`]); unchanged when the chain names no
+/// version or no plugin answered VERSION. `minimum` is `0.4.0` for CHECK.
+pub async fn negotiate(chain: &Chain, env: &DelegateEnv, minimum: &str) -> Result<Chain, Error> {
+    let requested = chain.effective_version();
+    if requested.is_empty() || version_key(&requested).is_none() {
+        return Ok(chain.clone());
+    }
+    let mut answers: Vec<(String, Vec<String>)> = Vec::new();
+    for i in 0..chain.plugins.len() {
+        let plugin = chain.plugin_type(i);
+        if answers.iter().any(|(p, _)| *p == plugin) {
+            continue;
+        }
+        if let Some(list) = plugin_versions(&plugin, &requested, env).await? {
+            answers.push((plugin, list));
+        }
+    }
+    let version = pick_version(&chain.name, &requested, minimum, &answers)?;
+    if version != requested {
+        tracing::info!(
+            chain = chain.name,
+            requested,
+            version,
+            "delegate runs at a lower CNI version"
+        );
+    }
+    let mut chain = chain.clone();
+    chain.cni_version = version;
+    Ok(chain)
 }
 
 /// Runs one plugin binary. Returns its stdout on success; a non-zero exit becomes [`Error::Delegate`] carrying the
@@ -149,8 +337,10 @@ pub async fn exec(
     }
 }
 
-/// ADD through a chain; returns the last plugin's result (an empty result when it printed nothing).
+/// ADD through a chain at the negotiated version; returns the last plugin's result (an empty result when it printed
+/// nothing), read from whatever version the plugin wrote, so it can be printed in the version danm was asked for.
 pub async fn add(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<CniResult, Error> {
+    let chain = &negotiate(chain, env, "0.0.0").await?;
     let mut prev: Option<Value> = None;
     for i in 0..chain.plugins.len() {
         let plugin = chain.plugin_type(i);
@@ -180,8 +370,10 @@ pub async fn add(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<CniRe
     }
 }
 
-/// DEL through a chain, last plugin first; every plugin is called even if one fails, the first error is returned.
+/// DEL through a chain at the negotiated version, last plugin first; every plugin is called even if one fails, the
+/// first error is returned.
 pub async fn del(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<(), Error> {
+    let chain = &negotiate(chain, env, "0.0.0").await?;
     let mut first_err = None;
     for i in (0..chain.plugins.len()).rev() {
         let plugin = chain.plugin_type(i);
@@ -342,6 +534,44 @@ mod tests {
         let e = load_static(dir.path().to_str().unwrap(), "nope", "flannel", None).unwrap_err();
         assert!(e.to_string().contains("nope.conf"), "{e}");
         assert_eq!(e.code(), danm_core::cni::codes::INVALID_NETWORK_CONFIG);
+    }
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_chosen_version_is_the_highest_shared_one_never_above_the_request() {
+        let debian = list(&["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"]);
+        let answers = vec![("bridge".to_owned(), debian.clone())];
+        assert_eq!(pick_version("br", "1.1.0", "0.0.0", &answers).unwrap(), "1.0.0");
+        assert_eq!(pick_version("br", "0.4.0", "0.0.0", &answers).unwrap(), "0.4.0");
+        assert_eq!(pick_version("br", "0.3.1", "0.0.0", &answers).unwrap(), "0.3.1");
+        // A chain speaks one version: the highest every plugin supports.
+        let chain = vec![
+            ("bridge".to_owned(), debian),
+            ("old".to_owned(), list(&["0.3.1", "0.4.0"])),
+        ];
+        assert_eq!(pick_version("br", "1.1.0", "0.0.0", &chain).unwrap(), "0.4.0");
+        // CHECK needs 0.4.0 or newer.
+        let e = pick_version("br", "1.1.0", "0.4.0", &[("old".to_owned(), list(&["0.3.1"]))]).unwrap_err();
+        assert_eq!(e.code(), danm_core::cni::codes::INVALID_NETWORK_CONFIG);
+        // No answer at all: the requested version stands.
+        assert_eq!(pick_version("br", "1.1.0", "0.0.0", &[]).unwrap(), "1.1.0");
+    }
+
+    #[test]
+    fn no_shared_version_is_error_7_naming_the_plugin_and_both_lists() {
+        let answers = vec![("future".to_owned(), list(&["1.2.0"]))];
+        let e = pick_version("fut", "0.4.0", "0.0.0", &answers).unwrap_err();
+        assert_eq!(e.code(), danm_core::cni::codes::INVALID_NETWORK_CONFIG);
+        let text = e.to_string();
+        assert!(text.starts_with("incompatible CNI version"), "{text}");
+        assert!(text.contains(r#"plugin future supports ["1.2.0"]"#), "{text}");
+        assert!(
+            text.contains(r#"["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"]"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -512,14 +512,17 @@ async fn a_kernel_failure_on_one_of_three_interfaces_rolls_back_everything() {
     w.assert_nothing_left(&[&a, &b, &c]).await;
 }
 
-/// A delegate plugin script: logs every call, then behaves per `add` (shell) on ADD.
+/// What the test delegates answer to VERSION.
+const VERSIONS: &str = r#"{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}"#;
+
+/// A delegate plugin script: answers VERSION, logs every other call, then behaves per `add` (shell) on ADD.
 fn script_plugin(dir: &std::path::Path, name: &str, log: &std::path::Path, add: &str) {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\ncat > /dev/null\necho \"$CNI_COMMAND $CNI_IFNAME\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n{add}\nfi\nexit 0\n",
+            "#!/bin/sh\ncat > /dev/null\nif [ \"$CNI_COMMAND\" = VERSION ]; then\necho '{VERSIONS}'\nexit 0\nfi\necho \"$CNI_COMMAND $CNI_IFNAME\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n{add}\nfi\nexit 0\n",
             log.display()
         ),
     )
@@ -923,4 +926,144 @@ async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_i
             .is_some(),
         "the VF is back on the host"
     );
+}
+
+/// A delegate that supports `versions`, logs `<command> <ifname> <cniVersion it was given>` (VERSION included) and
+/// answers ADD with a 0.4.0-shaped result for `address`.
+fn versioned_plugin(dir: &std::path::Path, name: &str, versions: &[&str], address: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join(format!("{name}.log"));
+    let list = serde_json::to_string(versions).unwrap();
+    std::fs::write(
+        dir.join(name),
+        format!(
+            r#"#!/bin/sh
+cfg=$(cat)
+v=$(echo "$cfg" | sed -n 's/.*"cniVersion":"\([^"]*\)".*/\1/p')
+echo "$CNI_COMMAND $CNI_IFNAME $v" >> {log}
+case "$CNI_COMMAND" in
+VERSION) echo '{{"cniVersion":"'"$v"'","supportedVersions":{list}}}' ;;
+ADD) echo '{{"cniVersion":"'"$v"'","ips":[{{"version":"4","address":"{address}"}}]}}' ;;
+esac
+exit 0
+"#,
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_result_is_converted() {
+    let Some(w) = world().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = versioned_plugin(
+        dir.path(),
+        "upto100",
+        &["0.3.1", "0.4.0", "1.0.0"],
+        "10.89.0.7/24",
+    );
+    for id in ["va", "vb"] {
+        std::fs::write(
+            dir.path().join(format!("{id}.conf")),
+            format!(r#"{{"cniVersion":"1.1.0","name":"{id}","type":"upto100"}}"#),
+        )
+        .unwrap();
+        w.lab
+            .network(
+                NetworkKind::DanmNet,
+                NS,
+                id,
+                json!({"NetworkID": id, "NetworkType": "upto100"}),
+            )
+            .await;
+    }
+    w.lab
+        .pod(NS, "pv2", Some(json!([{"network":"va"},{"network":"vb"}])), &[])
+        .await;
+    let config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
+    let mut add = w.call("ADD", "pv2", "cv2");
+    add.cni_path = vec![dir.path().display().to_string()];
+    add.config = config.clone();
+    let out: Value = serde_json::from_str(&w.run(&add).await.unwrap().unwrap()).unwrap();
+    assert_eq!(out["cniVersion"], "1.1.0", "{out}");
+    assert_eq!(out["ips"][0]["address"], "10.89.0.7/24", "{out}");
+    assert!(
+        out["ips"][0].get("version").is_none(),
+        "converted to the 1.x shape: {out}"
+    );
+    let mut del = w.call("DEL", "pv2", "cv2");
+    del.cni_path = add.cni_path.clone();
+    del.config = config;
+    w.run(&del).await.unwrap();
+    let mut calls: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "ADD eth0 1.0.0",
+            "ADD eth1 1.0.0",
+            "DEL eth0 1.0.0",
+            "DEL eth1 1.0.0",
+            "VERSION  1.1.0"
+        ],
+        "VERSION is asked once for the binary, then ADD and DEL run at 1.0.0"
+    );
+    assert!(w.lab.eps(NS).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_both_lists() {
+    let Some(w) = world().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = versioned_plugin(dir.path(), "future", &["1.2.0", "2.0.0"], "10.89.0.8/24");
+    std::fs::write(
+        dir.path().join("fut.conf"),
+        r#"{"cniVersion":"1.1.0","name":"fut","type":"future"}"#,
+    )
+    .unwrap();
+    let a = w.macvlan("a", json!({})).await;
+    let fut = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "fut",
+            json!({"NetworkID":"fut","NetworkType":"future","Options":{"cidr":"10.15.0.0/24"}}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "pv3",
+            Some(json!([{"network":"a","ip":"dynamic"},{"network":"fut","ip":"dynamic"}])),
+            &[],
+        )
+        .await;
+    let mut add = w.call("ADD", "pv3", "cv3");
+    add.cni_path = vec![dir.path().display().to_string()];
+    add.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
+    let (code, msg) = code_of(w.run(&add).await);
+    assert_eq!(code, codes::INVALID_NETWORK_CONFIG, "{msg}");
+    assert!(msg.contains("incompatible CNI version"), "{msg}");
+    assert!(
+        msg.contains(r#"plugin future supports ["1.2.0", "2.0.0"]"#),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("danm asked for 1.1.0") && msg.contains(r#""1.0.0", "1.1.0"]"#),
+        "{msg}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !calls.contains("ADD"),
+        "never run at a version it does not speak: {calls}"
+    );
+    w.assert_nothing_left(&[&a, &fut]).await;
 }

@@ -437,3 +437,73 @@ async fn netns_native_macvlan_matches_debians_macvlan_plugin_for_the_same_config
         let _ = PathBuf::new();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_danm_asked_for_1_1_0_runs_debians_bridge_at_1_0_0_through_add_check_and_del() {
+    if !ready() {
+        return;
+    }
+    // The premise: Debian's bridge does not speak 1.1.0.
+    let out = run_plugin(
+        Path::new("/usr/lib/cni/bridge"),
+        "VERSION",
+        &[],
+        r#"{"cniVersion":"1.1.0"}"#,
+    );
+    let versions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !versions["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("1.1.0")),
+        "{versions}"
+    );
+    let tag = format!("{}", std::process::id() % 10000);
+    let brid = format!("v{tag}");
+    let _host = HostLinks(vec![format!("br_{brid}")]);
+    let lab = lab().await;
+    let mut node = Node::new(&lab);
+    node.config["cniVersion"] = json!("1.1.0");
+    let br = lab
+        .network(
+            NetworkKind::DanmNet,
+            "default",
+            "br11",
+            json!({"NetworkID": brid,"NetworkType":"bridge","Options":{"cidr":"10.134.0.0/24","net6":"fd34::/120"}}),
+        )
+        .await;
+    lab.pod(
+        "default",
+        "pod11",
+        Some(json!([{"network":"br11","ip":"dynamic","ip6":"dynamic"}])),
+        &[],
+    )
+    .await;
+    let ns = Netns::new(&format!("dv{tag}"));
+    let (ok, out) = node.danm("ADD", "pod11", "cid11", &ns.path).await;
+    assert!(ok, "ADD: {out}");
+    assert_eq!(out["cniVersion"], "1.1.0", "{out}");
+    let ips: Vec<&str> = out["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert!(
+        ips.iter().any(|a| a.starts_with("10.134.0.")) && ips.iter().any(|a| a.starts_with("fd34::")),
+        "{out}"
+    );
+    let eth0 = cmd_ok(&["ip", "-n", &ns.name, "-d", "addr", "show", "dev", "eth0"]);
+    assert!(eth0.contains("veth") && eth0.contains("10.134.0."), "{eth0}");
+    let (ok, out) = node.danm("CHECK", "pod11", "cid11", &ns.path).await;
+    assert!(ok, "CHECK: {out}");
+    let (ok, out) = node.danm("DEL", "pod11", "cid11", &ns.path).await;
+    assert!(ok, "DEL: {out}");
+    assert_eq!(links_in(&ns.name), Vec::<String>::new());
+    assert!(lab.eps("default").await.is_empty());
+    let now = lab.get_network(NetworkKind::DanmNet, "default", "br11").await;
+    assert_eq!(
+        (now.spec.options.alloc, now.spec.options.alloc6),
+        (br.spec.options.alloc.clone(), br.spec.options.alloc6.clone())
+    );
+}
