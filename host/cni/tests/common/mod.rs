@@ -1,7 +1,9 @@
-//! Test helpers: root check, named netns guard, running CNI plugins and `ip`; the lab harness in [`lab`].
+//! Test helpers: root check, named netns guard, running CNI plugins and `ip`, the kernel lane's skip rule; the lab
+//! harness in [`lab`], the `danm` binary on a test node in [`node`].
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod node;
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +19,17 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// Whether this runs inside the kernel lane (`DANM_KERNEL_LANE=1`), where a missing capability is a failure.
+pub fn in_kernel_lane() -> bool {
+    std::env::var("DANM_KERNEL_LANE").is_ok_and(|v| v == "1")
+}
+
+/// Prints why a test skips; inside the kernel lane it fails instead, so the lane cannot pass by skipping.
+pub fn skip(reason: &str) {
+    assert!(!in_kernel_lane(), "kernel lane: {reason}");
+    eprintln!("skipping: {reason}");
 }
 
 /// Runs a command, panics unless it succeeds, returns stdout.
