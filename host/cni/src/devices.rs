@@ -1,6 +1,6 @@
-//! Device pools (spec §4.8): the devices kubelet allocated to the pod, per resource name, from the kubelet
-//! checkpoint file. Each network on a pool takes the last remaining device, so successive networks on one pool get
-//! distinct devices in reverse order. (The kubelet pod-resources gRPC API is not implemented yet.)
+//! Device pools (spec §4.8): the devices kubelet allocated to the pod, per resource name, from kubelet's
+//! PodResources gRPC API when its socket exists, else from the kubelet checkpoint file. Each network on a pool takes
+//! the last remaining device, so successive networks on one pool get distinct devices in reverse order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,25 @@ pub struct DevicePools {
 }
 
 impl DevicePools {
+    /// The pod's devices: from kubelet's PodResources `List` when `<kubelet_root>/pod-resources/kubelet.sock`
+    /// exists (an error there fails, naming the socket), else from `<kubelet_root>/device-plugins/
+    /// kubelet_internal_checkpoint` by pod UID.
+    pub async fn for_pod(
+        kubelet_root: &Path,
+        pod_uid: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Self, Error> {
+        let socket = crate::podresources::socket_path(kubelet_root);
+        if socket.exists() {
+            let response = crate::podresources::list(&socket).await?;
+            return Ok(DevicePools {
+                pools: crate::podresources::pod_devices(&response, namespace, name),
+            });
+        }
+        Self::from_checkpoint(&checkpoint_path(kubelet_root), pod_uid)
+    }
+
     /// Reads the pod's entries of a kubelet checkpoint (both the old list and the newer per-NUMA-node map shape of
     /// `DeviceIDs`).
     pub fn from_checkpoint(path: &Path, pod_uid: &str) -> Result<Self, Error> {

@@ -861,9 +861,9 @@ async fn ipvlan_uses_l2_mode_on_the_host_device_vlan_or_vxlan_link() {
     assert!(w.pod_links().await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_into_the_pod() {
-    let Some(w) = world().await else { return };
+/// A fake sysfs with PF 0000:03:00.0 (`ens2f0`, 4 VFs) and VFs 0000:03:00.1 and .2 (netdevs ens2f0v0/ens2f0v1),
+/// and the PF and VF netdevs on the fake host.
+async fn fake_sriov(w: &World) {
     let root = w.svc.sysfs.root.clone();
     w.fake.add_sriov_pf(&Netns::Host, "ens2f0", 1500, 4);
     // A fake sysfs: PF 0000:03:00.0 with VFs .1 and .2, whose netdevs are ens2f0v0 / ens2f0v1.
@@ -882,6 +882,14 @@ async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_i
             w.fake.add_device(&Netns::Host, &name, 1500);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_into_the_pod() {
+    let Some(w) = world().await else { return };
+    fake_sriov(&w).await;
+    // No pod-resources socket under the kubelet root: the checkpoint is read.
+    assert!(!danm_cni::podresources::socket_path(&w.svc.kubelet_root).exists());
     w.lab
         .network(
             NetworkKind::DanmNet,
@@ -1066,4 +1074,190 @@ async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_bo
         "never run at a version it does not speak: {calls}"
     );
     w.assert_nothing_left(&[&a, &fut]).await;
+}
+
+mod kubelet {
+    //! A fake kubelet serving PodResources `List` on a unix socket.
+    use std::convert::Infallible;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use danm_cni::podresources::{LIST_PATH, ListPodResourcesRequest, ListPodResourcesResponse};
+    use tonic::body::Body;
+    use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+
+    type Answer = Arc<dyn Fn() -> Result<ListPodResourcesResponse, tonic::Status> + Send + Sync>;
+
+    #[derive(Clone)]
+    struct Lister(Answer);
+
+    impl tonic::server::NamedService for Lister {
+        const NAME: &'static str = "v1.PodResourcesLister";
+    }
+
+    struct List(Answer);
+
+    impl tonic::server::UnaryService<ListPodResourcesRequest> for List {
+        type Response = ListPodResourcesResponse;
+        type Future = BoxFuture<tonic::Response<ListPodResourcesResponse>, tonic::Status>;
+        fn call(&mut self, _: tonic::Request<ListPodResourcesRequest>) -> Self::Future {
+            let answer = (self.0)();
+            Box::pin(async move { answer.map(tonic::Response::new) })
+        }
+    }
+
+    impl Service<http::Request<Body>> for Lister {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<http::Response<Body>, Infallible>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+            let answer = self.0.clone();
+            Box::pin(async move {
+                if req.uri().path() != LIST_PATH {
+                    return Ok(tonic::Status::unimplemented(req.uri().path().to_owned()).into_http());
+                }
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc.unary(List(answer), req).await)
+            })
+        }
+    }
+
+    /// Serves `answer` on `socket` until the returned task is aborted.
+    pub fn serve(
+        socket: &Path,
+        answer: impl Fn() -> Result<ListPodResourcesResponse, tonic::Status> + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            let conn = l.accept().await.map(|(stream, _)| stream);
+            Some((conn, l))
+        });
+        let service = Lister(Arc::new(answer));
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap();
+        })
+    }
+}
+
+/// A pod's entry for [`pod_resources`]: namespace, name, and per container one resource with its device ids.
+type PodEntry<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
+
+fn pod_resources(pods: &[PodEntry<'_>]) -> danm_cni::podresources::ListPodResourcesResponse {
+    use danm_cni::podresources::{ContainerDevices, ContainerResources, PodResources};
+    danm_cni::podresources::ListPodResourcesResponse {
+        pod_resources: pods
+            .iter()
+            .map(|(ns, name, containers)| PodResources {
+                name: (*name).to_owned(),
+                namespace: (*ns).to_owned(),
+                containers: containers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (resource, ids))| ContainerResources {
+                        name: format!("c{i}"),
+                        devices: vec![ContainerDevices {
+                            resource_name: (*resource).to_owned(),
+                            device_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+                        }],
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+async fn sriov_network(w: &World) {
+    w.lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "sriov",
+            json!({"NetworkID":"sriov","NetworkType":"sriov",
+        "Options":{"device_pool":"nokia.k8s.io/sriov_ens2f0","vlan":300,"cidr":"10.24.0.0/24"}}),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sriov_takes_its_device_from_kubelets_pod_resources_api_when_the_socket_exists() {
+    let Some(w) = world().await else { return };
+    fake_sriov(&w).await;
+    sriov_network(&w).await;
+    let pod = w
+        .lab
+        .pod(NS, "p19", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
+        .await;
+    // A checkpoint that would give another device: the socket wins.
+    let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
+    std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cp,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":pod.metadata.uid.unwrap(),
+            "ResourceName":"nokia.k8s.io/sriov_ens2f0","DeviceIDs":["0000:03:00.2","0000:03:00.1"]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    // Two containers of the pod hold one device each; a same-named pod elsewhere holds others.
+    let pool = "nokia.k8s.io/sriov_ens2f0";
+    let answer = pod_resources(&[
+        (NS, "p19", &[(pool, &["0000:03:00.1"]), (pool, &["0000:03:00.2"])]),
+        ("elsewhere", "p19", &[(pool, &["0000:03:00.9"])]),
+    ]);
+    let socket = danm_cni::podresources::socket_path(&w.svc.kubelet_root);
+    let server = kubelet::serve(&socket, move || Ok(answer.clone()));
+    w.run(&w.call("ADD", "p19", "c19")).await.unwrap();
+    assert_eq!(w.lab.eps(NS).await[0].spec.interface.device_id, "0000:03:00.2");
+    let vf = w.fake.vf(&Netns::Host, "ens2f0", 1).expect("VF 1 configured");
+    assert_eq!(vf.vlan, Some(300));
+    assert!(w.fake.find_link(&w.pod_ns, "eth0").await.unwrap().is_some());
+    w.run(&w.call("DEL", "p19", "c19")).await.unwrap();
+    assert!(w.lab.eps(NS).await.is_empty());
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pod_resources_socket_fails_the_add_naming_the_socket_and_leaves_nothing() {
+    let Some(w) = world().await else { return };
+    fake_sriov(&w).await;
+    sriov_network(&w).await;
+    let a = w.macvlan("a", json!({})).await;
+    w.lab
+        .pod(
+            NS,
+            "p20",
+            Some(json!([{"network":"a","ip":"dynamic"},{"network":"sriov","ip":"dynamic"}])),
+            &[],
+        )
+        .await;
+    let socket = danm_cni::podresources::socket_path(&w.svc.kubelet_root);
+    let server = kubelet::serve(&socket, || {
+        Err(tonic::Status::unavailable("kubelet is restarting"))
+    });
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p20", "c20")).await);
+    assert_eq!(code, codes::KERNEL, "{msg}");
+    assert!(
+        msg.contains(&format!("unix://{}", socket.display())) && msg.contains("kubelet is restarting"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("failed to retrieve resources of DevicePool"),
+        "{msg}"
+    );
+    server.abort();
+    // A stale socket nobody listens on.
+    let _ = server.await;
+    let (_, msg) = code_of(w.run(&w.call("ADD", "p20", "c21")).await);
+    assert!(
+        msg.contains(&format!("unix://{}", socket.display())) && msg.contains("could not connect"),
+        "{msg}"
+    );
+    w.assert_nothing_left(&[&a]).await;
 }
