@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::context::{ConfigInput, Ctx, backend_type, build_config, needs_danm_ipam};
 use crate::delegate;
-use crate::devices::{DevicePools, checkpoint_path};
+use crate::devices::DevicePools;
 use crate::error::{Error, InterfaceFailure};
 use crate::ipam::{self, Reserved};
 use crate::journal::{Journal, Undo};
@@ -140,10 +140,9 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         let ty = backend_type(&network.spec);
         let device_id = if ctx.translator.needs_device_pool(&ty) {
             if pools.is_none() {
-                pools = Some(DevicePools::from_checkpoint(
-                    &checkpoint_path(&ctx.kubelet_root),
-                    &pod.uid,
-                )?);
+                pools = Some(
+                    DevicePools::for_pod(&ctx.kubelet_root, &pod.uid, &pod.namespace, &pod.name).await?,
+                );
             }
             let pool = network.spec.options.device_pool.clone();
             Some(
