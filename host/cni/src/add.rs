@@ -373,6 +373,7 @@ async fn add_interface(
                     &plan.ifname,
                     &cfg,
                     journal,
+                    &ep_name,
                 )
                 .await?,
                 false,

@@ -1,12 +1,13 @@
 //! Native execution of the CNI configs whose `type` the host implements (ipvlan, macvlan, sriov) over netlink, with
 //! the meaning the reference plugins give their keys (`master`, `mode`, `mtu`, `vlan`, `deviceID`, `mac`,
-//! `ipam.ips`). Links are created directly inside the pod netns (`IFLA_NET_NS_FD`), never created and moved.
+//! `ipam.ips`). Links are created directly inside the pod netns (`IFLA_NET_NS_FD`), never created and moved. An
+//! SR-IOV VF bound to a DPDK driver has no netdev: a dummy (or a VLAN on a dummy) stands in for it (spec §4.10).
 
 use std::path::{Path, PathBuf};
 
 use danm_core::cni::{CniResult, Interface, IpConfig};
 use danm_netlink::{
-    IpvlanMode, LinkChange, MacAddr, MacvlanMode, Netlink, Netns, NewAddress, NewLink, VfConfig,
+    IpvlanMode, LinkChange, LinkKind, MacAddr, MacvlanMode, Netlink, Netns, NewAddress, NewLink, VfConfig,
 };
 use ipnetwork::IpNetwork;
 use serde_json::Value;
@@ -146,6 +147,9 @@ fn parse_native(ty: &str, config: &Value) -> Result<NativeConfig, Error> {
     }
 }
 
+/// The user-space drivers whose VFs get a dummy in the pod instead of a netdev (spec §4.10 item 1).
+pub const DPDK_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "igb_uio"];
+
 /// Where SR-IOV devices are looked up (`/sys`, or a fake tree in tests).
 #[derive(Clone, Debug)]
 pub struct Sysfs {
@@ -183,6 +187,14 @@ impl Sysfs {
         })
     }
 
+    /// The user-space (DPDK) driver `pci` is bound to, if `<pci>/driver` resolves to `vfio-pci`,
+    /// `uio_pci_generic` or `igb_uio`.
+    pub fn dpdk_driver(&self, pci: &str) -> Option<String> {
+        let target = std::fs::read_link(self.device(pci).join("driver")).ok()?;
+        let driver = target.file_name()?.to_string_lossy().into_owned();
+        DPDK_DRIVERS.contains(&driver.as_str()).then_some(driver)
+    }
+
     /// The PF's netdev name (`<pci>/physfn/net/<name>`).
     pub fn pf_name(&self, pci: &str) -> Result<String, Error> {
         Self::single_entry(&self.device(pci).join("physfn/net"))
@@ -212,7 +224,8 @@ impl Sysfs {
 }
 
 /// Executes a native config: creates the interface `ifname` inside `pod` and configures it. Every created object
-/// is recorded in `journal` before it is created, so a cancelled or failed ADD can undo it.
+/// is recorded in `journal` before it is created, so a cancelled or failed ADD can undo it. `ep_name` is the
+/// interface's DanmEp name (a DPDK VF with a VLAN gets a dummy named after it).
 pub async fn add(
     netlink: &dyn Netlink,
     sysfs: &Sysfs,
@@ -220,6 +233,7 @@ pub async fn add(
     ifname: &str,
     config: &NativeConfig,
     journal: &Journal,
+    ep_name: &str,
 ) -> Result<CniResult, Error> {
     let ips = match config {
         NativeConfig::Macvlan {
@@ -275,6 +289,35 @@ pub async fn add(
             mtu,
             ips,
         } => {
+            if let Some(driver) = sysfs.dpdk_driver(device_id) {
+                let pf = sysfs.pf_name(device_id)?;
+                let vf = sysfs.vf_index(device_id)?;
+                netlink
+                    .set_vf(
+                        &Netns::Host,
+                        &pf,
+                        &VfConfig {
+                            vf,
+                            mac: *mac,
+                            vlan: Some(*vlan),
+                            qos: 0,
+                        },
+                    )
+                    .await
+                    .map_err(|e| Error::kernel(format!("cannot set VF {vf} of PF {pf}"), e))?;
+                let stand_in = DpdkStandIn {
+                    ifname,
+                    ep_name,
+                    pci: device_id,
+                    driver: &driver,
+                    vlan: *vlan,
+                    mac: *mac,
+                    mtu: *mtu,
+                    ips,
+                };
+                dpdk_stand_in(netlink, pod, &stand_in, journal).await?;
+                return finish(netlink, pod, ifname, ips).await;
+            }
             let vf_name = sysfs.vf_netdev(device_id)?;
             let pf = sysfs.pf_name(device_id)?;
             let vf = sysfs.vf_index(device_id)?;
@@ -316,6 +359,16 @@ pub async fn add(
             ips
         }
     };
+    finish(netlink, pod, ifname, ips).await
+}
+
+/// The common end of every native ADD: the addresses (IPv6 with NODAD), link up, and the result.
+async fn finish(
+    netlink: &dyn Netlink,
+    pod: &Netns,
+    ifname: &str,
+    ips: &[IpNetwork],
+) -> Result<CniResult, Error> {
     for ip in ips {
         netlink
             .add_address(pod, ifname, &NewAddress::new(*ip))
@@ -351,8 +404,96 @@ pub async fn add(
     })
 }
 
+/// What stands in for a DPDK-bound VF in the pod.
+struct DpdkStandIn<'a> {
+    ifname: &'a str,
+    ep_name: &'a str,
+    pci: &'a str,
+    driver: &'a str,
+    vlan: u16,
+    mac: Option<MacAddr>,
+    mtu: Option<u32>,
+    ips: &'a [IpNetwork],
+}
+
+/// The name of the dummy under a DPDK VF's VLAN link: the first 14 characters of the DanmEp name.
+pub fn dpdk_dummy_name(ep_name: &str) -> String {
+    ep_name.chars().take(14).collect()
+}
+
+/// Spec §4.10 item 1: vlan 0 → a dummy named as the interface; otherwise a dummy named after the DanmEp (up, with
+/// the interface's IPv6 sysctls) and a VLAN link on it named as the interface. The interface gets the VF MAC (when
+/// set and not all-zero) and the PCI address as alias; [`finish`] adds the addresses and brings it up.
+async fn dpdk_stand_in(
+    netlink: &dyn Netlink,
+    pod: &Netns,
+    s: &DpdkStandIn<'_>,
+    journal: &Journal,
+) -> Result<(), Error> {
+    tracing::info!(
+        pci = s.pci,
+        driver = s.driver,
+        ifname = s.ifname,
+        vlan = s.vlan,
+        "DPDK VF: a dummy stands in for it"
+    );
+    let mut link = if s.vlan == 0 {
+        NewLink::dummy(s.ifname)
+    } else {
+        let base = dpdk_dummy_name(s.ep_name);
+        journal.push(Undo::Link {
+            netns: pod.clone(),
+            name: base.clone(),
+        });
+        netlink
+            .create_link(pod, &NewLink::dummy(base.clone()).up())
+            .await
+            .map_err(|e| {
+                Error::kernel(
+                    format!("cannot create the dummy {base} for DPDK device {}", s.pci),
+                    e,
+                )
+            })?;
+        let ip6 = s
+            .ips
+            .iter()
+            .find(|a| a.is_ipv6())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        netlink
+            .set_sysctls(pod, &crate::post::ipv6_sysctls(&base, &ip6))
+            .await
+            .map_err(|e| Error::kernel(format!("sysctls of the dummy {base}"), e))?;
+        NewLink::vlan(s.ifname, base, s.vlan)
+    };
+    link = link.alias(s.pci);
+    if let Some(mac) = s.mac.filter(|m| !m.is_zero()) {
+        link = link.mac(mac);
+    }
+    if let Some(mtu) = s.mtu {
+        link = link.mtu(mtu);
+    }
+    journal.push(Undo::Link {
+        netns: pod.clone(),
+        name: s.ifname.to_owned(),
+    });
+    netlink.create_link(pod, &link).await.map_err(|e| {
+        Error::kernel(
+            format!(
+                "cannot create the {} {} for DPDK device {}",
+                link.kind.name(),
+                s.ifname,
+                s.pci
+            ),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
 /// Removes a natively created interface: deletes the link, or (`vf`) gives an SR-IOV VF back to the host under its
-/// original name (`host_name`, else the alias set at ADD). Missing links and namespaces are not errors.
+/// original name (`host_name`, else the alias set at ADD). The stand-in of a DPDK VF (a dummy, or a VLAN on a dummy)
+/// is deleted instead, with its dummy. Missing links and namespaces are not errors.
 pub async fn remove(
     netlink: &dyn Netlink,
     pod: &Netns,
@@ -373,6 +514,9 @@ pub async fn remove(
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(Error::kernel(format!("cannot read {name}"), e)),
     };
+    if matches!(link.kind, LinkKind::Dummy | LinkKind::Vlan { .. }) {
+        return remove_dpdk_stand_in(netlink, pod, &link).await;
+    }
     let host_name = host_name
         .map(str::to_owned)
         .or(link.alias.clone())
@@ -386,4 +530,34 @@ pub async fn remove(
         .move_link(pod, &host_name, &Netns::Host)
         .await
         .map_err(|e| Error::kernel(format!("cannot return VF {host_name} to the host"), e))
+}
+
+/// Deletes a DPDK VF's stand-in: the dummy, or the VLAN link and the dummy under it.
+async fn remove_dpdk_stand_in(
+    netlink: &dyn Netlink,
+    pod: &Netns,
+    link: &danm_netlink::Link,
+) -> Result<(), Error> {
+    let mut doomed = vec![link.name.clone()];
+    if matches!(link.kind, LinkKind::Vlan { .. })
+        && let Some(parent) = link.parent_index.filter(|_| link.link_netnsid.is_none())
+    {
+        let links = netlink
+            .links(pod)
+            .await
+            .map_err(|e| Error::kernel(format!("cannot list the links of {pod}"), e))?;
+        if let Some(dummy) = links
+            .into_iter()
+            .find(|l| l.index == parent && l.kind == LinkKind::Dummy)
+        {
+            doomed.push(dummy.name);
+        }
+    }
+    for name in doomed {
+        netlink
+            .delete_link_if_exists(pod, &name)
+            .await
+            .map_err(|e| Error::kernel(format!("cannot delete {name}"), e))?;
+    }
+    Ok(())
 }

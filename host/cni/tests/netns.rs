@@ -382,6 +382,7 @@ async fn netns_native_macvlan_matches_debians_macvlan_plugin_for_the_same_config
             "net1",
             &cfg,
             &Journal::default(),
+            "ep-diff",
         )
         .await
         .unwrap();
