@@ -289,36 +289,12 @@ pub async fn add(
             mtu,
             ips,
         } => {
-            if let Some(driver) = sysfs.dpdk_driver(device_id) {
-                let pf = sysfs.pf_name(device_id)?;
-                let vf = sysfs.vf_index(device_id)?;
-                netlink
-                    .set_vf(
-                        &Netns::Host,
-                        &pf,
-                        &VfConfig {
-                            vf,
-                            mac: *mac,
-                            vlan: Some(*vlan),
-                            qos: 0,
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::kernel(format!("cannot set VF {vf} of PF {pf}"), e))?;
-                let stand_in = DpdkStandIn {
-                    ifname,
-                    ep_name,
-                    pci: device_id,
-                    driver: &driver,
-                    vlan: *vlan,
-                    mac: *mac,
-                    mtu: *mtu,
-                    ips,
-                };
-                dpdk_stand_in(netlink, pod, &stand_in, journal).await?;
-                return finish(netlink, pod, ifname, ips).await;
-            }
-            let vf_name = sysfs.vf_netdev(device_id)?;
+            // A VF bound to a user-space (DPDK) driver has no netdev; a dummy stands in for it after the VF setup.
+            let dpdk_driver = sysfs.dpdk_driver(device_id);
+            let vf_name = match dpdk_driver {
+                Some(_) => String::new(),
+                None => sysfs.vf_netdev(device_id)?,
+            };
             let pf = sysfs.pf_name(device_id)?;
             let vf = sysfs.vf_index(device_id)?;
             netlink
@@ -334,6 +310,20 @@ pub async fn add(
                 )
                 .await
                 .map_err(|e| Error::kernel(format!("cannot set VF {vf} of PF {pf}"), e))?;
+            if let Some(driver) = dpdk_driver {
+                let stand_in = DpdkStandIn {
+                    ifname,
+                    ep_name,
+                    pci: device_id,
+                    driver: &driver,
+                    vlan: *vlan,
+                    mac: *mac,
+                    mtu: *mtu,
+                    ips,
+                };
+                dpdk_stand_in(netlink, pod, &stand_in, journal).await?;
+                return finish(netlink, pod, ifname, ips).await;
+            }
             journal.push(Undo::Vf {
                 netns: pod.clone(),
                 name: ifname.to_owned(),
