@@ -54,7 +54,7 @@ bench: guests
 
 ## kernel-lane: tests that need ipvlan, 802.1q vlan and dummy links, run in a qemu VM on Debian's kernel
 ## (lane/README.md). Fails, never skips, when the VM cannot boot.
-kernel-lane: setup
+kernel-lane: setup guests
 	@bash lane/run.sh
 
 ## test: every tier CI runs (the README's test command).

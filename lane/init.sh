@@ -40,7 +40,9 @@ done </lane/modules.list
 echo "DANM-LANE-MODULES $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 
 ip link set lo up
-export DANM_KERNEL_LANE=1 HOME=/root TMPDIR=/tmp
+# DANM_TEST_PLUGIN_CACHE: one compiled-plugin cache for every danm run of the boot (host/cni/tests/common/node.rs),
+# so each wasm plugin compiles once per boot (seconds under emulation) instead of once per test.
+export DANM_KERNEL_LANE=1 HOME=/root TMPDIR=/tmp DANM_TEST_PLUGIN_CACHE=/tmp/danm-plugin-cache
 mkdir -p /root
 
 rc=0

@@ -86,11 +86,12 @@ pub struct Node {
 
 impl Node {
     /// A node whose danm loads the plugins of `plugins` (see [`plugin_subset_dir`]) and caches their compiled form
-    /// in [`plugin_cache_dir`].
+    /// in [`plugin_cache_dir`]. ADD's deadline is 120 s: under the kernel lane's emulated CPU a danm run takes
+    /// seconds, and the first one of a boot compiles the plugins (~20 s for ipvlan.wasm).
     pub fn new(lab: &Lab, plugins: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
-            "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugins,
+            "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugins, "timeoutSeconds": 120,
             "cacheDir": plugin_cache_dir(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
         Node { dir, config }
     }
