@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use common::lab::{Lab, lab};
 use common::node::{Node, plugin_subset_dir};
@@ -78,10 +79,23 @@ struct World {
     node: Node,
     nl: Arc<RtNetlink>,
     tag: String,
+    start: Instant,
+}
+
+impl Drop for World {
+    /// Prints where the test's time went (shown with `--nocapture`, as the kernel lane runs it).
+    fn drop(&mut self) {
+        eprintln!(
+            "[{:.1}s; danm runs: {}]",
+            self.start.elapsed().as_secs_f64(),
+            self.node.run_times()
+        );
+    }
 }
 
 /// The world, or a printed skip (a failure in the kernel lane). `kinds`: the test needs ipvlan, dummy and 802.1q.
 async fn world(kinds: bool) -> Option<World> {
+    let start = Instant::now();
     if !is_root() {
         skip("needs root for network namespaces");
         return None;
@@ -106,6 +120,7 @@ async fn world(kinds: bool) -> Option<World> {
         node,
         nl: Arc::new(RtNetlink::new()),
         tag,
+        start,
     })
 }
 
@@ -398,10 +413,6 @@ async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and
     }
     let again = world.node.danm("DEL", "three", "c3", &pod.path).await;
     assert!(again.ok, "a second DEL succeeds: {}", again.out);
-    eprintln!(
-        "danm in this test: ADD {:.2}s, CHECK {:.2}s, DEL {:.2}s",
-        add.seconds, check.seconds, del.seconds
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,10 +561,6 @@ async fn two_ipvlan_pods_ping_each_other_over_ipv4_and_nodad_ipv6_and_through_th
         (allocs(&world, "pr").await, allocs(&world, "far").await),
         before,
         "DEL gives the addresses back"
-    );
-    eprintln!(
-        "danm in this test: ADD {:.2}s and {:.2}s, CHECK {:.2}s",
-        add_b.seconds, add_a.seconds, check.seconds
     );
 }
 

@@ -82,6 +82,8 @@ pub struct DanmRun {
 pub struct Node {
     pub dir: tempfile::TempDir,
     pub config: Value,
+    /// (command, seconds) of every danm run, in order.
+    runs: std::sync::Mutex<Vec<(String, f64)>>,
 }
 
 impl Node {
@@ -93,7 +95,18 @@ impl Node {
         let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
             "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugins, "timeoutSeconds": 120,
             "cacheDir": plugin_cache_dir(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
-        Node { dir, config }
+        Node {
+            dir,
+            config,
+            runs: Default::default(),
+        }
+    }
+
+    /// The danm runs so far with their wall time, e.g. `ADD 2.1s, CHECK 1.7s, DEL 2.2s`.
+    pub fn run_times(&self) -> String {
+        let runs = self.runs.lock().unwrap();
+        let parts: Vec<String> = runs.iter().map(|(c, s)| format!("{c} {s:.1}s")).collect();
+        parts.join(", ")
     }
 
     /// danm's log so far (for failure messages).
@@ -109,6 +122,7 @@ impl Node {
         );
         let config = self.config.to_string();
         let (cid, netns, command) = (cid.to_owned(), netns.to_owned(), command.to_owned());
+        let verb = command.clone();
         let start = Instant::now();
         let out = tokio::task::spawn_blocking(move || {
             run_plugin(
@@ -127,6 +141,7 @@ impl Node {
         .await
         .unwrap();
         let seconds = start.elapsed().as_secs_f64();
+        self.runs.lock().unwrap().push((verb, seconds));
         let value = if out.stdout.is_empty() {
             Value::Null
         } else {
