@@ -60,6 +60,10 @@ pub enum Call {
         pf: String,
         vf: VfConfig,
     },
+    GetVfs {
+        ns: Netns,
+        pf: String,
+    },
     AddAddress {
         ns: Netns,
         link: String,
@@ -114,6 +118,7 @@ impl Call {
             Call::MoveLink { .. } => Op::MoveLink,
             Call::DeleteLink { .. } => Op::DeleteLink,
             Call::SetVf { .. } => Op::SetVf,
+            Call::GetVfs { .. } => Op::GetVfs,
             Call::AddAddress { .. } => Op::AddAddress,
             Call::ListAddresses { .. } => Op::ListAddresses,
             Call::DeleteAddress { .. } => Op::DeleteAddress,
@@ -138,6 +143,7 @@ impl Call {
             | Call::MoveLink { ns, .. }
             | Call::DeleteLink { ns, .. }
             | Call::SetVf { ns, .. }
+            | Call::GetVfs { ns, .. }
             | Call::AddAddress { ns, .. }
             | Call::ListAddresses { ns, .. }
             | Call::DeleteAddress { ns, .. }
@@ -158,6 +164,7 @@ impl Call {
             Call::NetnsExists { .. }
                 | Call::GetLink { .. }
                 | Call::ListLinks { .. }
+                | Call::GetVfs { .. }
                 | Call::ListAddresses { .. }
                 | Call::ListRoutes { .. }
                 | Call::ListRules { .. }
@@ -175,6 +182,7 @@ impl Call {
             Call::CreateLink { link, .. } => format!("link {} ({})", link.name, link.kind.name()),
             Call::MoveLink { name, to, .. } => format!("link {name} to {to}"),
             Call::SetVf { pf, vf, .. } => format!("VF {} of {pf}", vf.vf),
+            Call::GetVfs { pf, .. } => format!("VFs of {pf}"),
             Call::AddAddress { link, addr, .. } => format!("address {} on {link}", addr.addr),
             Call::ListAddresses { link, .. } => format!("addresses of {link}"),
             Call::DeleteAddress { link, addr, .. } => format!("address {addr} on {link}"),
@@ -932,6 +940,18 @@ impl Netlink for FakeNetlink {
             entry.qos = vf.qos;
         }
         Ok(())
+    }
+
+    async fn vfs(&self, ns: &Netns, pf: &str) -> Result<Vec<VfConfig>, NetlinkError> {
+        let op = Op::GetVfs;
+        let mut st = self.lock();
+        st.record(Call::GetVfs {
+            ns: ns.clone(),
+            pf: pf.to_string(),
+        })?;
+        st.ns(op, ns)?;
+        let pos = st.find(op, ns, pf, "PF")?;
+        Ok(st.links[pos].vfs.clone().unwrap_or_default())
     }
 
     async fn add_address(&self, ns: &Netns, link: &str, addr: &NewAddress) -> Result<(), NetlinkError> {

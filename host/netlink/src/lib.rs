@@ -54,6 +54,10 @@ pub trait Netlink: Send + Sync {
     /// Sets the MAC and/or VLAN of VF `vf.vf` through its PF `pf` (`IFLA_VFINFO_LIST`).
     async fn set_vf(&self, ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError>;
 
+    /// The VFs of PF `pf` as the kernel reports them (`IFLA_VFINFO_LIST`, asked for with `RTEXT_FILTER_VF`): each
+    /// VF's MAC and VLAN. Empty for a link without SR-IOV VFs.
+    async fn vfs(&self, ns: &Netns, pf: &str) -> Result<Vec<VfConfig>, NetlinkError>;
+
     /// Adds `addr` to link `link`; Exists if it is there and `addr.replace` is not set.
     async fn add_address(&self, ns: &Netns, link: &str, addr: &NewAddress) -> Result<(), NetlinkError>;
 

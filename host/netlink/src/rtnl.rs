@@ -16,8 +16,8 @@ use ipnetwork::IpNetwork;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use netlink_packet_route::link::{
-    InfoData, InfoVeth, IpVlanMode, LinkAttribute, LinkFlags, LinkMessage, LinkVfInfo, MacVlanMode, VfInfo,
-    VfInfoMac, VfInfoVlan,
+    InfoData, InfoVeth, IpVlanMode, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo,
+    MacVlanMode, VfInfo, VfInfoMac, VfInfoVlan,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
@@ -489,6 +489,23 @@ impl Netlink for RtNetlink {
             .execute()
             .await
             .map_err(|err| map_err(err, op, ns, object, None))
+    }
+
+    async fn vfs(&self, ns: &Netns, pf: &str) -> Result<Vec<VfConfig>, NetlinkError> {
+        let op = Op::GetVfs;
+        let object = format!("VFs of {pf}");
+        let handle = self.handle(op, ns).await?;
+        let mut stream = handle
+            .link()
+            .get()
+            .match_name(pf)
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::Vf])
+            .execute();
+        match stream.try_next().await {
+            Ok(Some(msg)) => Ok(parse::vfs(&msg)),
+            Ok(None) => Err(NetlinkError::from_errno(op, ns, object, libc_errno::ENODEV, None)),
+            Err(err) => Err(map_err(err, op, ns, object, None)),
+        }
     }
 
     async fn add_address(&self, ns: &Netns, link: &str, addr: &NewAddress) -> Result<(), NetlinkError> {

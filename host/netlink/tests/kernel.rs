@@ -646,3 +646,16 @@ async fn eight_interfaces_are_set_up_concurrently_in_one_pod_namespace() {
         "1"
     );
 }
+
+#[tokio::test]
+async fn a_link_without_sriov_reports_no_vfs_and_a_missing_pf_is_not_found() {
+    let spaces = namespaces!("danm-nl", 1);
+    let ns = &spaces[0].ns;
+    let nl = RtNetlink::new();
+    veth_parent(&nl, ns, "vf0", "vf1").await;
+    // The request carries RTEXT_FILTER_VF; a veth has no IFLA_VFINFO_LIST.
+    assert_eq!(nl.vfs(ns, "vf0").await.unwrap(), []);
+    let err = nl.vfs(ns, "nope0").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("VFs of nope0"), "{err}");
+}

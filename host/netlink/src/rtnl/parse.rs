@@ -8,12 +8,42 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVlan, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage, MacVlanMode, State,
+    LinkInfo, LinkMessage, LinkVfInfo, MacVlanMode, State, VfInfo,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 
 use crate::types::*;
+
+/// The VFs of a PF's link message (`IFLA_VFINFO_LIST`): per VF its MAC (an all-zero MAC is reported as is) and
+/// VLAN (with its QoS).
+pub(super) fn vfs(msg: &LinkMessage) -> Vec<VfConfig> {
+    let mut out = Vec::new();
+    for attr in &msg.attributes {
+        let LinkAttribute::VfInfoList(list) = attr else {
+            continue;
+        };
+        for LinkVfInfo(infos) in list {
+            let mut vf = VfConfig::default();
+            for info in infos {
+                match info {
+                    VfInfo::Mac(m) => {
+                        vf.vf = m.vf_id;
+                        vf.mac = MacAddr::from_slice(&m.mac[..6]);
+                    }
+                    VfInfo::Vlan(v) => {
+                        vf.vf = v.vf_id;
+                        vf.vlan = u16::try_from(v.vlan_id).ok();
+                        vf.qos = v.qos;
+                    }
+                    _ => {}
+                }
+            }
+            out.push(vf);
+        }
+    }
+    out
+}
 
 pub(super) fn link(msg: &LinkMessage) -> Link {
     let mut link = Link {
@@ -232,4 +262,49 @@ pub(super) fn rule(msg: &RuleMessage) -> Option<RuleInfo> {
         table,
         priority,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{Emitable, Parseable};
+    use netlink_packet_route::link::{VfInfoMac, VfInfoVlan};
+
+    use super::*;
+
+    #[test]
+    fn the_vfs_of_a_pf_are_read_from_its_vfinfo_list_on_the_wire() {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::VfInfoList(vec![
+            LinkVfInfo(vec![
+                VfInfo::Mac(VfInfoMac::new(0, &[2, 0, 0, 0, 5, 1])),
+                VfInfo::Vlan(VfInfoVlan::new(0, 300, 2)),
+            ]),
+            LinkVfInfo(vec![
+                VfInfo::Mac(VfInfoMac::new(1, &[0; 6])),
+                VfInfo::Vlan(VfInfoVlan::new(1, 0, 0)),
+            ]),
+        ]));
+        // Through the bytes, as the kernel's answer arrives.
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        let read = LinkMessage::parse(&bytes[..]).unwrap();
+        assert_eq!(
+            vfs(&read),
+            [
+                VfConfig {
+                    vf: 0,
+                    mac: Some(MacAddr([2, 0, 0, 0, 5, 1])),
+                    vlan: Some(300),
+                    qos: 2
+                },
+                VfConfig {
+                    vf: 1,
+                    mac: Some(MacAddr([0; 6])),
+                    vlan: Some(0),
+                    qos: 0
+                },
+            ]
+        );
+        assert_eq!(vfs(&LinkMessage::default()), []);
+    }
 }
