@@ -311,13 +311,17 @@ pub async fn add(
                 .await
                 .map_err(|e| Error::kernel(format!("cannot set VF {vf} of PF {pf}"), e))?;
             if let Some(driver) = dpdk_driver {
+                let mac = match mac {
+                    Some(mac) => Some(*mac),
+                    None => vf_mac(netlink, &pf, vf).await,
+                };
                 let stand_in = DpdkStandIn {
                     ifname,
                     ep_name,
                     pci: device_id,
                     driver: &driver,
                     vlan: *vlan,
-                    mac: *mac,
+                    mac,
                     mtu: *mtu,
                     ips,
                 };
@@ -406,14 +410,25 @@ struct DpdkStandIn<'a> {
     ips: &'a [IpNetwork],
 }
 
+/// The MAC of VF `vf` as its PF `pf` reports it; `None` (logged) when it cannot be read.
+async fn vf_mac(netlink: &dyn Netlink, pf: &str, vf: u32) -> Option<MacAddr> {
+    match netlink.vfs(&Netns::Host, pf).await {
+        Ok(vfs) => vfs.into_iter().find(|c| c.vf == vf).and_then(|c| c.mac),
+        Err(e) => {
+            tracing::warn!(pf, vf, error = %e, "cannot read the VF's MAC from its PF");
+            None
+        }
+    }
+}
+
 /// The name of the dummy under a DPDK VF's VLAN link: the first 14 characters of the DanmEp name.
 pub fn dpdk_dummy_name(ep_name: &str) -> String {
     ep_name.chars().take(14).collect()
 }
 
 /// Spec §4.10 item 1: vlan 0 → a dummy named as the interface; otherwise a dummy named after the DanmEp (up, with
-/// the interface's IPv6 sysctls) and a VLAN link on it named as the interface. The interface gets the VF MAC (when
-/// set and not all-zero) and the PCI address as alias; [`finish`] adds the addresses and brings it up.
+/// the interface's IPv6 sysctls) and a VLAN link on it named as the interface. The interface gets the VF MAC (the
+/// config's `mac`, else what the PF reports for the VF; when set and not all-zero) and the PCI address as alias; [`finish`] adds the addresses and brings it up.
 async fn dpdk_stand_in(
     netlink: &dyn Netlink,
     pod: &Netns,

@@ -1522,6 +1522,21 @@ async fn a_dpdk_sriov_interface_is_set_up_through_add_and_rolled_back_when_the_v
         .to_string(),
     )
     .unwrap();
+    // The translated config has no MAC: the stand-in gets the one the PF reports for the VF.
+    let vf_mac: danm_netlink::MacAddr = "02:00:00:00:03:02".parse().unwrap();
+    w.fake
+        .set_vf(
+            &Netns::Host,
+            "ens2f0",
+            &danm_netlink::VfConfig {
+                vf: 1,
+                mac: Some(vf_mac),
+                vlan: None,
+                qos: 0,
+            },
+        )
+        .await
+        .unwrap();
     let out: Value =
         serde_json::from_str(&w.run(&w.call("ADD", "p21", "c22")).await.unwrap().unwrap()).unwrap();
     let ep = &w.lab.eps(NS).await[0];
@@ -1529,6 +1544,7 @@ async fn a_dpdk_sriov_interface_is_set_up_through_add_and_rolled_back_when_the_v
     let eth0 = w.fake.link(&w.pod_ns, "eth0").await.unwrap();
     assert_eq!(eth0.kind, LinkKind::Vlan { id: 300 });
     assert_eq!(eth0.alias.as_deref(), Some("0000:03:00.2"));
+    assert_eq!(eth0.mac, Some(vf_mac));
     assert!(eth0.up);
     assert_eq!(
         eth0.parent_index,

@@ -31,7 +31,8 @@ const IFA_F_TENTATIVE: u32 = 0x40;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The kernel through rtnetlink, except that VF settings are recorded: there is no SR-IOV PF to send them to.
+/// The kernel through rtnetlink, except that VF settings are recorded (and reported back): there is no SR-IOV PF
+/// to send them to.
 struct NoSriovHardware {
     real: RtNetlink,
     vfs: Mutex<Vec<(String, VfConfig)>>,
@@ -63,6 +64,14 @@ impl Netlink for NoSriovHardware {
     async fn set_vf(&self, _ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError> {
         self.vfs.lock().unwrap().push((pf.to_owned(), vf.clone()));
         Ok(())
+    }
+    async fn vfs(&self, _ns: &Netns, pf: &str) -> Result<Vec<VfConfig>, NetlinkError> {
+        let recorded = self.vfs.lock().unwrap();
+        Ok(recorded
+            .iter()
+            .filter(|(p, _)| p == pf)
+            .map(|(_, vf)| vf.clone())
+            .collect())
     }
     async fn add_address(&self, ns: &Netns, link: &str, addr: &NewAddress) -> Result<(), NetlinkError> {
         self.real.add_address(ns, link, addr).await
