@@ -1556,3 +1556,72 @@ async fn a_dpdk_sriov_interface_is_set_up_through_add_and_rolled_back_when_the_v
     w.run(&w.call("DEL", "p21", "c22")).await.unwrap();
     w.assert_nothing_left(&[&net]).await;
 }
+
+/// A delegate whose VERSION behaviour is the shell `on_version`; it logs `<command> <cniVersion>` and answers ADD
+/// with an empty result.
+fn plugin_answering_version(dir: &std::path::Path, name: &str, on_version: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join(format!("{name}.log"));
+    std::fs::write(
+        dir.join(name),
+        format!(
+            r#"#!/bin/sh
+cfg=$(cat)
+v=$(echo "$cfg" | sed -n 's/.*"cniVersion":"\([^"]*\)".*/\1/p')
+echo "$CNI_COMMAND $v" >> {log}
+if [ "$CNI_COMMAND" = VERSION ]; then
+{on_version}
+fi
+exit 0
+"#,
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.conf")),
+        format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"{name}"}}"#),
+    )
+    .unwrap();
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_version_and_an_old_one_at_0_1_0() {
+    let Some(w) = world().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Prints nothing for VERSION: run at the requested version; it would refuse by itself if it could not.
+    let silent = plugin_answering_version(dir.path(), "silent", "exit 0");
+    // libcni's rule: "unknown CNI_COMMAND: VERSION" means the plugin only knows 0.1.0.
+    let ancient = plugin_answering_version(
+        dir.path(),
+        "ancient",
+        r#"echo '{"code":4,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1"#,
+    );
+    for name in ["silent", "ancient"] {
+        w.lab
+            .network(
+                NetworkKind::DanmNet,
+                NS,
+                name,
+                json!({"NetworkID": name, "NetworkType": name}),
+            )
+            .await;
+    }
+    w.lab
+        .pod(
+            NS,
+            "pv4",
+            Some(json!([{"network":"silent"},{"network":"ancient"}])),
+            &[],
+        )
+        .await;
+    let mut add = w.call("ADD", "pv4", "cv4");
+    add.cni_path = vec![dir.path().display().to_string()];
+    add.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
+    w.run(&add).await.unwrap();
+    let log = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(log(&silent), "VERSION 1.0.0\nADD 1.0.0\n");
+    assert_eq!(log(&ancient), "VERSION 1.0.0\nADD 0.1.0\n");
+}
