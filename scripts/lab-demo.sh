@@ -155,6 +155,9 @@ say "netwatcher made the VxLAN host link for 'internal'"
 for _ in $(seq 50); do ip link show vx_internal >/dev/null 2>&1 && break; sleep 0.1; done
 ip -d link show vx_internal | sed -n '1,3p'
 
+say "precompiling the plugins into the CNI's cache, as a node's install step does (danm's deadline covers loading)"
+"$bin/danmctl" plugins check --plugin-dir "$plugins" --cache-dir "$work/wasm-cache-cni"
+
 mkdir -p "$work/net.d" "$work/pods"
 cat >"$work/net.d/00-danm.conf" <<JSON
 {"cniVersion": "1.0.0", "name": "danm", "type": "danm", "kubeconfig": "$KUBECONFIG",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, labels};
 use danm_core::annotation::{InterfaceRequest, NetworkRef, parse_pod_annotations};
 use danm_core::cni::{AttachmentResult, CniResult, merge_results, network_status_json, npwg_name};
+use danm_core::ipam::IpRequest;
 use danm_core::naming::{NamingInput, assign_names};
 use danm_core::resolve::{ResolveError, check_allowed_tenants, resolve_default};
 use danm_netlink::{Netns, Sysctl};
@@ -48,13 +49,41 @@ struct Plan {
     ty: String,
     ifname: String,
     device_id: Option<String>,
+    /// danm's IPAM allocates the interface's addresses.
+    danm_ipam: bool,
 }
 
-/// The ADD flow. Returns the merged result in annotation order (eth0 first).
+/// What a running ADD has done so far, kept outside the deadline so a cancelled ADD can still be rolled back: the
+/// journal of every interface, and the address reservations in flight (an IPAM write is never cut off half-way,
+/// so its outcome is always known before the rollback releases what it reserved).
+#[derive(Default)]
+struct Progress {
+    journals: std::sync::Mutex<Vec<Journal>>,
+    inflight: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Progress {
+    fn journal(&self) -> Journal {
+        let journal = Journal::default();
+        self.journals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(journal.clone());
+        journal
+    }
+}
+
+/// The ADD flow with the config's deadline counted from now. Returns the merged result in annotation order.
 pub async fn add(ctx: Arc<Ctx>) -> Result<CniResult, Error> {
     let deadline = Instant::now() + ctx.config.timeout();
-    let journals: Arc<std::sync::Mutex<Vec<Journal>>> = Arc::default();
-    let outcome = tokio::time::timeout_at(deadline, add_inner(ctx.clone(), journals.clone())).await;
+    add_until(ctx, deadline).await
+}
+
+/// The ADD flow under `deadline` (the binary counts it from its start). Returns the merged result in annotation
+/// order (eth0 first); on any failure or at the deadline everything done so far is rolled back.
+pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Error> {
+    let progress = Arc::new(Progress::default());
+    let outcome = tokio::time::timeout_at(deadline, add_inner(ctx.clone(), progress.clone())).await;
     let err = match outcome {
         Ok(Ok(result)) => return Ok(result),
         Ok(Err(e)) => e,
@@ -63,12 +92,21 @@ pub async fn add(ctx: Arc<Ctx>) -> Result<CniResult, Error> {
         },
     };
     tracing::warn!(error = %err, "ADD failed; rolling back");
-    let journals = std::mem::take(&mut *journals.lock().unwrap_or_else(|e| e.into_inner()));
+    // Reservations still on the wire finish first, so what they reserved is in the journals.
+    let inflight = std::mem::take(&mut *progress.inflight.lock().unwrap_or_else(|e| e.into_inner()));
+    let budget = ctx.config.timeout().max(std::time::Duration::from_secs(5));
+    if tokio::time::timeout(budget, futures::future::join_all(inflight))
+        .await
+        .is_err()
+    {
+        tracing::error!("an address reservation did not finish within {budget:?}; GC will release it");
+    }
+    let journals = std::mem::take(&mut *progress.journals.lock().unwrap_or_else(|e| e.into_inner()));
     rollback::run(&ctx, journals).await;
     Err(err)
 }
 
-async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>) -> Result<CniResult, Error> {
+async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, Error> {
     let pod_ref = ctx.args.pod()?;
     let netns_path = ctx.env.netns.clone().unwrap_or_default();
     let pod_obj = ctx.api.get_pod(&pod_ref.namespace, &pod_ref.name).await?;
@@ -86,6 +124,7 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         container_id: pod_ref.infra_container_id.clone(),
     };
     let annotations = pod_obj.metadata.annotations.clone().unwrap_or_default();
+    tracing::debug!("step: pod read");
     let mut requests = parse_pod_annotations(&annotations).map_err(danm_core::cni::CniError::from)?;
     if requests.is_empty() {
         requests = vec![default_request(&ctx, &pod.namespace).await?];
@@ -121,6 +160,11 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
     if !failures.is_empty() {
         return Err(Error::Interfaces(failures));
     }
+    tracing::debug!("step: networks read");
+    ctx.translator.ready().map_err(|message| Error::PluginDir {
+        dir: ctx.config.plugin_dir.clone(),
+        message,
+    })?;
 
     let scheme = ctx.config.naming_scheme()?;
     let inputs: Vec<NamingInput<'_>> = requests
@@ -140,9 +184,8 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         let ty = backend_type(&network.spec);
         let device_id = if ctx.translator.needs_device_pool(&ty) {
             if pools.is_none() {
-                pools = Some(
-                    DevicePools::for_pod(&ctx.kubelet_root, &pod.uid, &pod.namespace, &pod.name).await?,
-                );
+                pools =
+                    Some(DevicePools::for_pod(&ctx.kubelet_root, &pod.uid, &pod.namespace, &pod.name).await?);
             }
             let pool = network.spec.options.device_pool.clone();
             Some(
@@ -155,12 +198,14 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         } else {
             None
         };
+        let danm_ipam = needs_danm_ipam(ctx.translator.as_ref(), &ty, &network.spec, &req.ip, &req.ip6);
         plans.push(Plan {
             req,
             network,
             ty,
             ifname,
             device_id,
+            danm_ipam,
         });
     }
 
@@ -171,17 +216,17 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         .map_err(|e| Error::kernel("cannot enable IPv6 in the pod netns", e))?;
 
     clean_stale(&ctx, &pod).await;
+    tracing::debug!("step: stale DanmEps cleaned");
+
+    let journals: Vec<Journal> = plans.iter().map(|_| progress.journal()).collect();
+    let reservations = reserve_all(&ctx, &plans, &journals, &progress).await?;
+    tracing::debug!("step: addresses reserved");
 
     let pod = Arc::new(pod);
     let mut tasks = JoinSet::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let journal = Journal::default();
-        journals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(journal.clone());
+    for (i, ((plan, journal), reservation)) in plans.iter().zip(journals).zip(reservations).enumerate() {
         let (ctx, pod, plan) = (ctx.clone(), pod.clone(), plan.clone());
-        tasks.spawn(async move { (i, add_interface(&ctx, &pod, &plan, &journal).await) });
+        tasks.spawn(async move { (i, add_interface(&ctx, &pod, &plan, reservation, &journal).await) });
     }
     let mut results: Vec<Option<Result<AttachmentResult, Error>>> = (0..plans.len()).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
@@ -211,6 +256,7 @@ async fn add_inner(ctx: Arc<Ctx>, journals: Arc<std::sync::Mutex<Vec<Journal>>>)
         return Err(Error::Interfaces(failures));
     }
     let merged = merge_results(&attachments);
+    tracing::debug!("step: interfaces done");
     let status = network_status_json(&attachments);
     if let Err(e) = ctx
         .api
@@ -251,15 +297,10 @@ async fn clean_stale(ctx: &Arc<Ctx>, pod: &PodInfo) {
     let selector = format!("{}={}", labels::POD_UID, pod.uid);
     match ctx.api.list_eps(Some(&pod.namespace), &selector).await {
         Ok(eps) => {
-            let jobs = eps.into_iter().filter(|ep| ep.spec.pod_uid == pod.uid).map(|ep| {
-                let ctx = ctx.clone();
-                async move {
-                    for e in crate::del::cleanup_ep(&ctx, &ep).await {
-                        tracing::warn!(ep = ?ep.metadata.name, error = %e, "stale DanmEp cleanup");
-                    }
-                }
-            });
-            futures::future::join_all(jobs).await;
+            let stale: Vec<DanmEp> = eps.into_iter().filter(|ep| ep.spec.pod_uid == pod.uid).collect();
+            for e in crate::del::cleanup_eps(ctx, &stale).await {
+                tracing::warn!(error = %e, "stale DanmEp cleanup");
+            }
         }
         Err(e) => tracing::warn!(error = %e, "cannot list stale DanmEps"),
     }
@@ -269,34 +310,13 @@ async fn add_interface(
     ctx: &Ctx,
     pod: &PodInfo,
     plan: &Plan,
+    reservation: Option<(Reserved, Network)>,
     journal: &Journal,
 ) -> Result<AttachmentResult, Error> {
     let req = &plan.req;
     let kind = req.network.kind;
-    let net_ns = plan.network.namespace().unwrap_or_default().to_owned();
-    let danm_ipam = needs_danm_ipam(
-        ctx.translator.as_ref(),
-        &plan.ty,
-        &plan.network.spec,
-        &req.ip,
-        &req.ip6,
-    );
-    let (reserved, network) = if danm_ipam {
-        let (reserved, network) =
-            ipam::reserve(ctx.api.as_ref(), &plan.network, &req.ip, &req.ip6, ctx.retry).await?;
-        if reserved.holds_addresses() {
-            journal.push(Undo::Ips {
-                kind,
-                namespace: net_ns.clone(),
-                network: req.network.name.clone(),
-                ip4: reserved.ip4.clone(),
-                ip6: reserved.ip6.clone(),
-            });
-        }
-        (reserved, network)
-    } else {
-        (Reserved::default(), plan.network.clone())
-    };
+    let danm_ipam = plan.danm_ipam;
+    let (reserved, network) = reservation.unwrap_or_else(|| (Reserved::default(), plan.network.clone()));
 
     let ep_name = uuid::Uuid::new_v4().to_string();
     let mut ep_labels = pod.labels.clone();
@@ -335,6 +355,7 @@ async fn add_interface(
         name: ep_name.clone(),
     });
     let mut ep = ctx.api.create_ep(&ep).await?;
+    tracing::debug!(ifname = %plan.ifname, "step: DanmEp created");
 
     let parent = match &plan.device_id {
         Some(dev) => Some(ctx_pf(ctx, dev)?),
@@ -356,6 +377,7 @@ async fn add_interface(
         },
     )
     .await?;
+    tracing::debug!(ifname = %plan.ifname, "step: config translated");
     let pod_ns = Netns::path(&pod.netns_path);
     let native = if chain.plugins.len() == 1 {
         native::parse(&chain.plugins[0])
@@ -415,6 +437,7 @@ async fn add_interface(
         }
     }
 
+    tracing::debug!(ifname = %plan.ifname, "step: interface created");
     post::run(
         ctx.netlink.as_ref(),
         &pod_ns,
@@ -437,6 +460,109 @@ async fn add_interface(
         sandbox: pod.netns_path.clone(),
         result,
     })
+}
+
+/// Reserves the addresses of every interface that uses danm's IPAM: one conditional write per network (however
+/// many of the pod's interfaces are on it), the networks concurrently. Each write runs as its own task that the
+/// deadline does not cancel (see [`Progress`]); what it reserved is journaled for the interfaces it serves. A
+/// failure names the interfaces it concerns.
+async fn reserve_all(
+    ctx: &Arc<Ctx>,
+    plans: &[Plan],
+    journals: &[Journal],
+    progress: &Progress,
+) -> Result<Vec<Option<(Reserved, Network)>>, Error> {
+    let mut groups: BTreeMap<(NetworkKind, String, String), Vec<usize>> = BTreeMap::new();
+    for (i, plan) in plans.iter().enumerate().filter(|(_, p)| p.danm_ipam) {
+        let ns = plan.network.namespace().unwrap_or_default().to_owned();
+        groups
+            .entry((plan.req.network.kind, ns, plan.req.network.name.clone()))
+            .or_default()
+            .push(i);
+    }
+    let mut receivers = Vec::new();
+    for ((kind, namespace, name), members) in groups {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ctx = ctx.clone();
+        let network = plans[members[0]].network.clone();
+        let requests: Vec<(IpRequest, IpRequest)> = members
+            .iter()
+            .map(|&i| (plans[i].req.ip, plans[i].req.ip6))
+            .collect();
+        let member_journals: Vec<Journal> = members.iter().map(|&i| journals[i].clone()).collect();
+        let handle = tokio::spawn(async move {
+            let refs: Vec<ipam::Request<'_>> = requests.iter().map(|(a, b)| (a, b)).collect();
+            let outcome = ipam::reserve_batch(ctx.api.as_ref(), &network, &refs, ctx.retry).await;
+            if let Ok((reserved, _)) = &outcome {
+                for (r, journal) in reserved.iter().zip(&member_journals) {
+                    if r.holds_addresses() {
+                        journal.push(Undo::Ips {
+                            kind,
+                            namespace: namespace.clone(),
+                            network: name.clone(),
+                            ip4: r.ip4.clone(),
+                            ip6: r.ip6.clone(),
+                        });
+                    }
+                }
+            }
+            let _ = tx.send(outcome);
+        });
+        progress
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+        receivers.push((members, rx));
+    }
+    let mut out: Vec<Option<(Reserved, Network)>> = plans.iter().map(|_| None).collect();
+    let mut failures = Vec::new();
+    for (members, rx) in receivers {
+        let failed = |i: usize, error: Error| {
+            (
+                i,
+                InterfaceFailure {
+                    network: plans[i].req.network.to_string(),
+                    interface: plans[i].ifname.clone(),
+                    error,
+                },
+            )
+        };
+        match rx.await {
+            Ok(Ok((reserved, written))) => {
+                for (i, r) in members.into_iter().zip(reserved) {
+                    out[i] = Some((r, written.clone()));
+                }
+            }
+            Ok(Err(ipam::BatchError {
+                index: Some(k),
+                error,
+            })) => failures.push(failed(members[k], error.into())),
+            Ok(Err(ipam::BatchError { index: None, error })) => {
+                // The write for the whole group failed: every member shares the cause and its code.
+                let error = Error::from(error);
+                let shared = danm_core::cni::CniError::new(error.code(), error.to_string());
+                for &i in &members[1..] {
+                    failures.push(failed(i, Error::Cni(shared.clone())));
+                }
+                failures.push(failed(members[0], error));
+            }
+            Err(_) => {
+                for &i in &members {
+                    failures.push(failed(
+                        i,
+                        Error::Other("the address reservation task ended".into()),
+                    ));
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(out)
+    } else {
+        failures.sort_by_key(|(i, _)| *i);
+        Err(Error::Interfaces(failures.into_iter().map(|(_, f)| f).collect()))
+    }
 }
 
 fn ctx_pf(ctx: &Ctx, device_id: &str) -> Result<String, Error> {

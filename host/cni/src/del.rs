@@ -5,6 +5,7 @@
 //! addresses and deletes the DanmEp. A netns, network or DanmEp that is already gone is not an error; every error
 //! is collected and logged, and DEL still succeeds.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use danm_api::{DanmEp, NetworkKind, labels};
@@ -44,20 +45,88 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
             return vec![e];
         }
     };
-    let errors: Vec<Error> = futures::future::join_all(eps.iter().map(|ep| cleanup_ep(&ctx, ep)))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    tracing::debug!(eps = eps.len(), "step: DanmEps listed");
+    if let Err(e) = ctx.translator.ready() {
+        tracing::warn!(error = %e, "backend plugins not loaded; native interfaces are still removed");
+    }
+    let errors = cleanup_eps(&ctx, &eps).await;
     for e in &errors {
         tracing::error!(error = %e, "DEL");
     }
     errors
 }
 
-/// Tears down one DanmEp's interface and bookkeeping. The DanmEp is kept only when its network could not be read
-/// (an API error), so that its addresses are not leaked; a network that is gone no longer holds them (B6).
-pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
+/// Tears down DanmEps (their interfaces concurrently), then releases their addresses with one conditional write
+/// per network and deletes them. A DanmEp is kept only when its network could not be read (an API error) or its
+/// addresses could not be released, so that they are not leaked; a network that is gone no longer holds them (B6).
+pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
+    let torn = futures::future::join_all(eps.iter().map(|ep| teardown(ctx, ep))).await;
+    let mut errors = Vec::new();
+    let mut groups: BTreeMap<(NetworkKind, String, String), Vec<usize>> = BTreeMap::new();
+    let mut deletable = Vec::new();
+    for (i, (ep, (network, errs))) in eps.iter().zip(torn).enumerate() {
+        errors.extend(errs);
+        match network {
+            Teardown::Keep => {}
+            Teardown::Gone => deletable.push(i),
+            Teardown::Read(net) => {
+                let iface = &ep.spec.interface;
+                if is_real(&iface.address) || is_real(&iface.address_ipv6) {
+                    let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+                    let ns = net.namespace().unwrap_or_default().to_owned();
+                    groups
+                        .entry((kind, ns, ep.spec.network_name.clone()))
+                        .or_default()
+                        .push(i);
+                } else {
+                    deletable.push(i);
+                }
+            }
+        }
+    }
+    let releases = groups.into_iter().map(|((kind, ns, name), members)| async move {
+        let addresses: Vec<(&str, &str)> = members
+            .iter()
+            .map(|&i| {
+                let iface = &eps[i].spec.interface;
+                (iface.address.as_str(), iface.address_ipv6.as_str())
+            })
+            .collect();
+        let released = ipam::release_batch(ctx.api.as_ref(), kind, &ns, &name, &addresses, ctx.retry).await;
+        (members, released)
+    });
+    for (members, released) in futures::future::join_all(releases).await {
+        match released {
+            Ok(_) => deletable.extend(members),
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    tracing::debug!("step: addresses released");
+    let deletions = deletable.into_iter().map(|i| {
+        let ep = &eps[i];
+        let ns = ep.metadata.namespace.clone().unwrap_or_default();
+        let name = ep.metadata.name.clone().unwrap_or_default();
+        async move { ctx.api.delete_ep(&ns, &name).await }
+    });
+    for deleted in futures::future::join_all(deletions).await {
+        if let Err(e) = deleted {
+            errors.push(e.into());
+        }
+    }
+    errors
+}
+
+/// What the teardown of a DanmEp's interface learned about its network.
+enum Teardown {
+    /// The network could not be read: keep the DanmEp (it still records held addresses).
+    Keep,
+    /// The network no longer exists: nothing to release.
+    Gone,
+    Read(Box<danm_api::Network>),
+}
+
+/// Removes one DanmEp's interface (native link, SR-IOV VF, or the delegate's DEL) and policy rules.
+async fn teardown(ctx: &Ctx, ep: &DanmEp) -> (Teardown, Vec<Error>) {
     let mut errors = Vec::new();
     let ns = ep.metadata.namespace.clone().unwrap_or_default();
     let ep_name = ep.metadata.name.clone().unwrap_or_default();
@@ -66,10 +135,11 @@ pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
         Ok(n) => n,
         Err(e) => {
             errors.push(e.into());
-            return errors;
+            return (Teardown::Keep, errors);
         }
     };
     let iface = &ep.spec.interface;
+    tracing::debug!(ep = ep_name, "step: network read");
     let netns_path = if ep.spec.netns.is_empty() {
         ctx.env.netns.clone().unwrap_or_default()
     } else {
@@ -137,6 +207,7 @@ pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
             Some(build_config(ctx, &input).await)
         }
     };
+    tracing::debug!(ep = ep_name, "step: config rebuilt");
     let native_type = match &chain {
         Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
         Some(Ok(_)) => false,
@@ -168,29 +239,9 @@ pub async fn cleanup_ep(ctx: &Ctx, ep: &DanmEp) -> Vec<Error> {
     }
 
     // Addresses, then the DanmEp.
-    if network.is_some() && (is_real(&iface.address) || is_real(&iface.address_ipv6)) {
-        let net_ns = network
-            .as_ref()
-            .and_then(|n| n.namespace())
-            .unwrap_or_default()
-            .to_owned();
-        if let Err(e) = ipam::release(
-            ctx.api.as_ref(),
-            kind,
-            &net_ns,
-            &ep.spec.network_name,
-            &iface.address,
-            &iface.address_ipv6,
-            ctx.retry,
-        )
-        .await
-        {
-            errors.push(e.into());
-            return errors;
-        }
+    tracing::debug!(ep = ep_name, "step: interface removed");
+    match network {
+        None => (Teardown::Gone, errors),
+        Some(net) => (Teardown::Read(Box::new(net)), errors),
     }
-    if let Err(e) = ctx.api.delete_ep(&ns, &ep_name).await {
-        errors.push(e.into());
-    }
-    errors
 }

@@ -43,8 +43,7 @@ pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
         .into_iter()
         .filter(|ep| ep.spec.host == ctx.hostname && !ep.spec.cid.is_empty() && !valid.contains(&ep.spec.cid))
         .collect();
-    let results = futures::future::join_all(stale.iter().map(|ep| crate::del::cleanup_ep(&ctx, ep))).await;
-    let errors: Vec<Error> = results.into_iter().flatten().collect();
+    let errors = crate::del::cleanup_eps(&ctx, &stale).await;
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }

@@ -69,6 +69,28 @@ pub fn is_real(addr: &str) -> bool {
     !addr.is_empty() && addr != "none"
 }
 
+/// One interface's address request (IPv4, IPv6).
+pub type Request<'a> = (&'a IpRequest, &'a IpRequest);
+
+/// Why a batch reservation failed: `index` names the request that could not be served, `None` the whole batch.
+#[derive(Debug)]
+pub struct BatchError {
+    pub index: Option<usize>,
+    pub error: IpamApiError,
+}
+
+impl From<IpamApiError> for BatchError {
+    fn from(error: IpamApiError) -> Self {
+        BatchError { index: None, error }
+    }
+}
+
+impl From<ApiError> for BatchError {
+    fn from(error: ApiError) -> Self {
+        IpamApiError::from(error).into()
+    }
+}
+
 /// Reserves `req4`/`req6` on the network; `network` is a copy read earlier (used for the first try).
 pub async fn reserve(
     api: &dyn Api,
@@ -77,25 +99,48 @@ pub async fn reserve(
     req6: &IpRequest,
     retry: Retry,
 ) -> Result<(Reserved, Network), IpamApiError> {
+    reserve_batch(api, network, &[(req4, req6)], retry)
+        .await
+        .map(|(mut reserved, written)| (reserved.remove(0), written))
+        .map_err(|e| e.error)
+}
+
+/// Reserves the addresses of several interfaces of one pod on one network with a single conditional write: every
+/// request is applied in order to the bitmap read last, and the whole batch is written once (re-read and redone on
+/// 409). Either every request is served and written, or nothing is.
+pub async fn reserve_batch(
+    api: &dyn Api,
+    network: &Network,
+    requests: &[Request<'_>],
+    retry: Retry,
+) -> Result<(Vec<Reserved>, Network), BatchError> {
     let kind = network.network_kind().unwrap_or(NetworkKind::DanmNet);
     let ns = network.namespace().unwrap_or_default().to_owned();
     let name = network.name().to_owned();
     let object = network_object(kind, &ns, &name);
     let mut current = network.clone();
     for attempt in 0..retry.attempts {
-        let res = ipam::reserve(&current.spec, req4, req6).map_err(|source| IpamApiError::Ipam {
-            network: name.clone(),
-            source,
-        })?;
-        let reserved = Reserved {
-            ip4: res.ip4,
-            ip6: res.ip6,
-        };
-        if !res.changed {
+        let mut spec = current.spec.clone();
+        let mut reserved = Vec::with_capacity(requests.len());
+        for (index, (req4, req6)) in requests.iter().enumerate() {
+            let res = ipam::reserve(&spec, req4, req6).map_err(|source| BatchError {
+                index: Some(index),
+                error: IpamApiError::Ipam {
+                    network: name.clone(),
+                    source,
+                },
+            })?;
+            spec = res.spec;
+            reserved.push(Reserved {
+                ip4: res.ip4,
+                ip6: res.ip6,
+            });
+        }
+        if spec == current.spec {
             return Ok((reserved, current));
         }
         let mut updated = current.clone();
-        updated.spec = res.spec;
+        updated.spec = spec;
         match api.replace_network(&updated).await {
             Ok(written) => return Ok((reserved, written)),
             Err(ApiError::Conflict { .. }) => {
@@ -114,7 +159,8 @@ pub async fn reserve(
     Err(IpamApiError::Conflicts {
         object,
         attempts: retry.attempts,
-    })
+    }
+    .into())
 }
 
 /// Releases an interface's addresses on the network `kind`/`namespace`/`name`. A network that is gone has nothing
@@ -128,7 +174,20 @@ pub async fn release(
     addr6: &str,
     retry: Retry,
 ) -> Result<bool, IpamApiError> {
-    if !is_real(addr4) && !is_real(addr6) {
+    release_batch(api, kind, namespace, name, &[(addr4, addr6)], retry).await
+}
+
+/// Releases the addresses (`(v4, v6)` per interface) of several interfaces on one network with one conditional
+/// write. A network that is gone has nothing to release (`Ok(false)`); addresses outside its ranges are skipped.
+pub async fn release_batch(
+    api: &dyn Api,
+    kind: NetworkKind,
+    namespace: &str,
+    name: &str,
+    addresses: &[(&str, &str)],
+    retry: Retry,
+) -> Result<bool, IpamApiError> {
+    if !addresses.iter().any(|(a4, a6)| is_real(a4) || is_real(a6)) {
         return Ok(false);
     }
     let object = network_object(kind, namespace, name);
@@ -136,8 +195,11 @@ pub async fn release(
         let Some(current) = api.get_network(kind, namespace, name).await? else {
             return Ok(false);
         };
-        let (spec, changed) = ipam::release(&current.spec, addr4, addr6);
-        if !changed {
+        let mut spec = current.spec.clone();
+        for (addr4, addr6) in addresses {
+            spec = ipam::release(&spec, addr4, addr6).0;
+        }
+        if spec == current.spec {
             return Ok(false);
         }
         let mut updated = current;

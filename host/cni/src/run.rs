@@ -9,12 +9,13 @@ use danm_core::cni::{
 };
 use danm_netlink::RtNetlink;
 
-use crate::api::{Api, KubeApi};
+use crate::api::{Api, ApiError, KubeApi};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::ipam::Retry;
 use crate::native::Sysfs;
-use crate::translate::{TranslateRequest, Translator};
+use crate::translate::{Loading, Translator};
+use tokio::time::Instant;
 
 /// A parsed invocation.
 #[derive(Clone, Debug)]
@@ -57,6 +58,8 @@ pub fn parse(lookup: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<In
 
 /// The whole binary minus process I/O: VERSION needs no stdin; everything else is parsed, run and mapped.
 pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnce() -> Vec<u8>) -> Outcome {
+    // The deadline counts from here, so client and plugin start-up are inside it.
+    let started = std::time::Instant::now();
     if lookup("CNI_COMMAND").as_deref() == Some(CniCommand::Version.as_str()) {
         return Outcome::Ok(Some(VersionInfo::danm().to_json()));
     }
@@ -81,30 +84,13 @@ pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnc
     };
     let version = inv.version;
     let process_path = lookup("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    match runtime.block_on(run(inv, process_path)) {
+    let deadline = Instant::from_std(started) + inv.config.timeout();
+    match runtime.block_on(run(inv, process_path, deadline)) {
         Ok(out) => Outcome::Ok(out),
         Err(e) => {
             tracing::error!(code = e.code, msg = %e.msg, "failed");
             Outcome::Err(e.to_json(version.as_str()))
         }
-    }
-}
-
-/// A translator that serves nothing (the plugins could not be loaded; DEL still tears down native interfaces).
-struct NoPlugins;
-
-impl Translator for NoPlugins {
-    fn serves(&self, _: &str) -> bool {
-        false
-    }
-    fn needs_ipam(&self, _: &str) -> bool {
-        false
-    }
-    fn needs_device_pool(&self, _: &str) -> bool {
-        false
-    }
-    fn translate(&self, ty: &str, _: &TranslateRequest) -> Result<String, String> {
-        Err(format!("no backend plugin for {ty}"))
     }
 }
 
@@ -125,11 +111,33 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Builds the services and runs the verb.
-pub async fn run(inv: Invocation, process_path: String) -> Result<Option<String>, CniError> {
+/// Builds the services and runs the verb, all before `deadline`. The API client and the plugin set are built
+/// concurrently (the plugins on a plain thread: loading them is synchronous work).
+pub async fn run(
+    inv: Invocation,
+    process_path: String,
+    deadline: Instant,
+) -> Result<Option<String>, CniError> {
     let command = inv.env.command;
-    let api: Arc<dyn Api> = match KubeApi::from_kubeconfig(&inv.config.kubeconfig, inv.config.timeout()).await
-    {
+    // The plugins load on their own thread while the client is built and the flow reads the pod and networks.
+    let plugin_config = inv.config.clone();
+    let translator = Arc::new(Loading::start(
+        move || load_plugins(&plugin_config),
+        deadline.into_std(),
+    ));
+    let client = tokio::time::timeout_at(
+        deadline,
+        KubeApi::from_kubeconfig(&inv.config.kubeconfig, inv.config.timeout()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::Client {
+            path: inv.config.kubeconfig.clone(),
+            reason: format!("not built within the {} s deadline", inv.config.timeout_seconds),
+        })
+    });
+    tracing::debug!("step: API client built");
+    let api: Arc<dyn Api> = match client {
         Ok(api) => Arc::new(api),
         Err(e) => {
             return match command {
@@ -142,21 +150,10 @@ pub async fn run(inv: Invocation, process_path: String) -> Result<Option<String>
             };
         }
     };
-    let plugins = load_plugins(&inv.config);
-    let plugin_status = plugins.as_ref().map(|_| ()).map_err(Clone::clone);
-    let translator = match plugins {
-        Ok(t) => t,
-        Err(e) => {
-            if command == CniCommand::Add {
-                return Err(Error::PluginDir {
-                    dir: inv.config.plugin_dir.clone(),
-                    message: e,
-                }
-                .to_cni());
-            }
-            tracing::warn!(error = %e, "backend plugins not loaded");
-            Arc::new(NoPlugins)
-        }
+    let plugin_status = if command == CniCommand::Status {
+        translator.ready()
+    } else {
+        Ok(())
     };
     let ctx = Arc::new(Ctx {
         api,
@@ -172,14 +169,28 @@ pub async fn run(inv: Invocation, process_path: String) -> Result<Option<String>
         kubelet_root: PathBuf::from("/var/lib/kubelet"),
         process_path,
     });
-    dispatch(ctx, plugin_status).await.map_err(|e| e.to_cni())
+    dispatch_until(ctx, plugin_status, deadline)
+        .await
+        .map_err(|e| e.to_cni())
 }
 
-/// Runs the verb on a ready context.
+/// Runs the verb on a ready context, with the config's deadline counted from now.
 pub async fn dispatch(ctx: Arc<Ctx>, plugin_status: Result<(), String>) -> Result<Option<String>, Error> {
+    let deadline = Instant::now() + ctx.config.timeout();
+    dispatch_until(ctx, plugin_status, deadline).await
+}
+
+/// Runs the verb on a ready context; ADD is bounded by `deadline`.
+pub async fn dispatch_until(
+    ctx: Arc<Ctx>,
+    plugin_status: Result<(), String>,
+    deadline: Instant,
+) -> Result<Option<String>, Error> {
     let version = ctx.version;
     match ctx.env.command {
-        CniCommand::Add => crate::add::add(ctx).await.map(|r| Some(r.to_json(version))),
+        CniCommand::Add => crate::add::add_until(ctx, deadline)
+            .await
+            .map(|r| Some(r.to_json(version))),
         CniCommand::Del => {
             crate::del::del(ctx).await;
             Ok(None)

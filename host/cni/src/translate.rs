@@ -1,5 +1,10 @@
 //! Backend translation: a network plus danm's allocations become a CNI config (the WASI backend plugins of
-//! `danm_wasm`), behind a small trait so the flows are unit-tested without plugins.
+//! `danm_wasm`), behind a small trait so the flows are unit-tested without plugins; and [`Loading`], the plugin
+//! set being loaded on its own thread while an invocation already talks to the API server.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 pub use danm_wasm::TranslateRequest;
 
@@ -13,6 +18,81 @@ pub trait Translator: Send + Sync {
     fn needs_device_pool(&self, network_type: &str) -> bool;
     /// The CNI config for one attachment.
     fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String>;
+    /// Whether the plugins are usable; `Err` says why not (the flows ask before relying on [`Self::serves`]).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The outcome of loading the plugin set.
+pub type Loaded = Result<Arc<dyn Translator>, String>;
+
+/// A plugin set that a plain thread is loading (loading is synchronous: directory scan, cache index, engine). The
+/// first use waits for it, at most until the invocation's deadline; a set that failed to load or came too late
+/// serves nothing and says why through [`Translator::ready`].
+pub struct Loading {
+    loaded: OnceLock<Loaded>,
+    pending: Mutex<Option<Receiver<Loaded>>>,
+    deadline: Instant,
+}
+
+impl Loading {
+    /// Starts `load` on its own thread.
+    pub fn start(load: impl FnOnce() -> Loaded + Send + 'static, deadline: Instant) -> Loading {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(load());
+        });
+        Loading {
+            loaded: OnceLock::new(),
+            pending: Mutex::new(Some(rx)),
+            deadline,
+        }
+    }
+
+    fn get(&self) -> &Loaded {
+        self.loaded.get_or_init(|| {
+            let Some(rx) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return Err("the plugins are being loaded by another caller that gave up".to_owned());
+            };
+            match rx.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {
+                Ok(loaded) => loaded,
+                Err(RecvTimeoutError::Timeout) => {
+                    Err("loading the plugins did not finish within the invocation's deadline".to_owned())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    Err("the plugin loader thread ended without an answer".to_owned())
+                }
+            }
+        })
+    }
+}
+
+impl Translator for Loading {
+    fn serves(&self, network_type: &str) -> bool {
+        self.get().as_ref().is_ok_and(|t| t.serves(network_type))
+    }
+
+    fn needs_ipam(&self, network_type: &str) -> bool {
+        self.get().as_ref().is_ok_and(|t| t.needs_ipam(network_type))
+    }
+
+    fn needs_device_pool(&self, network_type: &str) -> bool {
+        self.get()
+            .as_ref()
+            .is_ok_and(|t| t.needs_device_pool(network_type))
+    }
+
+    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String> {
+        match self.get() {
+            Ok(t) => t.translate(network_type, req),
+            Err(e) => Err(format!("no backend plugin for {network_type}: {e}")),
+        }
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.get().as_ref().map(|_| ()).map_err(Clone::clone)
+    }
 }
 
 impl Translator for danm_wasm::PluginSet {

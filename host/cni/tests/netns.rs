@@ -38,6 +38,16 @@ struct Node {
     config: Value,
 }
 
+/// The plugin cache every node of this test binary shares, compiled once here: danm counts plugin loading
+/// against its deadline, and compiling all plugins in a debug build on a busy machine can take longer than that.
+fn warm_cache() -> PathBuf {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        common::node::warm_plugin_cache(&plugin_link_dir().unwrap());
+    });
+    common::node::plugin_cache_dir()
+}
+
 impl Node {
     fn new(lab: &Lab) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -47,7 +57,7 @@ impl Node {
         std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
         let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
             "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugin_link_dir().unwrap(),
-            "cacheDir": dir.path().join("cache"), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
+            "cacheDir": warm_cache(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
         Node { dir, config }
     }
 

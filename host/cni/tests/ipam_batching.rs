@@ -1,0 +1,302 @@
+//! IPAM writes per ADD and DEL: one conditional write per network however many of the pod's interfaces are on it,
+//! all-or-nothing batches, and a reservation cut off by the deadline that the rollback still releases. Runs the
+//! flows on the recording netlink fake against the in-process lab API server, through an [`Api`] wrapper that
+//! counts and delays network writes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::lab::{Call, Lab, Services, ctx, lab, plugins};
+use danm_api::{DanmEp, Network, NetworkKind};
+use danm_cni::api::{Api, ApiError};
+use danm_cni::error::Error;
+use danm_cni::ipam::Retry;
+use danm_cni::native::Sysfs;
+use danm_cni::run::dispatch;
+use danm_core::cni::codes;
+use danm_netlink::{FakeNetlink, Netlink, Netns};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+const NS: &str = "default";
+const NETNS: &str = "/var/run/netns/batchpod";
+
+/// An [`Api`] that counts network writes per network name and can hold every write's answer back for a while
+/// (the write itself is done at once, as a slow network path would leave it).
+struct Counting {
+    inner: Arc<dyn Api>,
+    writes: Mutex<BTreeMap<String, usize>>,
+    answer_delay: Mutex<Duration>,
+}
+
+impl Counting {
+    fn writes(&self, network: &str) -> usize {
+        self.writes.lock().unwrap().get(network).copied().unwrap_or(0)
+    }
+
+    fn reset(&self) {
+        self.writes.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl Api for Counting {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        self.inner.get_pod(namespace, name).await
+    }
+    async fn get_network(
+        &self,
+        kind: NetworkKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Network>, ApiError> {
+        self.inner.get_network(kind, namespace, name).await
+    }
+    async fn replace_network(&self, network: &Network) -> Result<Network, ApiError> {
+        let written = self.inner.replace_network(network).await;
+        if written.is_ok() {
+            *self
+                .writes
+                .lock()
+                .unwrap()
+                .entry(network.name().to_owned())
+                .or_default() += 1;
+        }
+        let delay = *self.answer_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        written
+    }
+    async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {
+        self.inner.create_ep(ep).await
+    }
+    async fn replace_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {
+        self.inner.replace_ep(ep).await
+    }
+    async fn delete_ep(&self, namespace: &str, name: &str) -> Result<bool, ApiError> {
+        self.inner.delete_ep(namespace, name).await
+    }
+    async fn list_eps(&self, namespace: Option<&str>, selector: &str) -> Result<Vec<DanmEp>, ApiError> {
+        self.inner.list_eps(namespace, selector).await
+    }
+    async fn annotate_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ApiError> {
+        self.inner.annotate_pod(namespace, name, key, value).await
+    }
+    async fn ping(&self) -> Result<(), ApiError> {
+        self.inner.ping().await
+    }
+}
+
+struct World {
+    lab: Lab,
+    api: Arc<Counting>,
+    fake: Arc<FakeNetlink>,
+    svc: Services,
+    _tmp: tempfile::TempDir,
+}
+
+async fn world() -> Option<World> {
+    let Some(translator) = plugins() else {
+        eprintln!("skipping: the backend plugins are not built (run `make guests`)");
+        return None;
+    };
+    let lab = lab().await;
+    let api = Arc::new(Counting {
+        inner: lab.api.clone(),
+        writes: Mutex::default(),
+        answer_delay: Mutex::new(Duration::ZERO),
+    });
+    let fake = Arc::new(FakeNetlink::new());
+    fake.add_device(&Netns::Host, "ens1", 1500);
+    fake.add_netns(Netns::path(NETNS));
+    let tmp = tempfile::tempdir().unwrap();
+    let svc = Services {
+        api: api.clone(),
+        netlink: fake.clone(),
+        translator,
+        sysfs: Sysfs {
+            root: tmp.path().join("sys"),
+        },
+        kubelet_root: tmp.path().join("kubelet"),
+        retry: Retry::default(),
+    };
+    Some(World {
+        lab,
+        api,
+        fake,
+        svc,
+        _tmp: tmp,
+    })
+}
+
+impl World {
+    async fn macvlan(&self, name: &str, cidr: &str, pool: Option<(&str, &str)>) -> Network {
+        let mut opts = json!({"host_device": "ens1", "cidr": cidr});
+        if let Some((start, end)) = pool {
+            opts["allocation_pool"] = json!({"start": start, "end": end});
+        }
+        self.lab
+            .network(
+                NetworkKind::DanmNet,
+                NS,
+                name,
+                json!({"NetworkID": name, "NetworkType": "macvlan", "Options": opts}),
+            )
+            .await
+    }
+
+    async fn run(
+        &self,
+        command: &str,
+        pod: &str,
+        timeout_seconds: Option<u64>,
+    ) -> Result<Option<String>, Error> {
+        let mut call = Call::new(command, NS, pod, pod, NETNS);
+        if let Some(t) = timeout_seconds {
+            call.config["timeoutSeconds"] = json!(t);
+        }
+        dispatch(ctx(&self.svc, &call), Ok(())).await
+    }
+
+    async fn alloc(&self, name: &str) -> String {
+        self.lab
+            .get_network(NetworkKind::DanmNet, NS, name)
+            .await
+            .spec
+            .options
+            .alloc
+    }
+
+    async fn pod_links(&self) -> usize {
+        self.fake
+            .links(&Netns::path(NETNS))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.name != "lo")
+            .count()
+    }
+}
+
+fn dynamic(networks: &[&str]) -> Value {
+    Value::Array(
+        networks
+            .iter()
+            .map(|n| json!({"network": n, "ip": "dynamic"}))
+            .collect(),
+    )
+}
+
+fn addresses(result: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(result).unwrap();
+    v["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ip| ip["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn add_and_del_write_each_network_once_however_many_interfaces_it_serves() {
+    let Some(w) = world().await else { return };
+    let (a, b) = (
+        w.macvlan("alpha", "10.40.0.0/24", None).await,
+        w.macvlan("beta", "10.41.0.0/24", None).await,
+    );
+    w.lab
+        .pod(
+            NS,
+            "many",
+            Some(dynamic(&["alpha", "alpha", "beta", "alpha", "alpha"])),
+            &[],
+        )
+        .await;
+
+    let result = w.run("ADD", "many", None).await.expect("ADD").unwrap();
+    let ips = addresses(&result);
+    assert_eq!(ips.len(), 5, "{result}");
+    let mut distinct = ips.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5, "an address was handed out twice: {ips:?}");
+    assert_eq!(ips.iter().filter(|ip| ip.starts_with("10.40.0.")).count(), 4);
+    assert_eq!(w.api.writes("alpha"), 1, "four interfaces on alpha, one write");
+    assert_eq!(w.api.writes("beta"), 1);
+    assert_eq!(w.lab.eps(NS).await.len(), 5);
+
+    w.api.reset();
+    w.run("DEL", "many", None).await.expect("DEL");
+    assert_eq!(w.api.writes("alpha"), 1, "four addresses released with one write");
+    assert_eq!(w.api.writes("beta"), 1);
+    assert_eq!(
+        w.alloc("alpha").await,
+        a.spec.options.alloc,
+        "alpha's bitmap is as created"
+    );
+    assert_eq!(w.alloc("beta").await, b.spec.options.alloc);
+    assert!(w.lab.eps(NS).await.is_empty());
+    assert_eq!(w.pod_links().await, 0);
+}
+
+#[tokio::test]
+async fn a_pool_too_small_for_the_pod_fails_the_interface_it_cannot_serve_and_reserves_nothing() {
+    let Some(w) = world().await else { return };
+    let net = w
+        .macvlan("small", "10.42.0.0/24", Some(("10.42.0.10", "10.42.0.11")))
+        .await;
+    w.lab
+        .pod(NS, "greedy", Some(dynamic(&["small", "small", "small"])), &[])
+        .await;
+
+    let err = w
+        .run("ADD", "greedy", None)
+        .await
+        .expect_err("the pool has two addresses");
+    assert_eq!(err.code(), codes::IPAM_EXHAUSTED, "{err}");
+    let Error::Interfaces(failures) = &err else {
+        panic!("expected per-interface failures, got {err}");
+    };
+    assert_eq!(failures.len(), 1, "{err}");
+    assert_eq!(failures[0].interface, "eth2", "{err}");
+    assert_eq!(w.api.writes("small"), 0, "nothing was written");
+    assert_eq!(w.alloc("small").await, net.spec.options.alloc);
+    assert!(w.lab.eps(NS).await.is_empty());
+    assert_eq!(w.pod_links().await, 0);
+}
+
+#[tokio::test]
+async fn a_reservation_whose_answer_arrives_after_the_deadline_is_released_by_the_rollback() {
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("slow", "10.43.0.0/24", None).await;
+    w.lab.pod(NS, "late", Some(dynamic(&["slow", "slow"])), &[]).await;
+    // The write lands at once; its answer comes 1.5 s later, after the 1 s deadline.
+    *w.api.answer_delay.lock().unwrap() = Duration::from_millis(1500);
+
+    let err = w
+        .run("ADD", "late", Some(1))
+        .await
+        .expect_err("the deadline passes");
+    assert_eq!(err.code(), codes::DEADLINE_EXCEEDED, "{err}");
+    assert_eq!(
+        w.api.writes("slow"),
+        3,
+        "the reservation, then the rollback's release of each interface's address"
+    );
+    assert_eq!(
+        w.alloc("slow").await,
+        net.spec.options.alloc,
+        "the addresses reserved by the late write were released"
+    );
+    assert!(w.lab.eps(NS).await.is_empty());
+    assert_eq!(w.pod_links().await, 0);
+}
