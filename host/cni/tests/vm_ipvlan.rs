@@ -4,8 +4,9 @@
 //!
 //! The build machines' kernel has no ipvlan, dummy or 802.1q links: there these tests print why they skip (except
 //! the missing-parent test, which fails the same way on every kernel); inside the kernel lane's VM (`make
-//! kernel-lane`, `DANM_KERNEL_LANE=1`) a missing kind fails them. Kernel state is read back through netlink: the
-//! facts `ip -d link`, `ip addr`, `ip rule` and `ip route` show.
+//! kernel-lane`, `DANM_KERNEL_LANE=1`) a missing kind fails them. Kernel state is read back through netlink (the
+//! facts `ip -d link`, `ip addr`, `ip rule` and `ip route` show), and the ipvlan links also through iproute2's own
+//! `ip -d link` text.
 
 mod common;
 
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use common::lab::{Lab, lab};
 use common::node::{Node, plugin_subset_dir};
-use common::{cmd, is_root, skip};
+use common::{cmd, cmd_ok, is_root, skip};
 use danm_api::NetworkKind;
 use danm_core::cni::codes;
 use danm_netlink::netns::{create_named, delete_named};
@@ -252,6 +253,17 @@ async fn assert_ipvlan_on(world: &World, pod: &Pod, ifname: &str, parent: &Link,
         .map(|a| a.addr)
         .collect();
     assert!(addrs.contains(&addr), "{ifname} holds {addr}: {addrs:?}");
+    // The same facts as iproute2 prints them, independent of danm-netlink's parser.
+    let text = cmd_ok(&["ip", "-n", &pod.name, "-d", "-o", "link", "show", "dev", ifname]);
+    for fact in [
+        format!("{ifname}@if{}:", parent.index),
+        format!(" mtu {} ", parent.mtu),
+        "link-netnsid".to_owned(),
+        "ipvlan".to_owned(),
+        "mode l2 ".to_owned(),
+    ] {
+        assert!(text.contains(&fact), "`ip -d link` shows {fact:?}: {text}");
+    }
 }
 
 /// The network's allocation bitmaps (v4, v6) as stored by the API server.
