@@ -226,11 +226,27 @@ fn ping(pod: &Pod, to: IpAddr, from: Option<IpAddr>) -> Result<(), String> {
     }
 }
 
-/// Asserts the ipvlan facts of `ifname` in the pod: L2 mode, on `parent` (index in the host namespace, so the
-/// kernel reports a link-netnsid), the parent's MTU and MAC, up, holding `addr`.
-async fn assert_ipvlan_on(world: &World, pod: &Pod, ifname: &str, parent: &Link, addr: IpNetwork) {
+/// What an ipvlan interface in a pod should look like.
+struct Want<'a> {
+    ifname: &'a str,
+    /// Its parent in the host namespace (so the kernel reports a link-netnsid).
+    parent: &'a Link,
+    mode: IpvlanMode,
+    mtu: u32,
+    addr: IpNetwork,
+}
+
+/// Asserts the ipvlan facts of an interface: mode, parent, MTU, the parent's MAC, up, holding its address.
+async fn assert_ipvlan(world: &World, pod: &Pod, want: Want<'_>) {
+    let Want {
+        ifname,
+        parent,
+        mode,
+        mtu,
+        addr,
+    } = want;
     let link = world.nl.link(&pod.ns, ifname).await.unwrap();
-    assert_eq!(link.kind, LinkKind::Ipvlan { mode: IpvlanMode::L2 }, "{ifname}");
+    assert_eq!(link.kind, LinkKind::Ipvlan { mode }, "{ifname}");
     assert_eq!(
         link.parent_index,
         Some(parent.index),
@@ -241,7 +257,7 @@ async fn assert_ipvlan_on(world: &World, pod: &Pod, ifname: &str, parent: &Link,
         link.link_netnsid.is_some(),
         "{ifname}: the parent is in the host namespace"
     );
-    assert_eq!(link.mtu, parent.mtu, "{ifname} has the MTU of {}", parent.name);
+    assert_eq!(link.mtu, mtu, "{ifname}'s MTU");
     assert_eq!(link.mac, parent.mac, "{ifname} shares the MAC of {}", parent.name);
     assert!(link.up, "{ifname} is up");
     let addrs: Vec<IpNetwork> = world
@@ -257,10 +273,10 @@ async fn assert_ipvlan_on(world: &World, pod: &Pod, ifname: &str, parent: &Link,
     let text = cmd_ok(&["ip", "-n", &pod.name, "-d", "-o", "link", "show", "dev", ifname]);
     for fact in [
         format!("{ifname}@if{}:", parent.index),
-        format!(" mtu {} ", parent.mtu),
+        format!(" mtu {mtu} "),
         "link-netnsid".to_owned(),
         "ipvlan".to_owned(),
-        "mode l2 ".to_owned(),
+        format!("mode {mode} "),
     ] {
         assert!(text.contains(&fact), "`ip -d link` shows {fact:?}: {text}");
     }
@@ -273,20 +289,32 @@ async fn allocs(world: &World, name: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and_a_vxlan_parent() {
+async fn danm_adds_checks_and_deletes_ipvlan_interfaces_on_a_dummy_a_vlan_and_a_vxlan_parent() {
     let Some(world) = world(true).await else {
         return;
     };
     let (t, nl) = (&world.tag, &world.nl);
-    let (nic, vlan_id, vx_id) = (format!("nic{t}"), format!("vl{t}"), format!("vx{t}"));
+    let (nic, nic2, vlan_id, vx_id) = (
+        format!("nic{t}"),
+        format!("nicb{t}"),
+        format!("vl{t}"),
+        format!("vx{t}"),
+    );
     let (vlan_link, vx_link) = (format!("{vlan_id}.500"), format!("vx_{vx_id}"));
-    let _host = HostLinks(vec![vx_link.clone(), vlan_link.clone(), nic.clone()]);
-    // The node's NIC, and the links netwatcher keeps for a vlan and a vxlan network, each with its own MTU.
+    let _host = HostLinks(vec![
+        vx_link.clone(),
+        vlan_link.clone(),
+        nic.clone(),
+        nic2.clone(),
+    ]);
+    // The node's NICs, and the links netwatcher keeps for a vlan and a vxlan network, each with its own MTU. (The
+    // kernel keeps one ipvlan mode per parent, so the L3 network has a NIC of its own.)
     let host = Netns::Host;
     let nic_link = nl
         .create_link(&host, &NewLink::dummy(&nic).mtu(9000).up())
         .await
         .unwrap();
+    let nic2_link = nl.create_link(&host, &NewLink::dummy(&nic2).up()).await.unwrap();
     let vlan = nl
         .create_link(&host, &NewLink::vlan(&vlan_link, &nic, 500).mtu(1400).up())
         .await
@@ -324,17 +352,26 @@ async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and
         "Options": {"host_device": nic, "vxlan": 50, "cidr": "10.173.0.0/24"}}),
     )
     .await;
-    let before = [
-        allocs(&world, "flat").await,
-        allocs(&world, "tagged").await,
-        allocs(&world, "overlay").await,
-    ];
+    // danm's extensions (spec §10 B17): the network's mode and MTU instead of L2 and the parent's MTU.
+    lab.network(
+        NetworkKind::DanmNet,
+        "default",
+        "routed",
+        json!({"NetworkID": format!("l3{t}"), "NetworkType": "ipvlan",
+            "Options": {"host_device": nic2, "mode": "l3", "mtu": 1300, "cidr": "10.174.0.0/24"}}),
+    )
+    .await;
+    let nets = ["flat", "tagged", "overlay", "routed"];
+    let mut before = Vec::new();
+    for name in nets {
+        before.push(allocs(&world, name).await);
+    }
     lab.pod(
         "default",
         "three",
         Some(
             json!([{"network":"flat","ip":"dynamic"},{"network":"tagged","ip":"dynamic"},
-                    {"network":"overlay","ip":"dynamic"}]),
+                    {"network":"overlay","ip":"dynamic"},{"network":"routed","ip":"dynamic"}]),
         ),
         &[("app", "vm")],
     )
@@ -349,25 +386,28 @@ async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and
         .iter()
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["eth0", "eth1", "eth2"], "{}", add.out);
-    assert_eq!(pod.links().await, ["eth0", "eth1", "eth2"]);
-    for (i, (ifname, parent)) in [("eth0", &nic_link), ("eth1", &vlan), ("eth2", &vx)]
-        .into_iter()
-        .enumerate()
-    {
-        assert_ipvlan_on(&world, &pod, ifname, parent, addr_of(&add.out, i)).await;
+    assert_eq!(names, ["eth0", "eth1", "eth2", "eth3"], "{}", add.out);
+    assert_eq!(pod.links().await, ["eth0", "eth1", "eth2", "eth3"]);
+    let l2 = IpvlanMode::L2;
+    for (ifname, parent, mode, mtu, range) in [
+        ("eth0", &nic_link, l2, 9000, "10.171.0.0/24"),
+        ("eth1", &vlan, l2, 1400, "10.172.0.0/24"),
+        ("eth2", &vx, l2, 1450, "10.173.0.0/24"),
+        ("eth3", &nic2_link, IpvlanMode::L3, 1300, "10.174.0.0/24"),
+    ] {
+        let want = Want {
+            ifname,
+            parent,
+            mode,
+            mtu,
+            addr: addr_in(&add.out, range),
+        };
+        assert_ipvlan(&world, &pod, want).await;
     }
     assert_eq!(
-        (
-            addr_of(&add.out, 0).network(),
-            addr_of(&add.out, 1).network(),
-            addr_of(&add.out, 2).network()
-        ),
-        (
-            "10.171.0.0".parse().unwrap(),
-            "10.172.0.0".parse().unwrap(),
-            "10.173.0.0".parse().unwrap()
-        )
+        (nic_link.mtu, vlan.mtu, vx.mtu),
+        (9000, 1400, 1450),
+        "the L2 interfaces took their parents' MTUs"
     );
     // No interface without IPv6 keeps it enabled.
     assert_eq!(
@@ -378,13 +418,13 @@ async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and
         "1"
     );
     let eps = lab.eps("default").await;
-    assert_eq!(eps.len(), 3);
+    assert_eq!(eps.len(), 4);
     for ep in &eps {
         let i = names.iter().position(|n| *n == ep.spec.interface.name).unwrap();
         assert_eq!(ep.spec.interface.address, addr_of(&add.out, i).to_string());
         assert_eq!(ep.spec.netns, pod.path);
     }
-    for (name, before) in ["flat", "tagged", "overlay"].iter().zip(&before) {
+    for (name, before) in nets.iter().zip(&before) {
         assert_ne!(&allocs(&world, name).await, before, "{name} holds an address");
     }
 
@@ -410,14 +450,14 @@ async fn danm_adds_checks_and_deletes_ipvlan_l2_interfaces_on_a_dummy_a_vlan_and
     assert!(del.ok, "DEL: {}", del.out);
     assert_eq!(pod.links().await, Vec::<String>::new(), "DEL leaves no link");
     assert!(lab.eps("default").await.is_empty(), "DEL leaves no DanmEp");
-    for (name, before) in ["flat", "tagged", "overlay"].iter().zip(&before) {
+    for (name, before) in nets.iter().zip(&before) {
         assert_eq!(
             &allocs(&world, name).await,
             before,
             "{name} gave its address back"
         );
     }
-    for parent in [&nic, &vlan_link, &vx_link] {
+    for parent in [&nic, &nic2, &vlan_link, &vx_link] {
         assert!(
             nl.find_link(&host, parent).await.unwrap().is_some(),
             "DEL keeps the parent {parent}"
