@@ -205,7 +205,7 @@ while read -r kind pkg target args; do
         path)
             src="$pkg"
             case "$src" in /*) ;; *) src="$REPO/$src" ;; esac
-            [ -e "$src" ] || die "path entry $pkg: $src does not exist"
+            [ -e "$src" ] || die "path entry $pkg: $src does not exist (build/plugins comes from make guests)"
             mkdir -p "$ROOT$(dirname "$src")"
             cp -rL "$src" "$ROOT$src"
             ;;
