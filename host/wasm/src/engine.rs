@@ -1,12 +1,20 @@
-//! The wasmtime engine danm configures (epochs, limits, optional pooling), its epoch ticker, and the per-call store
-//! with an empty WASI context: no preopens, sockets, environment or arguments; stdout and stderr go to bounded pipes.
+//! The wasmtime engine danm configures (epochs, limits, optional pooling), its linkers, its epoch ticker, and the
+//! per-call store with an empty WASI context: no preopens, sockets, environment or arguments; stdout and stderr go to
+//! bounded pipes.
+//!
+//! Two linkers: the small one defines only `wasi:cli` and `wasi:io` (everything danm's plugins import: std's stdio,
+//! environment and exit), which a short-lived CNI process builds in a fraction of the time the whole of WASI takes;
+//! a plugin importing anything else (filesystem, sockets, clocks, random) is linked against the complete WASI linker,
+//! built on first need. Both give the same empty context.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use wasmtime::component::{Linker, ResourceTable};
+use std::sync::OnceLock;
+
+use wasmtime::component::{Component, HasData, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -55,10 +63,16 @@ impl ResourceLimiter for Host {
     }
 }
 
-/// Engine, linker and the epoch ticker shared by every plugin of a set.
+/// Version of the cache layout (cache.rs), hashed into every key.
+const CACHE_FORMAT: &str = "danm-plugin-cache-3";
+
+/// Engine, linkers and the epoch ticker shared by every plugin of a set.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<Host>,
+    /// `wasi:cli` + `wasi:io` only.
+    linker: Linker<Host>,
+    /// All of WASI p2, built when a plugin imports more than the small linker has.
+    full_linker: OnceLock<Result<Linker<Host>, String>>,
     pub(crate) config: RuntimeConfig,
     /// Hex digest of the engine's precompile compatibility hash (part of every cache key).
     pub(crate) engine_hash: String,
@@ -115,6 +129,11 @@ impl Runtime {
         c.wasm_component_model(true);
         c.epoch_interruption(true);
         c.consume_fuel(config.fuel.is_some());
+        // Smaller artefacts, so a short-lived process maps and checks less: `.eh_frame` only serves native
+        // unwinders walking through wasm frames (wasmtime's own traps and backtraces don't use it), and the
+        // address map only adds wasm offsets to trap backtraces.
+        c.native_unwind_info(false);
+        c.generate_address_map(false);
         // The default 4 GiB reservation (virtual address space only) lets compiled code elide bounds checks; the
         // memory cap is enforced by the `ResourceLimiter` below.
         if config.pooling {
@@ -129,20 +148,42 @@ impl Runtime {
         }
         let engine = Engine::new(&c)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        add_cli_and_io(&mut linker)?;
         let engine_hash = {
             use std::hash::Hash;
             let mut h = Sha256Hasher::default();
+            // The layout of danm's cache entries (see cache.rs) is part of what makes an entry usable.
+            CACHE_FORMAT.hash(&mut h);
             engine.precompile_compatibility_hash().hash(&mut h);
             h.hex()
         };
         Ok(Runtime {
             engine,
             linker,
+            full_linker: OnceLock::new(),
             config,
             engine_hash,
             ticker: Mutex::new(None),
         })
+    }
+
+    /// Resolves a component's imports: against the small linker when it suffices, else against all of WASI.
+    pub(crate) fn instantiate_pre(&self, component: &Component) -> wasmtime::Result<InstancePre<Host>> {
+        match self.linker.instantiate_pre(component) {
+            Ok(pre) => Ok(pre),
+            Err(_) => {
+                let full = self.full_linker.get_or_init(|| {
+                    let mut l = Linker::new(&self.engine);
+                    wasmtime_wasi::p2::add_to_linker_sync(&mut l)
+                        .map(|()| l)
+                        .map_err(|e| format!("{e:#}"))
+                });
+                match full {
+                    Ok(l) => l.instantiate_pre(component),
+                    Err(e) => Err(wasmtime::Error::msg(e.clone())),
+                }
+            }
+        }
     }
 
     /// Starts the epoch ticker on first use (a `list` never needs it).
@@ -200,6 +241,37 @@ impl Runtime {
             let _ = store.set_fuel(fuel);
         }
     }
+}
+
+/// `HasData` for the `wasi:io` bindings: they only need the resource table.
+struct HasIo;
+
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// `wasi:cli/*` and `wasi:io/*` (the same host implementations `add_to_linker_sync` installs, sync flavour).
+fn add_cli_and_io(l: &mut Linker<Host>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::cli;
+    use wasmtime_wasi::p2::bindings::sync::io;
+    fn table(h: &mut Host) -> &mut ResourceTable {
+        &mut h.table
+    }
+    io::error::add_to_linker::<Host, HasIo>(l, table)?;
+    io::poll::add_to_linker::<Host, HasIo>(l, table)?;
+    io::streams::add_to_linker::<Host, HasIo>(l, table)?;
+    cli::exit::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::environment::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_input::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_output::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    Ok(())
 }
 
 /// A `Hasher` that feeds sha256, for a stable hex digest of `precompile_compatibility_hash`.

@@ -8,7 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::v0_1_0;
-use crate::cache::{Cache, Meta};
+use crate::cache::{Cache, IndexEntry, Meta};
 use crate::engine::{Host, Pipes, Runtime, sha256_hex};
 use crate::{
     BackendInfo, CallSite, Operation, PluginError, Review, SUPPORTED_VERSIONS, TranslateRequest, Violation,
@@ -68,6 +68,8 @@ struct Live {
 pub(crate) struct Plugin {
     pub(crate) info: PluginInfo,
     key: String,
+    /// Checksum of the cached artefact, from the metadata (`None`: not cached or unknown).
+    cwasm_crc32: Option<u32>,
     pre: OnceLock<Result<Pre, String>>,
     live: Mutex<Vec<Live>>,
 }
@@ -75,17 +77,20 @@ pub(crate) struct Plugin {
 impl Plugin {
     /// Identifies and checks a plugin file. With a cache hit on its metadata nothing is compiled or deserialised
     /// until the first call.
-    /// `known_sha256` is the file's digest remembered by the cache's stat index (same device, inode, size, mtime and
-    /// ctime as when it was hashed); with it and cached metadata the file is not even read.
+    /// `known` is what the cache's index remembers of this path while the file keeps the stamp it had when it was
+    /// hashed (same device, inode, size, mtime and ctime); with it the file is not even read.
     pub(crate) fn open(
         rt: &Runtime,
         cache: Option<&Cache>,
         file: &Path,
-        known_sha256: Option<&str>,
+        known: Option<&IndexEntry>,
     ) -> Result<Plugin, PluginError> {
-        let from_meta = |sha256: &str| {
+        let from_meta = |sha256: &str, known: Option<&Meta>| {
             let key = format!("{sha256}-{}", rt.engine_hash);
-            let meta = cache.and_then(|c| c.load_meta(&key))?;
+            let meta = match known.filter(|m| m.key == key) {
+                Some(m) => m.clone(),
+                None => cache.and_then(|c| c.load_meta(&key))?,
+            };
             let info = PluginInfo {
                 file: file.to_owned(),
                 sha256: sha256.to_owned(),
@@ -97,11 +102,12 @@ impl Plugin {
             Some(Plugin {
                 info,
                 key,
+                cwasm_crc32: meta.cwasm_crc32,
                 pre: OnceLock::new(),
                 live: Mutex::new(Vec::new()),
             })
         };
-        if let Some(p) = known_sha256.and_then(from_meta) {
+        if let Some(p) = known.and_then(|k| from_meta(&k.sha256, Some(&k.meta))) {
             return Ok(p);
         }
         let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
@@ -109,11 +115,11 @@ impl Plugin {
             source,
         })?;
         let sha256 = sha256_hex(&bytes);
-        if let Some(p) = from_meta(&sha256) {
+        if let Some(p) = from_meta(&sha256, None) {
             return Ok(p);
         }
         let key = format!("{sha256}-{}", rt.engine_hash);
-        let component = component(rt, cache, &key, file, Some(&bytes))?;
+        let (component, cwasm_crc32) = component(rt, cache, &key, file, Some(&bytes), None)?;
         let (kind, version) = identify(rt, &component, file)?;
         let pre = instance_pre(rt, &component, kind, &version, file)?;
         let mut plugin = Plugin {
@@ -126,6 +132,7 @@ impl Plugin {
                 backend: None,
             },
             key,
+            cwasm_crc32,
             pre: OnceLock::new(),
             live: Mutex::new(Vec::new()),
         };
@@ -143,21 +150,37 @@ impl Plugin {
             plugin.info.backend = Some(info.into());
         }
         if let Some(c) = cache {
-            c.store_meta(&Meta {
-                key: plugin.key.clone(),
-                kind,
-                version: plugin.info.version.clone(),
-                network_types: plugin.info.network_types.clone(),
-                backend: plugin.info.backend.clone(),
-            });
+            c.store_meta(&plugin.meta());
         }
         Ok(plugin)
+    }
+
+    /// What the cache records about this plugin.
+    pub(crate) fn meta(&self) -> Meta {
+        Meta {
+            key: self.key.clone(),
+            kind: self.info.kind,
+            version: self.info.version.clone(),
+            network_types: self.info.network_types.clone(),
+            backend: self.info.backend.clone(),
+            cwasm_crc32: self.cwasm_crc32,
+        }
     }
 
     fn pre(&self, rt: &Runtime, cache: Option<&Cache>) -> Result<&Pre, PluginError> {
         let file = &self.info.file;
         let res = self.pre.get_or_init(|| {
-            let component = component(rt, cache, &self.key, file, None).map_err(|e| e.to_string())?;
+            let (component, crc) =
+                component(rt, cache, &self.key, file, None, self.cwasm_crc32).map_err(|e| e.to_string())?;
+            if let (Some(c), Some(crc)) = (cache, crc) {
+                // Recompiled (the entry was missing or corrupt): record the new checksum; the index, which
+                // remembers the old one, is rebuilt from the metadata entries by the next load.
+                c.store_meta(&Meta {
+                    cwasm_crc32: Some(crc),
+                    ..self.meta()
+                });
+                c.drop_index(&rt.engine_hash);
+            }
             instance_pre(rt, &component, self.info.kind, &self.info.version, file).map_err(|e| e.to_string())
         });
         res.as_ref().map_err(|message| PluginError::Compile {
@@ -418,16 +441,21 @@ fn classify(
     }
 }
 
-/// The component for `key`: from the cache if intact, else compiled (and cached).
+/// The component for `key`: from the cache if intact (its checksum is `crc32`), else compiled, and cached; then the
+/// checksum of the newly written entry is returned too.
 fn component(
     rt: &Runtime,
     cache: Option<&Cache>,
     key: &str,
     file: &Path,
     bytes: Option<&[u8]>,
-) -> Result<Component, PluginError> {
-    if let Some(c) = cache.and_then(|c| c.load_component(&rt.engine, key)) {
-        return Ok(c);
+    crc32: Option<u32>,
+) -> Result<(Component, Option<u32>), PluginError> {
+    if let Some(c) = cache
+        .zip(crc32)
+        .and_then(|(c, crc)| c.load_component(&rt.engine, key, crc))
+    {
+        return Ok((c, None));
     }
     let owned;
     let bytes = match bytes {
@@ -451,13 +479,14 @@ fn component(
         file: file.to_owned(),
         message: format!("{e:#}"),
     })?;
+    let mut crc = None;
     if let Some(c) = cache {
         match component.serialize() {
-            Ok(s) => c.store_component(key, &s),
+            Ok(s) => crc = Some(c.store_component(key, &s)),
             Err(e) => tracing::warn!(file = %file.display(), "cannot serialise compiled plugin: {e:#}"),
         }
     }
-    Ok(component)
+    Ok((component, crc))
 }
 
 /// Reads the world and `danm:plugin` version from the component's export names (`danm:plugin/backend@0.1.0`).
@@ -500,7 +529,7 @@ fn instance_pre(
         file: file.to_owned(),
         message: format!("{e:#}"),
     };
-    let pre = rt.linker.instantiate_pre(component).map_err(link)?;
+    let pre = rt.instantiate_pre(component).map_err(link)?;
     match (kind, version) {
         (PluginKind::Backend, v0_1_0::VERSION) => Ok(Pre::BackendV0_1(
             v0_1_0::backend::BackendPluginPre::new(pre).map_err(link)?,

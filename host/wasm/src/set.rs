@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::{Cache, FileStamp, StatIndex};
+use crate::cache::{Cache, FileStamp, Index, IndexEntry};
 use crate::engine::Runtime;
 use crate::plugin::Plugin;
 use crate::{
@@ -75,14 +75,24 @@ impl PluginSet {
             errors: Vec::new(),
             fingerprint: Vec::new(),
         };
-        let index = set.cache.as_ref().map(Cache::load_index).unwrap_or_default();
-        let mut new_index = StatIndex::default();
+        let engine_hash = set.rt.engine_hash.clone();
+        let index = set
+            .cache
+            .as_ref()
+            .map(|c| c.load_index(&engine_hash))
+            .unwrap_or_default();
+        let mut new_index = Index::default();
         for (file, stamp) in &fingerprint {
-            match Plugin::open(&set.rt, set.cache.as_ref(), file, index.sha256(file, stamp)) {
+            match Plugin::open(&set.rt, set.cache.as_ref(), file, index.get(file, stamp)) {
                 Ok(p) => {
-                    new_index
-                        .files
-                        .insert(file.clone(), (stamp.clone(), p.info.sha256.clone()));
+                    new_index.files.insert(
+                        file.clone(),
+                        IndexEntry {
+                            stamp: stamp.clone(),
+                            sha256: p.info.sha256.clone(),
+                            meta: p.meta(),
+                        },
+                    );
                     set.register(p)
                 }
                 Err(e) => set.errors.push(e),
@@ -91,7 +101,7 @@ impl PluginSet {
         if let Some(cache) = &set.cache
             && new_index != index
         {
-            cache.store_index(&new_index);
+            cache.store_index(&engine_hash, &new_index);
         }
         set.fingerprint = fingerprint;
         Ok(set)

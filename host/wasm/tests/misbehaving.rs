@@ -197,7 +197,7 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
         b"garbage".to_vec(),
         {
             let mut b = good.clone();
-            b[14] ^= 0x01; // the recorded checksum itself
+            b[20] ^= 0x01; // the ELF header
             b
         },
     ];
@@ -212,6 +212,66 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
             "the entry is rewritten with a good artefact"
         );
     }
+}
+
+/// Rewrites every checksum the cache recorded (in the metadata entries and the index) with a wrong one.
+fn corrupt_recorded_checksums(cache_dir: &std::path::Path) -> usize {
+    fn walk(v: &mut serde_json::Value, n: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if k == "cwasm_crc32" && v.is_u64() {
+                        *v = (v.as_u64().unwrap() ^ 1).into();
+                        *n += 1;
+                    } else {
+                        walk(v, n);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| walk(v, n)),
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    for e in std::fs::read_dir(cache_dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            walk(&mut v, &mut n);
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    }
+    n
+}
+
+#[test]
+fn an_entry_that_does_not_match_its_recorded_checksum_is_recompiled() {
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    drop(PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap());
+    let entry = cwasm_files(&cache_dir).remove(0);
+    let good = std::fs::read(&entry).unwrap();
+    assert!(
+        corrupt_recorded_checksums(&cache_dir) >= 2,
+        "the metadata entry and the index record the checksum"
+    );
+    let set = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+    set.translate(&request("macvlan"))
+        .expect("recompiled from the .wasm");
+    drop(set);
+    assert_eq!(std::fs::read(&entry).unwrap(), good);
+    // The new checksum was recorded: the next set uses the entry as it is (entries are replaced by rename, so a
+    // rewrite would show as a new inode).
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&entry).unwrap().ino();
+    let set = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+    set.translate(&request("macvlan")).unwrap();
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().ino(),
+        inode,
+        "not recompiled again"
+    );
 }
 
 #[test]
