@@ -110,6 +110,16 @@ pub trait Netlink: Send + Sync {
         }
     }
 
+    /// Deletes the links `names` of `ns` that exist (missing ones are skipped). The kernel waits for an RCU grace
+    /// period per delete request, so an implementation should delete them together; this default deletes them one
+    /// by one.
+    async fn delete_links(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
+        for name in names {
+            self.delete_link_if_exists(ns, name).await?;
+        }
+        Ok(())
+    }
+
     /// Writes one sysctl.
     async fn set_sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<(), NetlinkError> {
         self.set_sysctls(ns, &[Sysctl::new(key, value)]).await

@@ -465,6 +465,59 @@ impl Netlink for RtNetlink {
             .map_err(|err| map_err(err, op, ns, format!("link {name}"), None))
     }
 
+    /// Tags the links with one link group, then deletes the group with a single `RTM_DELLINK` (ifindex 0,
+    /// `IFLA_GROUP`): the kernel unregisters them together and waits for one RCU grace period instead of one per
+    /// link (8 macvlans: ~80 ms one by one, ~10 ms as a group, measured with `ip`).
+    async fn delete_links(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
+        if names.len() < 2 {
+            for name in names {
+                self.delete_link_if_exists(ns, name).await?;
+            }
+            return Ok(());
+        }
+        let op = Op::DeleteLink;
+        let handle = match self.handle(op, ns).await {
+            Ok(h) => h,
+            Err(err) if err.is_not_found() => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let group = batch_group();
+        let mut tagged = 0;
+        for name in names {
+            let mut msg = LinkMessage::default();
+            msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+            msg.attributes.push(LinkAttribute::Group(group));
+            match handle.link().set(msg).execute().await {
+                Ok(()) => tagged += 1,
+                Err(err) => {
+                    let err = map_err(err, op, ns, format!("link {name} (group {group})"), None);
+                    if !err.is_not_found() {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        if tagged == 0 {
+            return Ok(());
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        handle
+            .link()
+            .del_with_message(msg)
+            .execute()
+            .await
+            .map_err(|err| {
+                map_err(
+                    err,
+                    op,
+                    ns,
+                    format!("link group {group} ({})", names.join(", ")),
+                    None,
+                )
+            })
+    }
+
     async fn set_vf(&self, ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError> {
         let op = Op::SetVf;
         let object = format!("VF {} of {pf}", vf.vf);
@@ -708,4 +761,17 @@ impl Netlink for RtNetlink {
             self.conns.lock().expect("poisoned").remove(path);
         }
     }
+}
+
+/// A link group for one batch deletion: never 0 (every link's default group), distinct per process and call.
+fn batch_group() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let mixed =
+        (std::process::id().rotate_left(16) ^ nanos).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    mixed.max(1)
 }

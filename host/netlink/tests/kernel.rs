@@ -659,3 +659,40 @@ async fn a_link_without_sriov_reports_no_vfs_and_a_missing_pf_is_not_found() {
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains("VFs of nope0"), "{err}");
 }
+
+#[tokio::test]
+async fn links_deleted_together_are_all_gone_missing_ones_are_skipped_and_others_stay() {
+    let spaces = namespaces!("danm-nl", 2);
+    let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
+    let nl = RtNetlink::new();
+    veth_parent(&nl, host, "gpar0", "gpar1").await;
+    for name in ["m1", "m2", "m3", "keep"] {
+        nl.create_link(
+            host,
+            &NewLink::macvlan(name, "gpar0", MacvlanMode::Bridge).in_netns(pod.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    let doomed: Vec<String> = ["m1", "m2", "gone", "m3"].map(String::from).to_vec();
+    nl.delete_links(pod, &doomed).await.unwrap();
+    let left: Vec<String> = nl
+        .links(pod)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n != "lo")
+        .collect();
+    assert_eq!(left, vec!["keep".to_string()]);
+    let keep = nl.link(pod, "keep").await.unwrap();
+    assert_eq!(
+        keep.kind,
+        LinkKind::Macvlan {
+            mode: MacvlanMode::Bridge
+        },
+        "untouched"
+    );
+    // Nothing to delete, or a namespace that is gone, is not an error.
+    nl.delete_links(pod, &["m1".into(), "m2".into()]).await.unwrap();
+}
