@@ -478,19 +478,28 @@ async fn two_ipvlan_pods_ping_each_other_over_ipv4_and_nodad_ipv6_and_through_th
     nl.create_link(&Netns::Host, &NewLink::dummy(&nic).up())
         .await
         .unwrap();
+    // Small IPv6 pools: the default pool of a /64 is a 2^22-bit bitmap (700 KB of base64 in every network object),
+    // which the emulated debug build takes ~2 s per ADD and DEL to read and write.
     lab.network(
         NetworkKind::DanmNet,
         "default",
         "pr",
         json!({"NetworkID": format!("pr{t}"),
         "NetworkType": "ipvlan", "Options": {"host_device": nic, "cidr": "10.181.0.0/24", "net6": "fd81::/64",
-        "rt_tables": 20, "routes": {"10.182.0.0/24": "10.181.0.254"}, "routes6": {"fd82::/64": "fd81::fe"}}}),
+        "allocation_pool_v6": {"cidr": "fd81::/120"}, "rt_tables": 20,
+        "routes": {"10.182.0.0/24": "10.181.0.254"}, "routes6": {"fd82::/64": "fd81::fe"}}}),
     )
     .await;
     // A second subnet on the same NIC, where only pod b has an interface.
-    lab.network(NetworkKind::DanmNet, "default", "far", json!({"NetworkID": format!("fa{t}"),
-        "NetworkType": "ipvlan", "Options": {"host_device": nic, "cidr": "10.183.0.0/24", "net6": "fd83::/64"}}))
-        .await;
+    lab.network(
+        NetworkKind::DanmNet,
+        "default",
+        "far",
+        json!({"NetworkID": format!("fa{t}"),
+        "NetworkType": "ipvlan", "Options": {"host_device": nic, "cidr": "10.183.0.0/24", "net6": "fd83::/64",
+        "allocation_pool_v6": {"cidr": "fd83::/120"}}}),
+    )
+    .await;
     let before = (allocs(&world, "pr").await, allocs(&world, "far").await);
 
     // Pod b first: pod a's policy routes go through b's addresses.
@@ -625,7 +634,8 @@ async fn a_missing_parent_fails_add_with_a_kernel_error_naming_network_interface
     let (t, lab) = (&world.tag, &world.lab);
     let missing = format!("nodev{t}");
     lab.network(NetworkKind::DanmNet, "default", "gone", json!({"NetworkID": format!("gn{t}"),
-        "NetworkType": "ipvlan", "Options": {"host_device": missing, "cidr": "10.191.0.0/24", "net6": "fd91::/64"}}))
+        "NetworkType": "ipvlan", "Options": {"host_device": missing, "cidr": "10.191.0.0/24", "net6": "fd91::/64",
+        "allocation_pool_v6": {"cidr": "fd91::/120"}}}))
         .await;
     let before = allocs(&world, "gone").await;
     lab.pod(
