@@ -146,9 +146,10 @@ async fn main() {
                 let t = Instant::now();
                 let add = plugin(Path::new(DANM), "ADD", &env, &conf);
                 assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stdout));
+                let t_add = t.elapsed();
                 let del = plugin(Path::new(DANM), "DEL", &env, &conf);
                 assert!(del.status.success());
-                t.elapsed()
+                (t_add, t.elapsed())
             })
             .await
             .unwrap()
@@ -171,25 +172,32 @@ async fn main() {
                 .status
                 .success()
         );
+        let t_add = t.elapsed();
         assert!(
             plugin(Path::new("/usr/lib/cni/macvlan"), "DEL", &env, &conf)
                 .status
                 .success()
         );
-        t.elapsed()
+        (t_add, t.elapsed())
     };
 
     danm_round("one").await; // warms the plugin cache
     let (mut ours, mut theirs, mut eight) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours_add, mut theirs_add) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        ours.push(danm_round("one").await);
-        theirs.push(debian_round());
-        eight.push(danm_round("eight").await);
+        let (a, o) = danm_round("one").await;
+        ours_add.push(a);
+        ours.push(o);
+        let (a, t) = debian_round();
+        theirs_add.push(a);
+        theirs.push(t);
+        eight.push(danm_round("eight").await.1);
     }
     let (o, t, e) = (median(ours), median(theirs), median(eight));
+    let (oa, ta) = (median(ours_add), median(theirs_add));
     println!("ADD+DEL, one macvlan interface, median of {rounds}:");
-    println!("  danm (lab API IPAM + DanmEp + wasm translation + native netlink): {o:?}");
-    println!("  Debian macvlan + static IPAM:                                     {t:?}");
+    println!("  danm (lab API IPAM + DanmEp + wasm translation + native netlink): {o:?} (ADD {oa:?})");
+    println!("  Debian macvlan + static IPAM:                                     {t:?} (ADD {ta:?})");
     println!(
         "  ratio danm/Debian = {:.2} (target <= 1.0)",
         o.as_secs_f64() / t.as_secs_f64()
