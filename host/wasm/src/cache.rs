@@ -10,7 +10,7 @@
 //! short-lived CNI process pays it on every run.
 //! Entry `<key>.meta.json` = the plugin's [`crate::PluginInfo`] facts (world, version, NetworkTypes, describe()) and
 //! the artefact's checksum.
-//! `index-<engine hash>.json` = for each plugin path: its [`FileStamp`], sha256 and metadata, so a process whose plugin
+//! `index.json` = for each plugin path: its [`FileStamp`], sha256 and metadata (per engine configuration), so a process whose plugin
 //! files are unchanged reads one small file instead of hashing every plugin and reading every metadata entry.
 
 use std::fs;
@@ -203,10 +203,17 @@ impl FileStamp {
 pub(crate) struct IndexEntry {
     pub stamp: FileStamp,
     pub sha256: String,
-    pub meta: Meta,
+    /// The plugin's metadata under each engine configuration that loaded it (`Meta::key` names the engine).
+    pub metas: Vec<Meta>,
 }
 
-/// Remembered digests and metadata of plugin files, by path (`index-<engine hash>.json`).
+impl IndexEntry {
+    pub(crate) fn meta(&self, key: &str) -> Option<&Meta> {
+        self.metas.iter().find(|m| m.key == key)
+    }
+}
+
+/// Remembered digests and metadata of plugin files, by path (`index.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Index {
     pub files: std::collections::BTreeMap<PathBuf, IndexEntry>,
@@ -220,21 +227,21 @@ impl Index {
 }
 
 impl Cache {
-    fn index_path(&self, engine_hash: &str) -> PathBuf {
-        self.dir.join(format!("index-{engine_hash}.json"))
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
     }
 
-    pub(crate) fn load_index(&self, engine_hash: &str) -> Index {
-        fs::read(self.index_path(engine_hash))
+    pub(crate) fn load_index(&self) -> Index {
+        fs::read(self.index_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
-    pub(crate) fn store_index(&self, engine_hash: &str, index: &Index) {
+    pub(crate) fn store_index(&self, index: &Index) {
         let res = serde_json::to_vec(index)
             .map_err(std::io::Error::other)
-            .and_then(|b| self.write_atomic(&self.index_path(engine_hash), &b));
+            .and_then(|b| self.write_atomic(&self.index_path(), &b));
         if let Err(e) = res {
             tracing::warn!(dir = %self.dir.display(), "cannot write the plugin index: {e}");
         }
@@ -242,7 +249,7 @@ impl Cache {
 
     /// Forgets the index (after an artefact was rewritten with a new checksum); the next load rebuilds it from the
     /// metadata entries.
-    pub(crate) fn drop_index(&self, engine_hash: &str) {
-        let _ = fs::remove_file(self.index_path(engine_hash));
+    pub(crate) fn drop_index(&self) {
+        let _ = fs::remove_file(self.index_path());
     }
 }

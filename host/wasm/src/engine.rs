@@ -8,8 +8,8 @@
 //! built on first need. Both give the same empty context.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use std::sync::OnceLock;
@@ -76,7 +76,89 @@ pub(crate) struct Runtime {
     pub(crate) config: RuntimeConfig,
     /// Hex digest of the engine's precompile compatibility hash (part of every cache key).
     pub(crate) engine_hash: String,
-    ticker: Mutex<Option<Ticker>>,
+    /// Ticks the engine's epoch; stopped (and joined) when the runtime is dropped.
+    _ticker: Ticker,
+}
+
+/// A runtime whose engine is being built (see [`Runtime::start`]).
+pub(crate) struct Starting {
+    rx: mpsc::Receiver<Result<Built, String>>,
+    config: RuntimeConfig,
+    ticker: Ticker,
+}
+
+impl Starting {
+    /// Waits for the engine.
+    pub(crate) fn finish(self) -> Result<Runtime, String> {
+        let built = self
+            .rx
+            .recv()
+            .map_err(|_| "the engine thread ended without an engine".to_owned())??;
+        Ok(Runtime {
+            engine: built.engine,
+            linker: built.linker,
+            full_linker: OnceLock::new(),
+            config: self.config,
+            engine_hash: built.engine_hash,
+            _ticker: self.ticker,
+        })
+    }
+}
+
+struct Built {
+    engine: Engine,
+    linker: Linker<Host>,
+    engine_hash: String,
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c.consume_fuel(config.fuel.is_some());
+    // Smaller artefacts, so a short-lived process maps and checks less: `.eh_frame` only serves native unwinders
+    // walking through wasm frames (wasmtime's own traps and backtraces don't use it), and the address map only adds
+    // wasm offsets to trap backtraces.
+    c.native_unwind_info(false);
+    c.generate_address_map(false);
+    // The default 4 GiB reservation (virtual address space only) lets compiled code elide bounds checks; the memory
+    // cap is enforced by the `ResourceLimiter` below.
+    if config.pooling {
+        let mut p = PoolingAllocationConfig::new();
+        p.total_component_instances(64);
+        p.total_core_instances(256);
+        p.total_memories(128);
+        p.total_tables(128);
+        p.total_stacks(64);
+        p.max_memory_size(config.memory_limit);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+/// Engine, small linker and cache key part; also warms what the first store needs (the WASI context's random
+/// generator probes CPU features, each probe a VM exit on virtual machines).
+fn build(c: &Config) -> wasmtime::Result<Built> {
+    let engine = Engine::new(c)?;
+    let mut linker = Linker::new(&engine);
+    add_cli_and_io(&mut linker)?;
+    let engine_hash = {
+        use std::hash::{Hash, Hasher};
+        // A cache key part, not a security boundary (access control is the cache directory's mode, integrity its
+        // checksums, and wasmtime checks an artefact's engine settings itself when loading it): SipHash with fixed
+        // keys is stable across runs and cheaper than sha256 in a short-lived process.
+        let mut h = std::hash::DefaultHasher::new();
+        // The layout of danm's cache entries (see cache.rs) is part of what makes an entry usable.
+        CACHE_FORMAT.hash(&mut h);
+        engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    drop(WasiCtxBuilder::new().build());
+    Ok(Built {
+        engine,
+        linker,
+        engine_hash,
+    })
 }
 
 struct Ticker {
@@ -88,6 +170,7 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -124,46 +207,35 @@ impl Pipes {
 }
 
 impl Runtime {
-    pub(crate) fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
-        let mut c = Config::new();
-        c.wasm_component_model(true);
-        c.epoch_interruption(true);
-        c.consume_fuel(config.fuel.is_some());
-        // Smaller artefacts, so a short-lived process maps and checks less: `.eh_frame` only serves native
-        // unwinders walking through wasm frames (wasmtime's own traps and backtraces don't use it), and the
-        // address map only adds wasm offsets to trap backtraces.
-        c.native_unwind_info(false);
-        c.generate_address_map(false);
-        // The default 4 GiB reservation (virtual address space only) lets compiled code elide bounds checks; the
-        // memory cap is enforced by the `ResourceLimiter` below.
-        if config.pooling {
-            let mut p = PoolingAllocationConfig::new();
-            p.total_component_instances(64);
-            p.total_core_instances(256);
-            p.total_memories(128);
-            p.total_tables(128);
-            p.total_stacks(64);
-            p.max_memory_size(config.memory_limit);
-            c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
-        }
-        let engine = Engine::new(&c)?;
-        let mut linker = Linker::new(&engine);
-        add_cli_and_io(&mut linker)?;
-        let engine_hash = {
-            use std::hash::Hash;
-            let mut h = Sha256Hasher::default();
-            // The layout of danm's cache entries (see cache.rs) is part of what makes an entry usable.
-            CACHE_FORMAT.hash(&mut h);
-            engine.precompile_compatibility_hash().hash(&mut h);
-            h.hex()
-        };
-        Ok(Runtime {
-            engine,
-            linker,
-            full_linker: OnceLock::new(),
+    /// Builds the engine on the epoch ticker's thread, so the caller can scan directories meanwhile (a short-lived
+    /// process pays Engine::new, mostly CPU feature probing, and the linker in parallel with its file work);
+    /// [`Starting::finish`] waits for it.
+    pub(crate) fn start(config: RuntimeConfig) -> Result<Starting, String> {
+        let c = engine_config(&config);
+        let (tx, rx) = mpsc::sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let tick = config.tick;
+        let thread = std::thread::Builder::new()
+            .name("danm-wasm-epoch".into())
+            .spawn(move || {
+                let built = build(&c).map_err(|e| format!("{e:#}"));
+                let engine = built.as_ref().ok().map(|b| b.engine.clone());
+                let _ = tx.send(built);
+                let Some(engine) = engine else { return };
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))?;
+        Ok(Starting {
+            rx,
             config,
-            engine_hash,
-            ticker: Mutex::new(None),
+            ticker: Ticker {
+                stop,
+                thread: Some(thread),
+            },
         })
     }
 
@@ -186,31 +258,8 @@ impl Runtime {
         }
     }
 
-    /// Starts the epoch ticker on first use (a `list` never needs it).
-    fn ensure_ticker(&self) {
-        let mut t = self.ticker.lock().unwrap_or_else(|e| e.into_inner());
-        if t.is_some() {
-            return;
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let engine = self.engine.clone();
-        let tick = self.config.tick;
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("danm-wasm-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .ok();
-        *t = Some(Ticker { stop, thread });
-    }
-
     /// A fresh store for one call: empty WASI, bounded pipes, memory limiter, deadline, optional fuel.
     pub(crate) fn store(&self) -> (Store<Host>, Pipes) {
-        self.ensure_ticker();
         let pipes = Pipes {
             stdout: MemoryOutputPipe::new(self.config.stderr_limit),
             stderr: MemoryOutputPipe::new(self.config.stderr_limit),
@@ -272,29 +321,6 @@ fn add_cli_and_io(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     cli::terminal_stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     cli::terminal_stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     Ok(())
-}
-
-/// A `Hasher` that feeds sha256, for a stable hex digest of `precompile_compatibility_hash`.
-#[derive(Default)]
-pub(crate) struct Sha256Hasher(sha2::Sha256);
-
-impl std::hash::Hasher for Sha256Hasher {
-    fn finish(&self) -> u64 {
-        use sha2::Digest;
-        let d = self.0.clone().finalize();
-        u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        use sha2::Digest;
-        self.0.update(bytes);
-    }
-}
-
-impl Sha256Hasher {
-    fn hex(self) -> String {
-        use sha2::Digest;
-        hex(&self.0.finalize()[..16])
-    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -85,9 +85,9 @@ impl Plugin {
         file: &Path,
         known: Option<&IndexEntry>,
     ) -> Result<Plugin, PluginError> {
-        let from_meta = |sha256: &str, known: Option<&Meta>| {
+        let from_meta = |sha256: &str, known: Option<&IndexEntry>| {
             let key = format!("{sha256}-{}", rt.engine_hash);
-            let meta = match known.filter(|m| m.key == key) {
+            let meta = match known.and_then(|k| k.meta(&key)) {
                 Some(m) => m.clone(),
                 None => cache.and_then(|c| c.load_meta(&key))?,
             };
@@ -107,7 +107,7 @@ impl Plugin {
                 live: Mutex::new(Vec::new()),
             })
         };
-        if let Some(p) = known.and_then(|k| from_meta(&k.sha256, Some(&k.meta))) {
+        if let Some(p) = known.and_then(|k| from_meta(&k.sha256, Some(k))) {
             return Ok(p);
         }
         let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
@@ -179,7 +179,7 @@ impl Plugin {
                     cwasm_crc32: Some(crc),
                     ..self.meta()
                 });
-                c.drop_index(&rt.engine_hash);
+                c.drop_index();
             }
             instance_pre(rt, &component, self.info.kind, &self.info.version, file).map_err(|e| e.to_string())
         });

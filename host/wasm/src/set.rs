@@ -46,10 +46,15 @@ impl PluginSet {
     /// Loads every `*.wasm` of `config.plugin_dir`. Fails only when the directory, the cache or the engine cannot be
     /// set up; a broken plugin, a WIT version mismatch or a duplicate NetworkType is recorded in [`Self::errors`].
     pub fn load(config: RuntimeConfig) -> Result<PluginSet, PluginError> {
-        let rt = Runtime::new(config).map_err(|e| PluginError::Engine {
-            message: format!("{e:#}"),
-        })?;
-        Self::load_with(Arc::new(rt))
+        let engine_err = |message| PluginError::Engine { message };
+        let (dir, cache_dir) = (config.plugin_dir.clone(), config.cache_dir.clone());
+        // The engine is built on another thread while this one reads the directory and the cache index.
+        let starting = Runtime::start(config).map_err(engine_err)?;
+        let cache = cache_dir.as_deref().map(Cache::open).transpose()?;
+        let fingerprint = scan(&dir)?;
+        let index = cache.as_ref().map(Cache::load_index).unwrap_or_default();
+        let rt = starting.finish().map_err(engine_err)?;
+        Ok(Self::assemble(Arc::new(rt), cache, fingerprint, index))
     }
 
     /// Like [`Self::load`], but any per-plugin problem is an error (the CNI uses this: a node with a broken plugin
@@ -65,6 +70,17 @@ impl PluginSet {
     fn load_with(rt: Arc<Runtime>) -> Result<PluginSet, PluginError> {
         let cache = rt.config.cache_dir.as_deref().map(Cache::open).transpose()?;
         let fingerprint = scan(&rt.config.plugin_dir)?;
+        let index = cache.as_ref().map(Cache::load_index).unwrap_or_default();
+        Ok(Self::assemble(rt, cache, fingerprint, index))
+    }
+
+    /// Opens every scanned file (from the index when its stamp is unchanged) and builds the registry.
+    fn assemble(
+        rt: Arc<Runtime>,
+        cache: Option<Cache>,
+        fingerprint: Vec<(PathBuf, FileStamp)>,
+        index: Index,
+    ) -> PluginSet {
         let mut set = PluginSet {
             rt,
             cache,
@@ -75,22 +91,26 @@ impl PluginSet {
             errors: Vec::new(),
             fingerprint: Vec::new(),
         };
-        let engine_hash = set.rt.engine_hash.clone();
-        let index = set
-            .cache
-            .as_ref()
-            .map(|c| c.load_index(&engine_hash))
-            .unwrap_or_default();
         let mut new_index = Index::default();
         for (file, stamp) in &fingerprint {
-            match Plugin::open(&set.rt, set.cache.as_ref(), file, index.get(file, stamp)) {
+            let known = index.get(file, stamp);
+            match Plugin::open(&set.rt, set.cache.as_ref(), file, known) {
                 Ok(p) => {
+                    let meta = p.meta();
+                    // Keep what other engine configurations recorded for the same content.
+                    let mut metas: Vec<_> = index
+                        .files
+                        .get(file)
+                        .filter(|e| e.sha256 == p.info.sha256)
+                        .map(|e| e.metas.iter().filter(|m| m.key != meta.key).cloned().collect())
+                        .unwrap_or_default();
+                    metas.push(meta);
                     new_index.files.insert(
                         file.clone(),
                         IndexEntry {
                             stamp: stamp.clone(),
                             sha256: p.info.sha256.clone(),
-                            meta: p.meta(),
+                            metas,
                         },
                     );
                     set.register(p)
@@ -101,10 +121,10 @@ impl PluginSet {
         if let Some(cache) = &set.cache
             && new_index != index
         {
-            cache.store_index(&engine_hash, &new_index);
+            cache.store_index(&new_index);
         }
         set.fingerprint = fingerprint;
-        Ok(set)
+        set
     }
 
     fn register(&mut self, plugin: Plugin) {
