@@ -1,4 +1,5 @@
-//! CIDR arithmetic with Go's `net.ParseCIDR`/`ParseIP` semantics, on `u128` for both families.
+//! CIDR arithmetic with Go's `net.ParseCIDR`/`ParseIP` semantics, on `u128` for both families (the IPv6 pool budget
+//! comes from `danm_core::ipam`, shared with the webhook's defaults).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -80,19 +81,6 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
-/// The largest IPv6 pool (smallest prefix) the 2^23-address budget leaves after the IPv4 pool (spec §5.6): 105 without
-/// an IPv4 cidr, otherwise the smallest prefix in 105..=128 whose size is below 2^23 − |IPv4 cidr|. `None` when the
-/// IPv4 cidr uses the whole budget. (To be replaced by `danm_core::ipam` once it provides it.)
-pub fn max_v6_pool_prefix(v4: Option<&Cidr>) -> Option<u8> {
-    const BUDGET: u128 = 1 << 23;
-    let Some(v4) = v4.filter(|c| c.is_v4()) else {
-        return Some(105);
-    };
-    let used = 1u128 << (32 - u32::from(v4.prefix));
-    let left = BUDGET.saturating_sub(used);
-    (105u8..=128).find(|p| (1u128 << (128 - u32::from(*p))) < left)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,12 +102,5 @@ mod tests {
         assert!(c.contains("10.0.0.1".parse().unwrap()));
         assert!(!c.contains("10.0.1.1".parse().unwrap()));
         assert!(!c.contains("::1".parse().unwrap()));
-    }
-
-    #[test]
-    fn v6_pool_budget_matches_the_spec_examples() {
-        assert_eq!(max_v6_pool_prefix(None), Some(105));
-        assert_eq!(max_v6_pool_prefix(Cidr::parse("10.0.0.0/24").as_ref()), Some(106));
-        assert_eq!(max_v6_pool_prefix(Cidr::parse("10.0.0.0/9").as_ref()), None);
     }
 }

@@ -13,7 +13,7 @@ mod tenantconfig;
 use danm_api::{Network, NetworkKind, TenantConfig};
 use danm_guest_sdk::{Operation, Review, Rules, Violation, strict_decode};
 
-pub use cidr::{Cidr, max_v6_pool_prefix};
+pub use cidr::Cidr;
 
 pub struct DanmRules;
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use danm_api::{Network, NetworkKind, NetworkSpec, TenantConfig};
 use danm_guest_sdk::{Operation, Violation};
 
-use crate::cidr::{Cidr, max_v6_pool_prefix, parse_ip, to_int};
+use danm_core::ipam::max_v6_pool_prefix;
+
+use crate::cidr::{Cidr, parse_ip, to_int};
 
 /// What a network rule may look at besides the new spec.
 pub struct Context<'a> {
@@ -205,10 +207,11 @@ fn alloc_v6(spec: &NetworkSpec, v4: Option<&Cidr>, v6: Option<&Cidr>, out: &mut 
         ));
         return;
     }
-    let max_prefix = max_v6_pool_prefix(v4.filter(|c| c.is_v4() && c.prefix >= 9));
+    // 128 when the IPv4 pool leaves no room (which V16 then rejects).
+    let max_prefix = max_v6_pool_prefix(v4.filter(|c| c.is_v4() && c.prefix >= 9).map(|c| c.prefix));
     // Default pool cidr (spec §5.6): net6's base with prefix max(P, net6 prefix).
     let pool_cidr = if pool.cidr.is_empty() {
-        let p = max_prefix.unwrap_or(128).max(net6.prefix);
+        let p = max_prefix.max(net6.prefix);
         Some(Cidr {
             addr: net6.addr_at(net6.base()),
             prefix: p,
@@ -233,7 +236,7 @@ fn alloc_v6(spec: &NetworkSpec, v4: Option<&Cidr>, v6: Option<&Cidr>, out: &mut 
         ));
         return;
     }
-    if max_prefix.is_none_or(|m| pc.prefix < m) || pc.prefix == 128 {
+    if pc.prefix < max_prefix || pc.prefix == 128 {
         out.push(Violation::new(
             "V16",
             field,

@@ -9,6 +9,8 @@ mod cni;
 mod decode;
 mod glue;
 mod link;
+#[cfg(any(target_arch = "wasm32", test))]
+mod memcmp;
 mod violation;
 
 pub use backend::{
