@@ -1,7 +1,9 @@
 //! Dynamic allocation throughput: 1000 pods, one native macvlan interface each on one DanmNet, ADDed by `danm`
 //! processes 20 at a time (as 20 kubelet workers would), against the lab API server's raw conditional-write rate
 //! measured in the same run by `danm_lab::bench` (20 clients racing GET+PUT on one object, and one uncontended
-//! writer). Target: ≥ 50 % of the contended raw rate, with zero duplicate addresses (asserted).
+//! writer). Target: ≥ 50 % of the contended raw rate, with zero duplicate addresses (asserted). For scale it also
+//! times Debian's macvlan plugin with static IPAM doing the same ADDs 20 at a time: one exec per ADD with no API
+//! work at all, the ceiling of any CNI binary on this machine.
 //! `cargo bench -p danm-cni --bench ipam_concurrency`; root and the built plugins needed (prints why and exits 0
 //! otherwise). `DANM_IPAM_BENCH_PODS` changes the number of pods.
 
@@ -135,6 +137,41 @@ async fn bench(pods: usize) {
         "the bitmap holds exactly the returned addresses"
     );
 
+    // The same ADDs by Debian's macvlan plugin with static IPAM (no API server, no IPAM at all), 20 at a time into
+    // the same namespaces: what one exec per ADD costs on this machine, the ceiling of any CNI plugin binary.
+    let debian = if std::path::Path::new("/usr/lib/cni/macvlan").exists() {
+        let parent = veth.0.clone();
+        let t = Instant::now();
+        let mut tasks = Vec::with_capacity(pods);
+        for (i, ns) in namespaces.iter().enumerate() {
+            let (gate, ns, parent) = (gate.clone(), ns.clone(), parent.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.unwrap();
+                let conf = json!({"cniVersion": "1.0.0", "name": "deb", "type": "macvlan", "master": parent,
+                    "mode": "bridge", "ipam": {"type": "static", "addresses": [
+                        {"address": format!("10.83.{}.{}/16", i / 250, i % 250 + 1)}]}})
+                .to_string();
+                let env = [
+                    ("CNI_CONTAINERID", format!("d{i}")),
+                    ("CNI_NETNS", ns.path().to_owned()),
+                    ("CNI_IFNAME", "deb0".to_owned()),
+                    ("CNI_PATH", "/usr/lib/cni".to_owned()),
+                ];
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let out =
+                    common::exec_plugin(std::path::Path::new("/usr/lib/cni/macvlan"), "ADD", &env, &conf)
+                        .await;
+                ok(&format!("Debian macvlan ADD d{i}"), &out);
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        Some(pods as f64 / t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+
     let rate_danm = pods as f64 / elapsed.as_secs_f64();
     println!("{report}");
     println!(
@@ -162,6 +199,14 @@ async fn bench(pods: usize) {
         "  danm / lab raw uncontended (1 writer PUT, {raw_single:.0}/s):      {:.0} %",
         rate_danm / raw_single * 100.0
     );
+    if let Some(deb) = debian {
+        println!(
+            "Debian macvlan + static IPAM (no API, no IPAM), same {pods} namespaces, {CONCURRENCY} at a time: {deb:.0} ADDs/s \
+             = {:.0} % of the lab raw contended rate; danm reaches {:.0} % of this exec-per-ADD ceiling",
+            deb / raw_contended * 100.0,
+            rate_danm / deb * 100.0
+        );
+    }
     drop(namespaces);
     lab.shutdown().await;
 }
