@@ -209,13 +209,15 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         });
     }
 
+    // The pod netns's IPv6 switch and the stale-DanmEp cleanup touch different things: do them together.
     let pod_ns = Netns::path(&netns_path);
-    ctx.netlink
-        .set_sysctls(&pod_ns, &[Sysctl::new("net/ipv6/conf/all/disable_ipv6", "0")])
-        .await
-        .map_err(|e| Error::kernel("cannot enable IPv6 in the pod netns", e))?;
-
-    clean_stale(&ctx, &pod).await;
+    let (ipv6, ()) = futures::future::join(
+        ctx.netlink
+            .set_sysctls(&pod_ns, &[Sysctl::new("net/ipv6/conf/all/disable_ipv6", "0")]),
+        clean_stale(&ctx, &pod),
+    )
+    .await;
+    ipv6.map_err(|e| Error::kernel("cannot enable IPv6 in the pod netns", e))?;
     tracing::debug!("step: stale DanmEps cleaned");
 
     let journals: Vec<Journal> = plans.iter().map(|_| progress.journal()).collect();
