@@ -121,6 +121,12 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     // wasm offsets to trap backtraces.
     c.native_unwind_info(false);
     c.generate_address_map(false);
+    // A short-lived process instantiates once: copying the data segments (tens of KB) into a fresh memory is
+    // cheaper than setting up a copy-on-write image for it (measured: ~40 µs less per fresh-process translate).
+    // Long-lived hosts (pooling) keep the image, which pays off from the second instance on.
+    if !config.pooling {
+        c.memory_init_cow(false);
+    }
     // The default 4 GiB reservation (virtual address space only) lets compiled code elide bounds checks; the memory
     // cap is enforced by the `ResourceLimiter` below.
     if config.pooling {
