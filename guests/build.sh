@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds danm's plugins for wasm32-wasip2 and copies them, named by what they are, to
 #   $DANM_PLUGIN_DIR (default <repo>/build/plugins)/<name>.wasm          ipvlan, macvlan, sriov, bridge, rules
-#   $DANM_TEST_PLUGIN_DIR (default <repo>/build/test-plugins)/<name>.wasm trap, spin, hog, flood, oldwit, badjson, dupe
+#   $DANM_TEST_PLUGIN_DIR (default <repo>/build/test-plugins)/<name>.wasm trap, spin, hog, flood, oldwit, badjson, dupe,
+#                                                                           clock
 # (the same directories `make guests` fills). CARGO_TARGET_DIR defaults to $HOME/.cache/danm-guests-target.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +16,7 @@ mkdir -p "$out" "$test_out"
 for p in ipvlan macvlan sriov bridge rules; do
     cp "$rel/danm_guest_$p.wasm" "$out/$p.wasm.tmp" && mv "$out/$p.wasm.tmp" "$out/$p.wasm"
 done
-for p in trap spin hog flood oldwit badjson dupe; do
+for p in trap spin hog flood oldwit badjson dupe clock; do
     cp "$rel/danm_guest_test_$p.wasm" "$test_out/$p.wasm.tmp" && mv "$test_out/$p.wasm.tmp" "$test_out/$p.wasm"
 done
 ls -l "$out" "$test_out"

@@ -341,3 +341,13 @@ fn reused_instances_give_the_same_results_and_a_failed_one_is_discarded() {
     }
     still_healthy(&set);
 }
+
+#[test]
+fn a_plugin_importing_more_of_wasi_than_stdio_is_linked_against_all_of_it() {
+    // The small linker has only wasi:cli and wasi:io; `clock` also imports wasi:clocks.
+    let (_dir, set) = set_with(&[test_plugin("clock")]);
+    assert!(set.errors().is_empty(), "{:?}", set.errors());
+    let cfg = set.translate(&request("clock")).unwrap();
+    assert!(cfg.contains("\"clockAfterEpoch\":true"), "{cfg}");
+    still_healthy(&set);
+}
