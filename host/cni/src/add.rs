@@ -209,6 +209,22 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         });
     }
 
+    // The backends to translate with are known now: get them ready (deserialise, pre-link) on a spare thread
+    // while the addresses are reserved and the DanmEps written.
+    let types: std::collections::BTreeSet<String> = plans
+        .iter()
+        .filter(|p| ctx.translator.serves(&p.ty))
+        .map(|p| p.ty.clone())
+        .collect();
+    if !types.is_empty() {
+        let translator = ctx.translator.clone();
+        std::thread::spawn(move || {
+            for ty in types {
+                translator.prepare(&ty);
+            }
+        });
+    }
+
     // The pod netns's IPv6 switch and the stale-DanmEp cleanup touch different things: do them together.
     let pod_ns = Netns::path(&netns_path);
     let (ipv6, ()) = futures::future::join(
@@ -352,12 +368,6 @@ async fn add_interface(
         },
     );
     ep.metadata.labels = Some(ep_labels);
-    journal.push(Undo::Ep {
-        namespace: pod.namespace.clone(),
-        name: ep_name.clone(),
-    });
-    let mut ep = ctx.api.create_ep(&ep).await?;
-    tracing::debug!(ifname = %plan.ifname, "step: DanmEp created");
 
     let parent = match &plan.device_id {
         Some(dev) => Some(ctx_pf(ctx, dev)?),
@@ -386,6 +396,19 @@ async fn add_interface(
     } else {
         None
     };
+    // The DanmEp records that the host executes the interface itself, so DEL needs no translation.
+    if native.is_some() {
+        ep.metadata.annotations = Some(BTreeMap::from([(
+            native::NATIVE_EP_ANNOTATION.to_owned(),
+            "true".to_owned(),
+        )]));
+    }
+    journal.push(Undo::Ep {
+        namespace: pod.namespace.clone(),
+        name: ep_name.clone(),
+    });
+    let mut ep = ctx.api.create_ep(&ep).await?;
+    tracing::debug!(ifname = %plan.ifname, "step: DanmEp created");
     let (result, delegated) = match native {
         Some(cfg) => {
             let cfg = cfg?;

@@ -201,8 +201,16 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     }
 
     // The interface.
+    let recorded_native = ep
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(native::NATIVE_EP_ANNOTATION))
+        .is_some_and(|v| v == "true");
     let chain = match network.as_ref() {
         None => None,
+        // Recorded at ADD: the host made the interface, no plugin call needed.
+        Some(_) if recorded_native => None,
         Some(net) => {
             let danm_ipam =
                 in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
@@ -234,6 +242,7 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     };
     tracing::debug!(ep = ep_name, "step: config rebuilt");
     let native_type = match &chain {
+        _ if recorded_native => true,
         Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
         Some(Ok(_)) => false,
         _ => NATIVE_TYPES.contains(&ty.as_str()),

@@ -18,6 +18,10 @@ use crate::journal::{Journal, Undo};
 /// The NetworkTypes the host executes itself.
 pub const NATIVE_TYPES: [&str; 3] = ["ipvlan", "macvlan", "sriov"];
 
+/// Set to `"true"` on a DanmEp whose interface the host created itself (its translated config was native), so DEL
+/// removes it without asking the backend plugin again. DanmEps without it (DANM's, older ones) are translated.
+pub const NATIVE_EP_ANNOTATION: &str = "danm.k8s.io/native-interface";
+
 /// A parsed native config.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NativeConfig {

@@ -18,6 +18,8 @@ pub trait Translator: Send + Sync {
     fn needs_device_pool(&self, network_type: &str) -> bool;
     /// The CNI config for one attachment.
     fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String>;
+    /// Gets the backend of `network_type` ready ahead of [`Self::translate`] (blocking; run it on a spare thread).
+    fn prepare(&self, _network_type: &str) {}
     /// Whether the plugins are usable; `Err` says why not (the flows ask before relying on [`Self::serves`]).
     fn ready(&self) -> Result<(), String> {
         Ok(())
@@ -90,6 +92,12 @@ impl Translator for Loading {
         }
     }
 
+    fn prepare(&self, network_type: &str) {
+        if let Ok(t) = self.get() {
+            t.prepare(network_type);
+        }
+    }
+
     fn ready(&self) -> Result<(), String> {
         self.get().as_ref().map(|_| ()).map_err(Clone::clone)
     }
@@ -111,5 +119,10 @@ impl Translator for danm_wasm::PluginSet {
 
     fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String> {
         self.translate_as(network_type, req).map_err(|e| e.to_string())
+    }
+
+    fn prepare(&self, network_type: &str) {
+        // A failure here is met again, and reported, by the translation itself.
+        let _ = danm_wasm::PluginSet::prepare(self, network_type);
     }
 }

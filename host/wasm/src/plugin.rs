@@ -167,6 +167,11 @@ impl Plugin {
         }
     }
 
+    /// Deserialises (or compiles) and pre-links the component once, without instantiating it.
+    pub(crate) fn prepare(&self, rt: &Runtime, cache: Option<&Cache>) -> Result<(), PluginError> {
+        self.pre(rt, cache).map(|_| ())
+    }
+
     fn pre(&self, rt: &Runtime, cache: Option<&Cache>) -> Result<&Pre, PluginError> {
         let file = &self.info.file;
         let res = self.pre.get_or_init(|| {

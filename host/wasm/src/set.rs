@@ -229,6 +229,13 @@ impl PluginSet {
         self.backend(&ty)?.translate(&self.rt, self.cache.as_ref(), req)
     }
 
+    /// Makes the backend serving `network_type` ready to instantiate (deserialised from the cache, or compiled, and
+    /// pre-linked) without calling it. A one-shot host (the CNI) calls this on a spare thread as soon as it knows
+    /// the types it will translate, so the first translation finds the work done.
+    pub fn prepare(&self, network_type: &str) -> Result<(), PluginError> {
+        self.backend(network_type)?.prepare(&self.rt, self.cache.as_ref())
+    }
+
     /// Translates with the backend of an explicit NetworkType.
     pub fn translate_as(&self, network_type: &str, req: &TranslateRequest) -> Result<String, PluginError> {
         self.backend(network_type)?
