@@ -120,6 +120,7 @@ async fn main() {
     .await
     .unwrap();
     let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+    let mut uids = std::collections::BTreeMap::new();
     for (name, n) in [("one", 1usize), ("eight", 8)] {
         let ifs: Vec<Value> = (0..n)
             .map(|_| json!({"network":"bench","ip":"dynamic"}))
@@ -127,8 +128,10 @@ async fn main() {
         let pod: Pod = serde_json::from_value(json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":name,"namespace":"default",
             "annotations":{"danm.k8s.io/interfaces": Value::Array(ifs).to_string()}},"spec":{"containers":[{"name":"c","image":"x"}]}}))
         .unwrap();
-        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+        uids.insert(name, created.metadata.uid.unwrap_or_default());
     }
+    let uids = std::sync::Arc::new(uids);
     let danm_conf =
         json!({"cniVersion":"1.0.0","name":"danm","type":"danm","kubeconfig": lab.kubeconfig_path(),
         "pluginDir": plugins, "cacheDir": tmp.path().join("cache"),
@@ -137,12 +140,22 @@ async fn main() {
         .to_string();
 
     let danm_round = |pod: &'static str| {
-        let (conf, path, netns) = (danm_conf.clone(), cni_path.clone(), netns.clone());
+        let (conf, path, netns, uids) = (danm_conf.clone(), cni_path.clone(), netns.clone(), uids.clone());
         async move {
             tokio::task::spawn_blocking(move || {
-                let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID=b{pod}");
-                let env = [("CNI_CONTAINERID", "b"), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", "eth0"),
-                           ("CNI_ARGS", args.as_str()), ("CNI_PATH", path.as_str())];
+                // As containerd passes them, the pod UID included.
+                let args = format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};\
+                                    K8S_POD_INFRA_CONTAINER_ID=b{pod};K8S_POD_UID={}",
+                    uids[pod]
+                );
+                let env = [
+                    ("CNI_CONTAINERID", "b"),
+                    ("CNI_NETNS", netns.as_str()),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_ARGS", args.as_str()),
+                    ("CNI_PATH", path.as_str()),
+                ];
                 let t = Instant::now();
                 let add = plugin(Path::new(DANM), "ADD", &env, &conf);
                 assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stdout));

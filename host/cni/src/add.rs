@@ -109,6 +109,12 @@ pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Er
 async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, Error> {
     let pod_ref = ctx.args.pod()?;
     let netns_path = ctx.env.netns.clone().unwrap_or_default();
+    // With the pod UID in CNI_ARGS (kubelet passes K8S_POD_UID) the stale-DanmEp cleanup starts now, alongside the
+    // pod and network reads; it is awaited before anything of the new attachment is made.
+    let early_stale = pod_ref.uid.clone().filter(|u| !u.is_empty()).map(|uid| {
+        let (ctx, namespace) = (ctx.clone(), pod_ref.namespace.clone());
+        tokio::spawn(async move { clean_stale(&ctx, &namespace, &uid).await })
+    });
     let pod_obj = ctx.api.get_pod(&pod_ref.namespace, &pod_ref.name).await?;
     let pod = PodInfo {
         namespace: pod_ref.namespace.clone(),
@@ -230,7 +236,14 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     let (ipv6, ()) = futures::future::join(
         ctx.netlink
             .set_sysctls(&pod_ns, &[Sysctl::new("net/ipv6/conf/all/disable_ipv6", "0")]),
-        clean_stale(&ctx, &pod),
+        async {
+            match early_stale {
+                Some(task) => {
+                    let _ = task.await;
+                }
+                None => clean_stale(&ctx, &pod.namespace, &pod.uid).await,
+            }
+        },
     )
     .await;
     ipv6.map_err(|e| Error::kernel("cannot enable IPv6 in the pod netns", e))?;
@@ -308,14 +321,14 @@ async fn default_request(ctx: &Ctx, namespace: &str) -> Result<InterfaceRequest,
 
 /// Deletes the DanmEps left by an earlier ADD of the same pod UID (kubelet repeats ADD after a node restart),
 /// releasing their addresses. Errors are logged only.
-async fn clean_stale(ctx: &Arc<Ctx>, pod: &PodInfo) {
-    if pod.uid.is_empty() {
+async fn clean_stale(ctx: &Arc<Ctx>, namespace: &str, uid: &str) {
+    if uid.is_empty() {
         return;
     }
-    let selector = format!("{}={}", labels::POD_UID, pod.uid);
-    match ctx.api.list_eps(Some(&pod.namespace), &selector).await {
+    let selector = format!("{}={}", labels::POD_UID, uid);
+    match ctx.api.list_eps(Some(namespace), &selector).await {
         Ok(eps) => {
-            let stale: Vec<DanmEp> = eps.into_iter().filter(|ep| ep.spec.pod_uid == pod.uid).collect();
+            let stale: Vec<DanmEp> = eps.into_iter().filter(|ep| ep.spec.pod_uid == uid).collect();
             for e in crate::del::cleanup_eps(ctx, &stale).await {
                 tracing::warn!(error = %e, "stale DanmEp cleanup");
             }

@@ -46,7 +46,9 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
         }
     };
     tracing::debug!(eps = eps.len(), "step: DanmEps listed");
-    if let Err(e) = ctx.translator.ready() {
+    if eps.iter().any(|ep| !recorded_native(ep))
+        && let Err(e) = ctx.translator.ready()
+    {
         tracing::warn!(error = %e, "backend plugins not loaded; native interfaces are still removed");
     }
     let errors = cleanup_eps(&ctx, &eps).await;
@@ -125,6 +127,15 @@ pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
     errors
 }
 
+/// Whether ADD recorded that the host created the DanmEp's interface itself.
+fn recorded_native(ep: &DanmEp) -> bool {
+    ep.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(native::NATIVE_EP_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
+
 /// The plain native links (macvlan, ipvlan) to delete after the teardowns, per pod netns path.
 #[derive(Default)]
 struct Doomed(std::sync::Mutex<BTreeMap<String, Vec<String>>>);
@@ -201,12 +212,7 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     }
 
     // The interface.
-    let recorded_native = ep
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(native::NATIVE_EP_ANNOTATION))
-        .is_some_and(|v| v == "true");
+    let recorded_native = recorded_native(ep);
     let chain = match network.as_ref() {
         None => None,
         // Recorded at ADD: the host made the interface, no plugin call needed.

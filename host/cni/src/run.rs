@@ -119,12 +119,14 @@ pub async fn run(
     deadline: Instant,
 ) -> Result<Option<String>, CniError> {
     let command = inv.env.command;
-    // The plugins load on their own thread while the client is built and the flow reads the pod and networks.
+    // For ADD and STATUS the plugins load on their own thread while the client is built and the flow reads the pod
+    // and networks; the other verbs load them only if they need them.
     let plugin_config = inv.config.clone();
-    let translator = Arc::new(Loading::start(
-        move || load_plugins(&plugin_config),
-        deadline.into_std(),
-    ));
+    let load = move || load_plugins(&plugin_config);
+    let translator = Arc::new(match command {
+        CniCommand::Add | CniCommand::Status => Loading::start(load, deadline.into_std()),
+        _ => Loading::deferred(load, deadline.into_std()),
+    });
     let client = tokio::time::timeout_at(
         deadline,
         KubeApi::from_kubeconfig(&inv.config.kubeconfig, inv.config.timeout()),

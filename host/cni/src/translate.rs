@@ -35,6 +35,8 @@ pub type Loaded = Result<Arc<dyn Translator>, String>;
 pub struct Loading {
     loaded: OnceLock<Loaded>,
     pending: Mutex<Option<Receiver<Loaded>>>,
+    /// A load not started yet ([`Loading::deferred`]): the first use runs it.
+    deferred: Mutex<Option<Box<dyn FnOnce() -> Loaded + Send>>>,
     deadline: Instant,
 }
 
@@ -48,12 +50,26 @@ impl Loading {
         Loading {
             loaded: OnceLock::new(),
             pending: Mutex::new(Some(rx)),
+            deferred: Mutex::new(None),
+            deadline,
+        }
+    }
+
+    /// A set loaded only if something asks for it (DEL of host-made interfaces needs no plugin).
+    pub fn deferred(load: impl FnOnce() -> Loaded + Send + 'static, deadline: Instant) -> Loading {
+        Loading {
+            loaded: OnceLock::new(),
+            pending: Mutex::new(None),
+            deferred: Mutex::new(Some(Box::new(load))),
             deadline,
         }
     }
 
     fn get(&self) -> &Loaded {
         self.loaded.get_or_init(|| {
+            if let Some(load) = self.deferred.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return load();
+            }
             let Some(rx) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
                 return Err("the plugins are being loaded by another caller that gave up".to_owned());
             };
