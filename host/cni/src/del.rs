@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use danm_api::{DanmEp, NetworkKind, labels};
 use danm_core::annotation::valid_routes;
-use danm_netlink::{LinkChange, Netns};
+use danm_netlink::Netns;
 
 use crate::add::container_label;
 use crate::context::{ConfigInput, Ctx, backend_type, build_config, in_network};
@@ -64,54 +64,15 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
 pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
     let doomed = Doomed::default();
     let torn = futures::future::join_all(eps.iter().map(|ep| teardown(ctx, ep, &doomed))).await;
-    let mut errors: Vec<Error> = Vec::new();
-    let by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
-    // The plain native links are taken down first: a down link neither answers nor sends, so its addresses can be
-    // released while the kernel deletes it, which waits for an RCU grace period. They go together, one request per
-    // namespace (one grace period instead of one per link). A link that cannot be taken down is deleted before
-    // anything is released.
-    let mut all_down = true;
-    for (netns, names) in &by_netns {
-        for name in names {
-            match ctx
-                .netlink
-                .set_link(&Netns::path(netns), name, &LinkChange::new().up(false))
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    all_down = false;
-                    errors.push(Error::kernel(format!("cannot take {name} down"), e));
-                }
-            }
-        }
-    }
-    let links = async {
-        let mut errors = Vec::new();
-        for (netns, names) in by_netns {
-            if let Err(e) = ctx.netlink.delete_links(&Netns::path(&netns), &names).await {
-                errors.push(Error::kernel(format!("cannot delete {}", names.join(", ")), e));
-            }
-        }
-        tracing::debug!("step: links deleted");
-        errors
-    };
-    if all_down {
-        let (a, b) = futures::future::join(links, release_and_forget(ctx, eps, torn)).await;
-        errors.extend(a);
-        errors.extend(b);
-    } else {
-        errors.extend(links.await);
-        errors.extend(release_and_forget(ctx, eps, torn).await);
-    }
-    errors
-}
-
-/// Releases the addresses of torn-down DanmEps (one conditional write per network) and deletes the DanmEps whose
-/// addresses are released or whose network is gone.
-async fn release_and_forget(ctx: &Ctx, eps: &[DanmEp], torn: Vec<(Teardown, Vec<Error>)>) -> Vec<Error> {
     let mut errors = Vec::new();
+    // The plain native links go together, one request per namespace (one RCU wait instead of one per link).
+    let by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
+    for (netns, names) in by_netns {
+        if let Err(e) = ctx.netlink.delete_links(&Netns::path(&netns), &names).await {
+            errors.push(Error::kernel(format!("cannot delete {}", names.join(", ")), e));
+        }
+    }
+    tracing::debug!("step: links deleted");
     let mut groups: BTreeMap<(NetworkKind, String, String), Vec<usize>> = BTreeMap::new();
     let mut deletable = Vec::new();
     for (i, (ep, (network, errs))) in eps.iter().zip(torn).enumerate() {
