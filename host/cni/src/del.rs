@@ -73,7 +73,9 @@ pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
         }
     }
     tracing::debug!("step: links deleted");
-    let mut groups: BTreeMap<(NetworkKind, String, String), Vec<usize>> = BTreeMap::new();
+    // Per network: the members, and the copy of the network their teardown read (the first write uses it).
+    let mut groups: BTreeMap<(NetworkKind, String, String), (Vec<usize>, danm_api::Network)> =
+        BTreeMap::new();
     let mut deletable = Vec::new();
     for (i, (ep, (network, errs))) in eps.iter().zip(torn).enumerate() {
         errors.extend(errs);
@@ -87,7 +89,8 @@ pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
                     let ns = net.namespace().unwrap_or_default().to_owned();
                     groups
                         .entry((kind, ns, ep.spec.network_name.clone()))
-                        .or_default()
+                        .or_insert_with(|| (Vec::new(), (*net).clone()))
+                        .0
                         .push(i);
                 } else {
                     deletable.push(i);
@@ -95,17 +98,28 @@ pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
             }
         }
     }
-    let releases = groups.into_iter().map(|((kind, ns, name), members)| async move {
-        let addresses: Vec<(&str, &str)> = members
-            .iter()
-            .map(|&i| {
-                let iface = &eps[i].spec.interface;
-                (iface.address.as_str(), iface.address_ipv6.as_str())
-            })
-            .collect();
-        let released = ipam::release_batch(ctx.api.as_ref(), kind, &ns, &name, &addresses, ctx.retry).await;
-        (members, released)
-    });
+    let releases = groups
+        .into_iter()
+        .map(|((kind, ns, name), (members, read))| async move {
+            let addresses: Vec<(&str, &str)> = members
+                .iter()
+                .map(|&i| {
+                    let iface = &eps[i].spec.interface;
+                    (iface.address.as_str(), iface.address_ipv6.as_str())
+                })
+                .collect();
+            let released = ipam::release_batch(
+                ctx.api.as_ref(),
+                kind,
+                &ns,
+                &name,
+                Some(read),
+                &addresses,
+                ctx.retry,
+            )
+            .await;
+            (members, released)
+        });
     for (members, released) in futures::future::join_all(releases).await {
         match released {
             Ok(_) => deletable.extend(members),

@@ -174,16 +174,19 @@ pub async fn release(
     addr6: &str,
     retry: Retry,
 ) -> Result<bool, IpamApiError> {
-    release_batch(api, kind, namespace, name, &[(addr4, addr6)], retry).await
+    release_batch(api, kind, namespace, name, None, &[(addr4, addr6)], retry).await
 }
 
 /// Releases the addresses (`(v4, v6)` per interface) of several interfaces on one network with one conditional
-/// write. A network that is gone has nothing to release (`Ok(false)`); addresses outside its ranges are skipped.
+/// write. `read` is a copy of the network read earlier in this invocation, used for the first try (a 409 means it
+/// was stale: the network is read again). A network that is gone has nothing to release (`Ok(false)`); addresses
+/// outside its ranges are skipped.
 pub async fn release_batch(
     api: &dyn Api,
     kind: NetworkKind,
     namespace: &str,
     name: &str,
+    read: Option<Network>,
     addresses: &[(&str, &str)],
     retry: Retry,
 ) -> Result<bool, IpamApiError> {
@@ -191,9 +194,14 @@ pub async fn release_batch(
         return Ok(false);
     }
     let object = network_object(kind, namespace, name);
+    let mut read = read;
     for attempt in 0..retry.attempts {
-        let Some(current) = api.get_network(kind, namespace, name).await? else {
-            return Ok(false);
+        let current = match read.take() {
+            Some(network) => network,
+            None => match api.get_network(kind, namespace, name).await? {
+                Some(network) => network,
+                None => return Ok(false),
+            },
         };
         let mut spec = current.spec.clone();
         for (addr4, addr6) in addresses {
