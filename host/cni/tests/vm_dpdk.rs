@@ -112,38 +112,12 @@ impl Netlink for NoSriovHardware {
 fn missing_kind() -> Option<String> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();
     WHY.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(probe_kinds())
-        })
-        .join()
-        .unwrap()
+        common::missing_link_kinds(
+            "the DPDK stand-in",
+            vec![NewLink::dummy("p0"), NewLink::vlan("p0.5", "p0", 5)],
+        )
     })
     .clone()
-}
-
-async fn probe_kinds() -> Option<String> {
-    let name = format!("danm-dpdk-probe-{}", std::process::id());
-    let ns = match create_named(&name) {
-        Ok(ns) => ns,
-        Err(e) => return Some(format!("cannot create a network namespace ({e})")),
-    };
-    let nl = RtNetlink::new();
-    let mut why = None;
-    for link in [NewLink::dummy("p0"), NewLink::vlan("p0.5", "p0", 5)] {
-        if let Err(e) = nl.create_link(&ns, &link).await {
-            why = Some(format!(
-                "this kernel lacks a link kind the DPDK stand-in needs ({e}); `make kernel-lane` runs this test"
-            ));
-            break;
-        }
-    }
-    nl.forget_netns(&ns);
-    let _ = delete_named(&name);
-    why
 }
 
 /// One test's world: a pod namespace (removed on drop), a fake sysfs tree with PF 0000:05:00.0 (`ens5f0`) and its

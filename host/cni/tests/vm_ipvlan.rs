@@ -35,42 +35,16 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 fn missing_kind() -> Option<String> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();
     WHY.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(probe_kinds())
-        })
-        .join()
-        .unwrap()
+        common::missing_link_kinds(
+            "danm's ipvlan path",
+            vec![
+                NewLink::dummy("p0"),
+                NewLink::ipvlan("p1", "p0", IpvlanMode::L2),
+                NewLink::vlan("p0.5", "p0", 5),
+            ],
+        )
     })
     .clone()
-}
-
-async fn probe_kinds() -> Option<String> {
-    let name = format!("danm-probe-{}", std::process::id());
-    let ns = match create_named(&name) {
-        Ok(ns) => ns,
-        Err(e) => return Some(format!("cannot create a network namespace ({e})")),
-    };
-    let nl = RtNetlink::new();
-    let mut why = None;
-    for link in [
-        NewLink::dummy("p0"),
-        NewLink::ipvlan("p1", "p0", IpvlanMode::L2),
-        NewLink::vlan("p0.5", "p0", 5),
-    ] {
-        if let Err(e) = nl.create_link(&ns, &link).await {
-            why = Some(format!(
-                "this kernel lacks a link kind danm's ipvlan path needs ({e}); `make kernel-lane` runs this test"
-            ));
-            break;
-        }
-    }
-    nl.forget_netns(&ns);
-    let _ = delete_named(&name);
-    why
 }
 
 /// One test's world: the lab, a node whose danm has only the ipvlan plugin, netlink, and a short unique tag for

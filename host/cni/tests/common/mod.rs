@@ -91,3 +91,39 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
+
+/// Why this kernel cannot create `links` (a kind it lacks), probed in a scratch namespace on a thread of its own (so
+/// it works from any runtime); `None` if it can. `needed_by` names what needs them in the message. Callers keep the
+/// answer in a `OnceLock`.
+pub fn missing_link_kinds(needed_by: &str, links: Vec<danm_netlink::NewLink>) -> Option<String> {
+    use danm_netlink::Netlink;
+    let needed_by = needed_by.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let name = format!("danm-probe-{}", std::process::id());
+                let ns = match danm_netlink::netns::create_named(&name) {
+                    Ok(ns) => ns,
+                    Err(e) => return Some(format!("cannot create a network namespace ({e})")),
+                };
+                let nl = danm_netlink::RtNetlink::new();
+                let mut why = None;
+                for link in &links {
+                    if let Err(e) = nl.create_link(&ns, link).await {
+                        why = Some(format!(
+                            "this kernel lacks a link kind {needed_by} needs ({e}); `make kernel-lane` runs this test"
+                        ));
+                        break;
+                    }
+                }
+                nl.forget_netns(&ns);
+                let _ = danm_netlink::netns::delete_named(&name);
+                why
+            })
+    })
+    .join()
+    .unwrap()
+}
