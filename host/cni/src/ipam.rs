@@ -91,23 +91,10 @@ impl From<ApiError> for BatchError {
     }
 }
 
-/// Reserves `req4`/`req6` on the network; `network` is a copy read earlier (used for the first try).
-pub async fn reserve(
-    api: &dyn Api,
-    network: &Network,
-    req4: &IpRequest,
-    req6: &IpRequest,
-    retry: Retry,
-) -> Result<(Reserved, Network), IpamApiError> {
-    reserve_batch(api, network, &[(req4, req6)], retry)
-        .await
-        .map(|(mut reserved, written)| (reserved.remove(0), written))
-        .map_err(|e| e.error)
-}
-
 /// Reserves the addresses of several interfaces of one pod on one network with a single conditional write: every
 /// request is applied in order to the bitmap read last, and the whole batch is written once (re-read and redone on
-/// 409). Either every request is served and written, or nothing is.
+/// 409). `network` is a copy read earlier, used for the first try. Either every request is served and written, or
+/// nothing is.
 pub async fn reserve_batch(
     api: &dyn Api,
     network: &Network,

@@ -34,10 +34,17 @@ pub type Loaded = Result<Arc<dyn Translator>, String>;
 /// serves nothing and says why through [`Translator::ready`].
 pub struct Loading {
     loaded: OnceLock<Loaded>,
-    pending: Mutex<Option<Receiver<Loaded>>>,
-    /// A load not started yet ([`Loading::deferred`]): the first use runs it.
-    deferred: Mutex<Option<Box<dyn FnOnce() -> Loaded + Send>>>,
+    /// Where the set comes from, taken by the first use.
+    source: Mutex<Option<Source>>,
     deadline: Instant,
+}
+
+/// How a [`Loading`] gets its set.
+enum Source {
+    /// A thread started by [`Loading::start`] is loading it.
+    Thread(Receiver<Loaded>),
+    /// Not started ([`Loading::deferred`]): the first use loads it.
+    Deferred(Box<dyn FnOnce() -> Loaded + Send>),
 }
 
 impl Loading {
@@ -47,42 +54,40 @@ impl Loading {
         std::thread::spawn(move || {
             let _ = tx.send(load());
         });
-        Loading {
-            loaded: OnceLock::new(),
-            pending: Mutex::new(Some(rx)),
-            deferred: Mutex::new(None),
-            deadline,
-        }
+        Loading::from(Source::Thread(rx), deadline)
     }
 
     /// A set loaded only if something asks for it (DEL of host-made interfaces needs no plugin).
     pub fn deferred(load: impl FnOnce() -> Loaded + Send + 'static, deadline: Instant) -> Loading {
+        Loading::from(Source::Deferred(Box::new(load)), deadline)
+    }
+
+    fn from(source: Source, deadline: Instant) -> Loading {
         Loading {
             loaded: OnceLock::new(),
-            pending: Mutex::new(None),
-            deferred: Mutex::new(Some(Box::new(load))),
+            source: Mutex::new(Some(source)),
             deadline,
         }
     }
 
     fn get(&self) -> &Loaded {
-        self.loaded.get_or_init(|| {
-            if let Some(load) = self.deferred.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return load();
-            }
-            let Some(rx) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-                return Err("the plugins are being loaded by another caller that gave up".to_owned());
-            };
-            match rx.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {
-                Ok(loaded) => loaded,
-                Err(RecvTimeoutError::Timeout) => {
-                    Err("loading the plugins did not finish within the invocation's deadline".to_owned())
+        self.loaded.get_or_init(
+            || match self.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(Source::Deferred(load)) => load(),
+                Some(Source::Thread(rx)) => {
+                    match rx.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {
+                        Ok(loaded) => loaded,
+                        Err(RecvTimeoutError::Timeout) => Err(
+                            "loading the plugins did not finish within the invocation's deadline".to_owned(),
+                        ),
+                        Err(RecvTimeoutError::Disconnected) => {
+                            Err("the plugin loader thread ended without an answer".to_owned())
+                        }
+                    }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    Err("the plugin loader thread ended without an answer".to_owned())
-                }
-            }
-        })
+                None => Err("the plugins are being loaded by another caller that gave up".to_owned()),
+            },
+        )
     }
 }
 
