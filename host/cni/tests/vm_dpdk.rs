@@ -61,6 +61,9 @@ impl Netlink for NoSriovHardware {
     async fn delete_link(&self, ns: &Netns, name: &str) -> Result<(), NetlinkError> {
         self.real.delete_link(ns, name).await
     }
+    async fn delete_link_group(&self, ns: &Netns, group: u32) -> Result<bool, NetlinkError> {
+        self.real.delete_link_group(ns, group).await
+    }
     async fn set_vf(&self, _ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError> {
         self.vfs.lock().unwrap().push((pf.to_owned(), vf.clone()));
         Ok(())

@@ -55,6 +55,10 @@ pub enum Call {
         ns: Netns,
         name: String,
     },
+    DeleteLinkGroup {
+        ns: Netns,
+        group: u32,
+    },
     SetVf {
         ns: Netns,
         pf: String,
@@ -116,7 +120,7 @@ impl Call {
             Call::CreateLink { .. } => Op::CreateLink,
             Call::SetLink { .. } => Op::SetLink,
             Call::MoveLink { .. } => Op::MoveLink,
-            Call::DeleteLink { .. } => Op::DeleteLink,
+            Call::DeleteLink { .. } | Call::DeleteLinkGroup { .. } => Op::DeleteLink,
             Call::SetVf { .. } => Op::SetVf,
             Call::GetVfs { .. } => Op::GetVfs,
             Call::AddAddress { .. } => Op::AddAddress,
@@ -142,6 +146,7 @@ impl Call {
             | Call::SetLink { ns, .. }
             | Call::MoveLink { ns, .. }
             | Call::DeleteLink { ns, .. }
+            | Call::DeleteLinkGroup { ns, .. }
             | Call::SetVf { ns, .. }
             | Call::GetVfs { ns, .. }
             | Call::AddAddress { ns, .. }
@@ -181,6 +186,7 @@ impl Call {
             }
             Call::CreateLink { link, .. } => format!("link {} ({})", link.name, link.kind.name()),
             Call::MoveLink { name, to, .. } => format!("link {name} to {to}"),
+            Call::DeleteLinkGroup { group, .. } => format!("link group {group}"),
             Call::SetVf { pf, vf, .. } => format!("VF {} of {pf}", vf.vf),
             Call::GetVfs { pf, .. } => format!("VFs of {pf}"),
             Call::AddAddress { link, addr, .. } => format!("address {} on {link}", addr.addr),
@@ -225,6 +231,7 @@ struct FakeLink {
     addresses: Vec<Address>,
     /// SR-IOV PF: the VFs' settings.
     vfs: Option<Vec<VfConfig>>,
+    group: u32,
 }
 
 #[derive(Default)]
@@ -406,6 +413,7 @@ impl State {
             oper_state: if link.up { OperState::Up } else { OperState::Down },
             up: link.up,
             flags: if link.up { 1 } else { 0 },
+            group: link.group,
         }
     }
 
@@ -483,6 +491,7 @@ impl FakeNetlink {
             up: true,
             addresses: Vec::new(),
             vfs: None,
+            group: 0,
         });
     }
 
@@ -546,6 +555,7 @@ impl FakeNetlink {
             up: true,
             addresses: Vec::new(),
             vfs,
+            group: 0,
         });
         index
     }
@@ -756,6 +766,7 @@ impl Netlink for FakeNetlink {
             up: link.up,
             addresses: Vec::new(),
             vfs: None,
+            group: link.group.unwrap_or(0),
         });
         if let Some((peer_name, peer_home)) = peer {
             let (peer_uid, peer_mac) = st.alloc_mac();
@@ -773,6 +784,7 @@ impl Netlink for FakeNetlink {
                 up: false,
                 addresses: Vec::new(),
                 vfs: None,
+                group: 0,
             });
             st.links[pos].parent = Some(peer_uid);
         }
@@ -902,6 +914,35 @@ impl Netlink for FakeNetlink {
         let uid = st.links[pos].uid;
         st.remove_link(uid);
         Ok(())
+    }
+
+    async fn delete_link_group(&self, ns: &Netns, group: u32) -> Result<bool, NetlinkError> {
+        let op = Op::DeleteLink;
+        let mut st = self.lock();
+        st.record(Call::DeleteLinkGroup {
+            ns: ns.clone(),
+            group,
+        })?;
+        if group == 0 || st.ns(op, ns).is_err() {
+            return Ok(false);
+        }
+        let members: Vec<usize> = (0..st.links.len())
+            .filter(|&i| st.links[i].ns == *ns && st.links[i].group == group)
+            .collect();
+        if members.iter().any(|&i| st.links[i].kind == LinkKind::Device) {
+            // The kernel deletes all of a group or nothing, and cannot delete physical devices.
+            return Err(kernel(
+                op,
+                ns,
+                format!("link group {group}"),
+                libc_errno::EOPNOTSUPP,
+            ));
+        }
+        let uids: Vec<u64> = members.iter().map(|&i| st.links[i].uid).collect();
+        for uid in &uids {
+            st.remove_link(*uid);
+        }
+        Ok(!uids.is_empty())
     }
 
     async fn set_vf(&self, ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError> {

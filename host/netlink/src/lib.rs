@@ -120,6 +120,10 @@ pub trait Netlink: Send + Sync {
         Ok(())
     }
 
+    /// Deletes every link of `ns` in link group `group` (set at creation with [`NewLink::group`]) with one request;
+    /// `Ok(false)` when there was none (or the namespace is gone). Group 0, every link's default, deletes nothing.
+    async fn delete_link_group(&self, ns: &Netns, group: u32) -> Result<bool, NetlinkError>;
+
     /// Writes one sysctl.
     async fn set_sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<(), NetlinkError> {
         self.set_sysctls(ns, &[Sysctl::new(key, value)]).await

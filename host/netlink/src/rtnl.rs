@@ -112,7 +112,11 @@ fn finish<T>(builder: LinkMessageBuilder<T>, link: &NewLink, target: Option<&Fil
     if link.up {
         builder = builder.up();
     }
-    builder.build()
+    let mut msg = builder.build();
+    if let Some(group) = link.group {
+        msg.attributes.push(LinkAttribute::Group(group));
+    }
+    msg
 }
 
 fn macvlan_mode(mode: MacvlanMode) -> MacVlanMode {
@@ -516,6 +520,29 @@ impl Netlink for RtNetlink {
                     None,
                 )
             })
+    }
+
+    /// One `RTM_DELLINK` with ifindex 0 and `IFLA_GROUP`: the kernel unregisters every link of the group together
+    /// (one RCU grace period). `ENODEV` (no link in the group) and a namespace that is gone are `Ok(false)`.
+    async fn delete_link_group(&self, ns: &Netns, group: u32) -> Result<bool, NetlinkError> {
+        if group == 0 {
+            return Ok(false);
+        }
+        let op = Op::DeleteLink;
+        let handle = match self.handle(op, ns).await {
+            Ok(h) => h,
+            Err(err) if err.is_not_found() => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        match handle.link().del_with_message(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(err) => {
+                let err = map_err(err, op, ns, format!("link group {group}"), None);
+                if err.is_not_found() { Ok(false) } else { Err(err) }
+            }
+        }
     }
 
     async fn set_vf(&self, ns: &Netns, pf: &str, vf: &VfConfig) -> Result<(), NetlinkError> {

@@ -279,6 +279,8 @@ pub struct Link {
     pub up: bool,
     /// Raw `IFF_*` flags.
     pub flags: u32,
+    /// `IFLA_GROUP` (0 is every link's default group).
+    pub group: u32,
 }
 
 /// VxLAN parameters for a new link.
@@ -378,6 +380,9 @@ pub struct NewLink {
     pub alias: Option<String>,
     /// Bring the link up as part of the creation.
     pub up: bool,
+    /// `IFLA_GROUP` at creation: links that share a group can be deleted together with one request
+    /// ([`crate::Netlink::delete_link_group`]).
+    pub group: Option<u32>,
 }
 
 impl NewLink {
@@ -390,6 +395,7 @@ impl NewLink {
             netns: None,
             alias: None,
             up: false,
+            group: None,
         }
     }
 
@@ -475,6 +481,11 @@ impl NewLink {
 
     pub fn up(mut self) -> Self {
         self.up = true;
+        self
+    }
+
+    pub fn group(mut self, group: u32) -> Self {
+        self.group = Some(group);
         self
     }
 }

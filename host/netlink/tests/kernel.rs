@@ -696,3 +696,44 @@ async fn links_deleted_together_are_all_gone_missing_ones_are_skipped_and_others
     // Nothing to delete, or a namespace that is gone, is not an error.
     nl.delete_links(pod, &["m1".into(), "m2".into()]).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_link_group_set_at_creation_is_deleted_with_one_request_and_other_links_stay() {
+    let spaces = namespaces!("danm-nl", 2);
+    let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
+    let nl = RtNetlink::new();
+    veth_parent(&nl, host, "lgpar0", "lgpar1").await;
+    for (name, group) in [
+        ("g1", Some(77)),
+        ("g2", Some(77)),
+        ("other", Some(78)),
+        ("plain", None),
+    ] {
+        let mut link = NewLink::macvlan(name, "lgpar0", MacvlanMode::Bridge).in_netns(pod.clone());
+        if let Some(g) = group {
+            link = link.group(g);
+        }
+        let made = nl.create_link(host, &link).await.unwrap();
+        assert_eq!(made.group, group.unwrap_or(0), "{name}: group read back");
+    }
+    assert!(nl.delete_link_group(pod, 77).await.unwrap());
+    let mut left: Vec<String> = nl
+        .links(pod)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n != "lo")
+        .collect();
+    left.sort();
+    assert_eq!(left, ["other", "plain"]);
+    // An empty group, group 0 (every link's default) and a missing namespace delete nothing and are not errors.
+    assert!(!nl.delete_link_group(pod, 77).await.unwrap());
+    assert!(!nl.delete_link_group(pod, 0).await.unwrap());
+    assert!(nl.link(pod, "plain").await.is_ok());
+    assert!(
+        !nl.delete_link_group(&Netns::named("danm-nl-never-created"), 78)
+            .await
+            .unwrap()
+    );
+}

@@ -31,6 +31,7 @@ fn link(index: u32, name: &str, kind: LinkKind, parent: Option<u32>, alias: Opti
         oper_state: OperState::Up,
         up: true,
         flags: 1,
+        group: 0,
     }
 }
 

@@ -618,3 +618,55 @@ async fn a_cni_style_add_and_rollback_leaves_the_pod_namespace_clean() {
         "a second DEL finds nothing"
     );
 }
+
+#[tokio::test]
+async fn a_link_group_is_deleted_together_in_its_namespace_only_and_is_recorded() {
+    let fake = setup();
+    fake.add_netns(Netns::named("pod2"));
+    for (name, ns, group) in [
+        ("eth1", pod(), Some(9)),
+        ("eth2", pod(), Some(9)),
+        ("eth3", pod(), None),
+        ("eth1", Netns::named("pod2"), Some(9)),
+    ] {
+        let mut link = NewLink::macvlan(name, "ens1", MacvlanMode::Bridge).in_netns(ns);
+        if let Some(g) = group {
+            link = link.group(g);
+        }
+        assert_eq!(
+            fake.create_link(&Netns::Host, &link).await.unwrap().group,
+            group.unwrap_or(0)
+        );
+    }
+    fake.clear_calls();
+    assert!(fake.delete_link_group(&pod(), 9).await.unwrap());
+    assert_eq!(fake.mutations(), [Call::DeleteLinkGroup { ns: pod(), group: 9 }]);
+    let left: Vec<String> = fake
+        .links(&pod())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(left, ["lo", "eth3"]);
+    assert!(
+        fake.find_link(&Netns::named("pod2"), "eth1")
+            .await
+            .unwrap()
+            .is_some(),
+        "another namespace"
+    );
+    assert!(
+        !fake.delete_link_group(&pod(), 9).await.unwrap(),
+        "nothing left in the group"
+    );
+    assert!(
+        !fake.delete_link_group(&pod(), 0).await.unwrap(),
+        "group 0 deletes nothing"
+    );
+    assert!(
+        !fake.delete_link_group(&Netns::named("gone"), 9).await.unwrap(),
+        "no namespace"
+    );
+    assert!(fake.find_link(&pod(), "eth3").await.unwrap().is_some());
+}

@@ -58,6 +58,7 @@ pub(super) fn link(msg: &LinkMessage) -> Link {
         oper_state: OperState::Unknown,
         up: msg.header.flags.contains(LinkFlags::Up),
         flags: msg.header.flags.bits(),
+        group: 0,
     };
     for attr in &msg.attributes {
         match attr {
@@ -67,6 +68,7 @@ pub(super) fn link(msg: &LinkMessage) -> Link {
             LinkAttribute::Link(index) => link.parent_index = Some(*index),
             LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
             LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+            LinkAttribute::Group(group) => link.group = *group,
             LinkAttribute::OperState(state) => link.oper_state = oper_state(state),
             LinkAttribute::LinkInfo(infos) => link.kind = kind(infos),
             _ => {}
