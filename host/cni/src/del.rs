@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use danm_api::{DanmEp, NetworkKind, labels};
 use danm_core::annotation::valid_routes;
-use danm_netlink::Netns;
+use danm_netlink::{Netlink, Netns};
 
 use crate::add::container_label;
 use crate::context::{ConfigInput, Ctx, backend_type, build_config, in_network};
 use crate::error::Error;
 use crate::ipam::is_real;
-use crate::native::{self, NATIVE_TYPES};
+use crate::native::{self, NATIVE_LINK_GROUP, NATIVE_TYPES};
 use crate::post::{PostInput, policy};
 use crate::{delegate, ipam};
 
@@ -36,13 +36,64 @@ pub async fn container_eps(ctx: &Ctx) -> Result<Vec<DanmEp>, Error> {
     Ok(eps.into_iter().filter(|ep| ep.spec.cid == cid).collect())
 }
 
+/// The deletion of a pod's native links (link group [`NATIVE_LINK_GROUP`] in the invocation's netns), started
+/// before anything else of a DEL; see [`del`].
+pub struct EarlyLinkDelete(Option<tokio::task::JoinHandle<Result<bool, Error>>>);
+
+impl EarlyLinkDelete {
+    /// Sends the deletion (on a task of the current runtime); nothing when the invocation names no netns.
+    pub fn start(netlink: Arc<dyn Netlink>, netns: Option<&str>) -> Self {
+        let task = netns.filter(|p| !p.is_empty()).map(|path| {
+            let ns = Netns::path(path);
+            tokio::spawn(async move {
+                netlink
+                    .delete_link_group(&ns, NATIVE_LINK_GROUP)
+                    .await
+                    .map_err(|e| Error::kernel(format!("cannot delete the native links of {ns}"), e))
+            })
+        });
+        EarlyLinkDelete(task)
+    }
+
+    /// Waits for the deletion; its errors.
+    pub async fn finish(self) -> Vec<Error> {
+        let Some(task) = self.0 else { return Vec::new() };
+        match task.await {
+            Ok(Ok(deleted)) => {
+                tracing::debug!(deleted, "step: native link group deleted");
+                Vec::new()
+            }
+            Ok(Err(e)) => vec![e],
+            Err(e) => vec![Error::Other(format!(
+                "the native link deletion did not finish: {e}"
+            ))],
+        }
+    }
+}
+
 /// DEL: best effort; returns the errors it logged.
 pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
+    let early = EarlyLinkDelete::start(ctx.netlink.clone(), ctx.env.netns.as_deref());
+    del_after(ctx, early).await
+}
+
+/// DEL with the native links' deletion already under way.
+///
+/// The plain native links danm made in the pod's namespace carry link group [`NATIVE_LINK_GROUP`]; they are deleted
+/// with one request, sent before the API client is even built, while the DanmEps are listed and their networks
+/// read: the kernel's wait for an RCU grace period (15-20 ms) runs during the API round trips instead of after
+/// them. Addresses are released only once that request has completed, so an address is never handed out again
+/// while its old interface still exists. Links without the group (made by an older danm, or by DANM) are deleted
+/// by name after the teardowns, as before.
+pub async fn del_after(ctx: Arc<Ctx>, early: EarlyLinkDelete) -> Vec<Error> {
+    let links_gone = early.finish();
     let eps = match container_eps(&ctx).await {
         Ok(eps) => eps,
         Err(e) => {
             tracing::error!(error = %e, "DEL: cannot list the container's DanmEps");
-            return vec![e];
+            let mut errors = links_gone.await;
+            errors.insert(0, e);
+            return errors;
         }
     };
     tracing::debug!(eps = eps.len(), "step: DanmEps listed");
@@ -51,7 +102,7 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
     {
         tracing::warn!(error = %e, "backend plugins not loaded; native interfaces are still removed");
     }
-    let errors = cleanup_eps(&ctx, &eps).await;
+    let errors = cleanup_eps_after(&ctx, &eps, links_gone).await;
     for e in &errors {
         tracing::error!(error = %e, "DEL");
     }
@@ -62,9 +113,21 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
 /// per network and deletes them. A DanmEp is kept only when its network could not be read (an API error) or its
 /// addresses could not be released, so that they are not leaked; a network that is gone no longer holds them (B6).
 pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
+    cleanup_eps_after(ctx, eps, std::future::ready(Vec::new())).await
+}
+
+/// [`cleanup_eps`], with `links_gone` (a deletion of links already under way) completed alongside the teardowns and
+/// before any address is released; its errors are part of the result.
+async fn cleanup_eps_after(
+    ctx: &Ctx,
+    eps: &[DanmEp],
+    links_gone: impl std::future::Future<Output = Vec<Error>>,
+) -> Vec<Error> {
     let doomed = Doomed::default();
-    let torn = futures::future::join_all(eps.iter().map(|ep| teardown(ctx, ep, &doomed))).await;
-    let mut errors = Vec::new();
+    let (torn, mut errors) = futures::join!(
+        futures::future::join_all(eps.iter().map(|ep| teardown(ctx, ep, &doomed))),
+        links_gone
+    );
     // The plain native links go together, one request per namespace (one RCU wait instead of one per link).
     let by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
     for (netns, names) in by_netns {

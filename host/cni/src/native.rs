@@ -22,6 +22,11 @@ pub const NATIVE_TYPES: [&str; 3] = ["ipvlan", "macvlan", "sriov"];
 /// removes it without asking the backend plugin again. DanmEps without it (DANM's, older ones) are translated.
 pub const NATIVE_EP_ANNOTATION: &str = "danm.k8s.io/native-interface";
 
+/// The link group (`IFLA_GROUP`) of the plain macvlan and ipvlan links danm creates in a pod's namespace ("danm" in
+/// ASCII). DEL deletes them all with one request before it knows the pod's DanmEps, so the kernel's RCU wait runs
+/// while the API is asked; SR-IOV VFs (moved back to the host) and delegates' interfaces are never in it.
+pub const NATIVE_LINK_GROUP: u32 = 0x6461_6e6d;
+
 /// A parsed native config.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NativeConfig {
@@ -247,7 +252,9 @@ pub async fn add(
             mac,
             ips,
         } => {
-            let mut link = NewLink::macvlan(ifname, master.clone(), *mode).in_netns(pod.clone());
+            let mut link = NewLink::macvlan(ifname, master.clone(), *mode)
+                .in_netns(pod.clone())
+                .group(NATIVE_LINK_GROUP);
             if let Some(mtu) = mtu {
                 link = link.mtu(*mtu);
             }
@@ -270,7 +277,9 @@ pub async fn add(
             mtu,
             ips,
         } => {
-            let mut link = NewLink::ipvlan(ifname, master.clone(), *mode).in_netns(pod.clone());
+            let mut link = NewLink::ipvlan(ifname, master.clone(), *mode)
+                .in_netns(pod.clone())
+                .group(NATIVE_LINK_GROUP);
             if let Some(mtu) = mtu {
                 link = link.mtu(*mtu);
             }

@@ -127,6 +127,10 @@ pub async fn run(
         CniCommand::Add | CniCommand::Status => Loading::start(load, deadline.into_std()),
         _ => Loading::deferred(load, deadline.into_std()),
     });
+    // DEL's first kernel request goes out before the API client is built (see `del::del_after`).
+    let netlink = Arc::new(RtNetlink::new());
+    let early_del = (command == CniCommand::Del)
+        .then(|| crate::del::EarlyLinkDelete::start(netlink.clone(), inv.env.netns.as_deref()));
     let client = tokio::time::timeout_at(
         deadline,
         KubeApi::from_kubeconfig(&inv.config.kubeconfig, inv.config.timeout()),
@@ -145,6 +149,11 @@ pub async fn run(
             return match command {
                 CniCommand::Del => {
                     tracing::error!(error = %e, "DEL: no API client; nothing can be released");
+                    if let Some(early) = early_del {
+                        for e in early.finish().await {
+                            tracing::error!(error = %e, "DEL");
+                        }
+                    }
                     Ok(None)
                 }
                 CniCommand::Status => Err(CniError::new(codes::STATUS_NOT_AVAILABLE, e.to_string())),
@@ -159,7 +168,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Ctx {
         api,
-        netlink: Arc::new(RtNetlink::new()),
+        netlink,
         translator,
         config: inv.config,
         version: inv.version,
@@ -171,6 +180,10 @@ pub async fn run(
         kubelet_root: PathBuf::from("/var/lib/kubelet"),
         process_path,
     });
+    if let Some(early) = early_del {
+        crate::del::del_after(ctx, early).await;
+        return Ok(None);
+    }
     dispatch_until(ctx, plugin_status, deadline)
         .await
         .map_err(|e| e.to_cni())

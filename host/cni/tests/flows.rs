@@ -273,8 +273,24 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
 
     // CHECK passes, then notices a missing interface.
     w.run(&w.call("CHECK", "p1", "c1")).await.unwrap();
+    // The native links carry danm's link group, so DEL deletes them with its first kernel request, before it has
+    // listed the DanmEps (and before any address is released).
+    for ifname in ["eth0", "ext1"] {
+        let link = w.fake.link(&w.pod_ns, ifname).await.unwrap();
+        assert_eq!(link.group, danm_cni::native::NATIVE_LINK_GROUP, "{ifname}");
+    }
+    w.fake.clear_calls();
     // DEL removes everything, and again (idempotent).
     w.run(&w.call("DEL", "p1", "c1")).await.unwrap();
+    assert_eq!(
+        w.fake.mutations().first(),
+        Some(&NlCall::DeleteLinkGroup {
+            ns: w.pod_ns.clone(),
+            group: danm_cni::native::NATIVE_LINK_GROUP
+        }),
+        "{:?}",
+        w.fake.mutations()
+    );
     w.run(&w.call("DEL", "p1", "c1")).await.unwrap();
     w.assert_nothing_left(&[&mgmt, &ext]).await;
     assert!(
@@ -285,6 +301,32 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
             .iter()
             .any(|r| r.table == 10)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn del_still_deletes_native_links_by_name_when_they_are_not_in_danms_link_group() {
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("mgmt", json!({})).await;
+    w.lab
+        .pod(NS, "old1", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
+        .await;
+    w.run(&w.call("ADD", "old1", "c-old")).await.unwrap().unwrap();
+    // As a danm without link groups (or DANM itself) left it: the same link, group 0.
+    w.fake.delete_link(&w.pod_ns, "eth0").await.unwrap();
+    let plain =
+        danm_netlink::NewLink::macvlan("eth0", "ens1", MacvlanMode::Bridge).in_netns(w.pod_ns.clone());
+    assert_eq!(w.fake.create_link(&Netns::Host, &plain).await.unwrap().group, 0);
+    w.fake.clear_calls();
+    w.run(&w.call("DEL", "old1", "c-old")).await.unwrap();
+    assert!(
+        w.fake
+            .mutations()
+            .iter()
+            .any(|c| matches!(c, NlCall::DeleteLink { name, .. } if name == "eth0")),
+        "{:?}",
+        w.fake.mutations()
+    );
+    w.assert_nothing_left(&[&net]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
