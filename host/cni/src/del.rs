@@ -38,36 +38,51 @@ pub async fn container_eps(ctx: &Ctx) -> Result<Vec<DanmEp>, Error> {
 
 /// The deletion of a pod's native links (link group [`NATIVE_LINK_GROUP`] in the invocation's netns), started
 /// before anything else of a DEL; see [`del`].
-pub struct EarlyLinkDelete(Option<tokio::task::JoinHandle<Result<bool, Error>>>);
+pub struct EarlyLinkDelete(Option<(String, tokio::task::JoinHandle<Result<bool, Error>>)>);
+
+/// What an [`EarlyLinkDelete`] did.
+#[derive(Default)]
+pub struct LinksGone {
+    /// The netns path whose native links it deleted (`None`: it found none there, or did not run).
+    pub netns: Option<String>,
+    pub errors: Vec<Error>,
+}
 
 impl EarlyLinkDelete {
     /// Sends the deletion (on a task of the current runtime); nothing when the invocation names no netns.
     pub fn start(netlink: Arc<dyn Netlink>, netns: Option<&str>) -> Self {
         let task = netns.filter(|p| !p.is_empty()).map(|path| {
             let ns = Netns::path(path);
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 netlink
                     .delete_link_group(&ns, NATIVE_LINK_GROUP)
                     .await
                     .map_err(|e| Error::kernel(format!("cannot delete the native links of {ns}"), e))
-            })
+            });
+            (path.to_owned(), task)
         });
         EarlyLinkDelete(task)
     }
 
-    /// Waits for the deletion; its errors.
-    pub async fn finish(self) -> Vec<Error> {
-        let Some(task) = self.0 else { return Vec::new() };
-        match task.await {
+    /// Waits for the deletion.
+    pub async fn finish(self) -> LinksGone {
+        let Some((path, task)) = self.0 else {
+            return LinksGone::default();
+        };
+        let (netns, errors) = match task.await {
             Ok(Ok(deleted)) => {
                 tracing::debug!(deleted, "step: native link group deleted");
-                Vec::new()
+                (deleted.then_some(path), Vec::new())
             }
-            Ok(Err(e)) => vec![e],
-            Err(e) => vec![Error::Other(format!(
-                "the native link deletion did not finish: {e}"
-            ))],
-        }
+            Ok(Err(e)) => (None, vec![e]),
+            Err(e) => (
+                None,
+                vec![Error::Other(format!(
+                    "the native link deletion did not finish: {e}"
+                ))],
+            ),
+        };
+        LinksGone { netns, errors }
     }
 }
 
@@ -91,7 +106,7 @@ pub async fn del_after(ctx: Arc<Ctx>, early: EarlyLinkDelete) -> Vec<Error> {
         Ok(eps) => eps,
         Err(e) => {
             tracing::error!(error = %e, "DEL: cannot list the container's DanmEps");
-            let mut errors = links_gone.await;
+            let mut errors = links_gone.await.errors;
             errors.insert(0, e);
             return errors;
         }
@@ -113,23 +128,29 @@ pub async fn del_after(ctx: Arc<Ctx>, early: EarlyLinkDelete) -> Vec<Error> {
 /// per network and deletes them. A DanmEp is kept only when its network could not be read (an API error) or its
 /// addresses could not be released, so that they are not leaked; a network that is gone no longer holds them (B6).
 pub async fn cleanup_eps(ctx: &Ctx, eps: &[DanmEp]) -> Vec<Error> {
-    cleanup_eps_after(ctx, eps, std::future::ready(Vec::new())).await
+    cleanup_eps_after(ctx, eps, std::future::ready(LinksGone::default())).await
 }
 
 /// [`cleanup_eps`], with `links_gone` (a deletion of links already under way) completed alongside the teardowns and
-/// before any address is released; its errors are part of the result.
+/// before any address is released; its errors are part of the result. When it deleted a netns's native link group,
+/// the links queued for that netns are not deleted again by name: one ADD made all of a container's links, so
+/// either all of them carried the group or none did.
 async fn cleanup_eps_after(
     ctx: &Ctx,
     eps: &[DanmEp],
-    links_gone: impl std::future::Future<Output = Vec<Error>>,
+    links_gone: impl std::future::Future<Output = LinksGone>,
 ) -> Vec<Error> {
     let doomed = Doomed::default();
-    let (torn, mut errors) = futures::join!(
+    let (torn, gone) = futures::join!(
         futures::future::join_all(eps.iter().map(|ep| teardown(ctx, ep, &doomed))),
         links_gone
     );
+    let mut errors = gone.errors;
     // The plain native links go together, one request per namespace (one RCU wait instead of one per link).
-    let by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(done) = &gone.netns {
+        by_netns.remove(done);
+    }
     for (netns, names) in by_netns {
         if let Err(e) = ctx.netlink.delete_links(&Netns::path(&netns), &names).await {
             errors.push(Error::kernel(format!("cannot delete {}", names.join(", ")), e));

@@ -150,7 +150,7 @@ pub async fn run(
                 CniCommand::Del => {
                     tracing::error!(error = %e, "DEL: no API client; nothing can be released");
                     if let Some(early) = early_del {
-                        for e in early.finish().await {
+                        for e in early.finish().await.errors {
                             tracing::error!(error = %e, "DEL");
                         }
                     }

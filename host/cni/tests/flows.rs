@@ -291,6 +291,14 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
         "{:?}",
         w.fake.mutations()
     );
+    assert!(
+        !w.fake
+            .mutations()
+            .iter()
+            .any(|c| matches!(c, NlCall::DeleteLink { .. } | NlCall::SetLink { .. })),
+        "the group covered every link: none is deleted again by name {:?}",
+        w.fake.mutations()
+    );
     w.run(&w.call("DEL", "p1", "c1")).await.unwrap();
     w.assert_nothing_left(&[&mgmt, &ext]).await;
     assert!(
