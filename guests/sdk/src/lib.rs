@@ -4,6 +4,8 @@
 //! Plugins keep their logic in ordinary modules that are unit-tested natively; only the macros
 //! [`backend_plugin!`] and [`rules_plugin!`] expand to `wit-bindgen` code, and only on `wasm32`.
 
+#[cfg(any(target_arch = "wasm32", test))]
+mod alloc;
 mod backend;
 mod cni;
 mod decode;
@@ -19,6 +21,11 @@ pub use backend::{
 pub use cni::{Attachment, TranslateError, fakeipam, insert_ipam};
 pub use decode::{Meta, NetworkDoc, network_to_translate, network_to_validate, parse_network, strict_decode};
 pub use link::{attachment_parent, parent_link};
+
+/// Every guest's allocator (see [`alloc`]); native builds keep the platform's.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 pub use violation::{Operation, Violation};
 
 /// The rules plugin's request, mirroring `danm:plugin/rules.review`.
