@@ -2,7 +2,8 @@
 //! baseline in the same run: Debian's macvlan plugin with static IPAM doing the same interface.
 //! Prints medians and ratios. Needs root, /usr/lib/cni and the built plugins; prints why it skips otherwise.
 //!
-//! `cargo bench -p danm-cni --bench add_del` (DANM_BENCH_ROUNDS, default 20).
+//! `cargo bench -p danm-cni --bench add_del` (DANM_BENCH_ROUNDS, default 60: one macvlan delete waits 11-31 ms for
+//! the kernel, so fewer rounds cannot resolve a difference of a few percent).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,7 @@ async fn main() {
     let rounds: usize = std::env::var("DANM_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(60);
     let tag = std::process::id() % 10000;
     let (parent, peer, ns) = (format!("bp{tag}"), format!("bq{tag}"), format!("bns{tag}"));
     sh(&[
