@@ -16,6 +16,20 @@ fn ip(text: &str) -> IpAddr {
 }
 
 /// A veth pair `a`/`b` inside `ns`, both up, as a parent for macvlans.
+/// The names of the links of `ns` other than `lo`, sorted.
+async fn link_names(nl: &RtNetlink, ns: &Netns) -> Vec<String> {
+    let mut names: Vec<String> = nl
+        .links(ns)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names
+}
+
 async fn veth_parent(nl: &RtNetlink, ns: &Netns, a: &str, b: &str) -> Link {
     nl.create_link(ns, &NewLink::veth(a, b).mtu(1500).up())
         .await
@@ -676,15 +690,7 @@ async fn links_deleted_together_are_all_gone_missing_ones_are_skipped_and_others
     }
     let doomed: Vec<String> = ["m1", "m2", "gone", "m3"].map(String::from).to_vec();
     nl.delete_links(pod, &doomed).await.unwrap();
-    let left: Vec<String> = nl
-        .links(pod)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .filter(|n| n != "lo")
-        .collect();
-    assert_eq!(left, vec!["keep".to_string()]);
+    assert_eq!(link_names(&nl, pod).await, ["keep"]);
     let keep = nl.link(pod, "keep").await.unwrap();
     assert_eq!(
         keep.kind,
@@ -717,16 +723,7 @@ async fn a_link_group_set_at_creation_is_deleted_with_one_request_and_other_link
         assert_eq!(made.group, group.unwrap_or(0), "{name}: group read back");
     }
     assert!(nl.delete_link_group(pod, 77).await.unwrap());
-    let mut left: Vec<String> = nl
-        .links(pod)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .filter(|n| n != "lo")
-        .collect();
-    left.sort();
-    assert_eq!(left, ["other", "plain"]);
+    assert_eq!(link_names(&nl, pod).await, ["other", "plain"]);
     // An empty group, group 0 (every link's default) and a missing namespace delete nothing and are not errors.
     assert!(!nl.delete_link_group(pod, 77).await.unwrap());
     assert!(!nl.delete_link_group(pod, 0).await.unwrap());
