@@ -504,22 +504,15 @@ impl Netlink for RtNetlink {
         if tagged == 0 {
             return Ok(());
         }
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::Group(group));
-        handle
-            .link()
-            .del_with_message(msg)
-            .execute()
-            .await
-            .map_err(|err| {
-                map_err(
-                    err,
-                    op,
-                    ns,
-                    format!("link group {group} ({})", names.join(", ")),
-                    None,
-                )
-            })
+        delete_group(&handle, group).await.map_err(|err| {
+            map_err(
+                err,
+                op,
+                ns,
+                format!("link group {group} ({})", names.join(", ")),
+                None,
+            )
+        })
     }
 
     /// One `RTM_DELLINK` with ifindex 0 and `IFLA_GROUP`: the kernel unregisters every link of the group together
@@ -534,9 +527,7 @@ impl Netlink for RtNetlink {
             Err(err) if err.is_not_found() => return Ok(false),
             Err(err) => return Err(err),
         };
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::Group(group));
-        match handle.link().del_with_message(msg).execute().await {
+        match delete_group(&handle, group).await {
             Ok(()) => Ok(true),
             Err(err) => {
                 let err = map_err(err, op, ns, format!("link group {group}"), None);
@@ -788,6 +779,13 @@ impl Netlink for RtNetlink {
             self.conns.lock().expect("poisoned").remove(path);
         }
     }
+}
+
+/// `RTM_DELLINK` with ifindex 0 and `IFLA_GROUP`: deletes every link of `group` in the handle's namespace.
+async fn delete_group(handle: &Handle, group: u32) -> Result<(), rtnetlink::Error> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::Group(group));
+    handle.link().del_with_message(msg).execute().await
 }
 
 /// A link group for one batch deletion: never 0 (every link's default group), distinct per process and call.

@@ -15,7 +15,6 @@ fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-/// A veth pair `a`/`b` inside `ns`, both up, as a parent for macvlans.
 /// The names of the links of `ns` other than `lo`, sorted.
 async fn link_names(nl: &RtNetlink, ns: &Netns) -> Vec<String> {
     let mut names: Vec<String> = nl
@@ -30,6 +29,7 @@ async fn link_names(nl: &RtNetlink, ns: &Netns) -> Vec<String> {
     names
 }
 
+/// A veth pair `a`/`b` inside `ns`, both up, as a parent for macvlans.
 async fn veth_parent(nl: &RtNetlink, ns: &Netns, a: &str, b: &str) -> Link {
     nl.create_link(ns, &NewLink::veth(a, b).mtu(1500).up())
         .await
