@@ -445,7 +445,16 @@ async fn add_interface(
                 ifname: plan.ifname.clone(),
             });
             let env = ctx.delegate_env(&pod.netns_path);
-            (delegate::add(&chain, &plan.ifname, &env).await?, true)
+            let (result, raw) = delegate::add(&chain, &plan.ifname, &env).await?;
+            if let Some(raw) = raw {
+                // Without it the delegate's CHECK cannot run and its DEL gets no prevResult: worth a warning,
+                // not a failed pod.
+                if let Err(e) = ctx.results().save(ctx.env.container_id(), &plan.ifname, &raw) {
+                    tracing::warn!(ifname = %plan.ifname, dir = %ctx.config.result_dir, error = %e,
+                        "cannot keep the delegate's ADD result");
+                }
+            }
+            (result, true)
         }
     };
 

@@ -1,5 +1,6 @@
 //! CNI CHECK: every interface recorded for the container still exists in the pod netns with its addresses and the
-//! network's routes, and the network's IPAM still holds its addresses. Reports every difference.
+//! network's routes, the network's IPAM still holds its addresses, and a delegated interface passes its own
+//! plugin's CHECK (given the ADD result danm kept for it). Reports every difference.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use danm_core::annotation::valid_routes;
 use danm_netlink::{Netns, TABLE_MAIN};
 use ipnetwork::IpNetwork;
 
-use crate::context::Ctx;
-use crate::del::container_eps;
+use crate::context::{Ctx, backend_type};
+use crate::del::{container_eps, ep_container_id, interface_config};
+use crate::delegate;
 use crate::error::Error;
 use crate::ipam::is_real;
 use crate::post::{PostInput, network_routes};
@@ -50,6 +52,25 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
                         network.name()
                     ));
                 }
+            }
+        }
+        // A delegated interface: its own plugin checks what it made, given its kept ADD result.
+        let ty = backend_type(&network.spec);
+        if let (Some(Ok(chain)), false) = interface_config(&ctx, ep, Some(&network), &ty).await {
+            let cid = ep_container_id(&ctx, ep);
+            match ctx.results().load(cid, name) {
+                Some(added) => {
+                    let env = ctx.delegate_env(&netns_path);
+                    if let Err(e) = delegate::check(&chain, name, &env, &added).await {
+                        problems.push(format!("{name}: {e}"));
+                    }
+                }
+                // Made by a danm that kept no results (or DANM): danm's own checks below still run.
+                None => tracing::warn!(
+                    ifname = %name,
+                    dir = %ctx.config.result_dir,
+                    "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
+                ),
             }
         }
         let link = match ctx.netlink.find_link(&pod, name).await {

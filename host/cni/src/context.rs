@@ -17,6 +17,7 @@ use crate::delegate::{self, Chain, DelegateEnv};
 use crate::error::Error;
 use crate::ipam::{Retry, is_real};
 use crate::native::Sysfs;
+use crate::results::ResultCache;
 use crate::translate::{TranslateRequest, Translator};
 
 /// The inputs and services of one invocation.
@@ -48,6 +49,11 @@ impl Ctx {
             cni_path: self.config.delegate_path(&self.env.path),
             path: self.process_path.clone(),
         }
+    }
+
+    /// Where this node keeps its delegates' ADD results.
+    pub fn results(&self) -> ResultCache {
+        ResultCache::new(&self.config.result_dir)
     }
 }
 

@@ -14,6 +14,7 @@ use danm_netlink::{Netlink, Netns};
 
 use crate::add::container_label;
 use crate::context::{ConfigInput, Ctx, backend_type, build_config, in_network};
+use crate::delegate::Chain;
 use crate::error::Error;
 use crate::ipam::is_real;
 use crate::native::{self, NATIVE_LINK_GROUP, NATIVE_TYPES};
@@ -258,6 +259,68 @@ enum Teardown {
     Read(Box<danm_api::Network>),
 }
 
+/// The container a DanmEp belongs to (GC tears down other containers' DanmEps).
+pub(crate) fn ep_container_id<'a>(ctx: &'a Ctx, ep: &'a DanmEp) -> &'a str {
+    if ep.spec.cid.is_empty() {
+        ctx.env.container_id()
+    } else {
+        &ep.spec.cid
+    }
+}
+
+/// The CNI config a DanmEp's interface was made from, rebuilt from its network (`None`: the network is gone, or
+/// the interface was recorded as host-made), and whether the host makes such interfaces itself (no delegate).
+pub(crate) async fn interface_config(
+    ctx: &Ctx,
+    ep: &DanmEp,
+    network: Option<&danm_api::Network>,
+    ty: &str,
+) -> (Option<Result<Chain, Error>>, bool) {
+    let iface = &ep.spec.interface;
+    let ns = ep.metadata.namespace.clone().unwrap_or_default();
+    let recorded_native = recorded_native(ep);
+    let chain = match network {
+        None => None,
+        // Recorded at ADD: the host made the interface, no plugin call needed.
+        Some(_) if recorded_native => None,
+        Some(net) => {
+            let danm_ipam =
+                in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
+            let keep = |a: &str| {
+                if in_network(&net.spec, a) {
+                    a.to_owned()
+                } else {
+                    String::new()
+                }
+            };
+            let (ip4, ip6) = (keep(&iface.address), keep(&iface.address_ipv6));
+            let parent = (!iface.device_id.is_empty())
+                .then(|| ctx.sysfs.pf_name(&iface.device_id).ok())
+                .flatten();
+            let input = ConfigInput {
+                network: net,
+                ty,
+                ifname: &iface.name,
+                ip4: &ip4,
+                ip6: &ip6,
+                danm_ipam,
+                device_id: (!iface.device_id.is_empty()).then_some(iface.device_id.as_str()),
+                parent,
+                pod_namespace: &ns,
+                pod_name: &ep.spec.pod,
+            };
+            Some(build_config(ctx, &input).await)
+        }
+    };
+    let native_type = match &chain {
+        _ if recorded_native => true,
+        Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
+        Some(Ok(_)) => false,
+        _ => NATIVE_TYPES.contains(&ty),
+    };
+    (chain, native_type)
+}
+
 /// Removes one DanmEp's policy rules and interface: an SR-IOV VF or a delegate's DEL here, a plain native link
 /// (macvlan, ipvlan) by queueing it in `doomed` for one batched delete.
 async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Error>) {
@@ -310,47 +373,8 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     }
 
     // The interface.
-    let recorded_native = recorded_native(ep);
-    let chain = match network.as_ref() {
-        None => None,
-        // Recorded at ADD: the host made the interface, no plugin call needed.
-        Some(_) if recorded_native => None,
-        Some(net) => {
-            let danm_ipam =
-                in_network(&net.spec, &iface.address) || in_network(&net.spec, &iface.address_ipv6);
-            let keep = |a: &str| {
-                if in_network(&net.spec, a) {
-                    a.to_owned()
-                } else {
-                    String::new()
-                }
-            };
-            let (ip4, ip6) = (keep(&iface.address), keep(&iface.address_ipv6));
-            let parent = (!iface.device_id.is_empty())
-                .then(|| ctx.sysfs.pf_name(&iface.device_id).ok())
-                .flatten();
-            let input = ConfigInput {
-                network: net,
-                ty: &ty,
-                ifname: &iface.name,
-                ip4: &ip4,
-                ip6: &ip6,
-                danm_ipam,
-                device_id: (!iface.device_id.is_empty()).then_some(iface.device_id.as_str()),
-                parent,
-                pod_namespace: &ns,
-                pod_name: &ep.spec.pod,
-            };
-            Some(build_config(ctx, &input).await)
-        }
-    };
+    let (chain, native_type) = interface_config(ctx, ep, network.as_ref(), &ty).await;
     tracing::debug!(ep = ep_name, "step: config rebuilt");
-    let native_type = match &chain {
-        _ if recorded_native => true,
-        Some(Ok(c)) if c.plugins.len() == 1 => native::parse(&c.plugins[0]).is_some(),
-        Some(Ok(_)) => false,
-        _ => NATIVE_TYPES.contains(&ty.as_str()),
-    };
     if native_type {
         let vf = ty == "sriov";
         if netns_alive && !vf {
@@ -363,8 +387,12 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     } else {
         match chain {
             Some(Ok(chain)) => {
-                if let Err(e) = delegate::del(&chain, &iface.name, &ctx.delegate_env(&netns_path)).await {
-                    errors.push(e);
+                let (results, cid) = (ctx.results(), ep_container_id(ctx, ep));
+                let added = results.load(cid, &iface.name);
+                let env = ctx.delegate_env(&netns_path);
+                match delegate::del(&chain, &iface.name, &env, added.as_ref()).await {
+                    Ok(()) => results.remove(cid, &iface.name),
+                    Err(e) => errors.push(e),
                 }
             }
             Some(Err(e)) => errors.push(e),

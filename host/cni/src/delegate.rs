@@ -338,8 +338,13 @@ pub async fn exec(
 }
 
 /// ADD through a chain at the negotiated version; returns the last plugin's result (an empty result when it printed
-/// nothing), read from whatever version the plugin wrote, so it can be printed in the version danm was asked for.
-pub async fn add(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<CniResult, Error> {
+/// nothing), read from whatever version the plugin wrote, so it can be printed in the version danm was asked for,
+/// and that result as the plugin printed it (kept for the chain's CHECK and DEL).
+pub async fn add(
+    chain: &Chain,
+    ifname: &str,
+    env: &DelegateEnv,
+) -> Result<(CniResult, Option<Value>), Error> {
     let chain = &negotiate(chain, env, "0.0.0").await?;
     let mut prev: Option<Value> = None;
     for i in 0..chain.plugins.len() {
@@ -365,24 +370,58 @@ pub async fn add(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<CniRe
         prev = Some(value);
     }
     match prev {
-        None => Ok(CniResult::default()),
-        Some(v) => CniResult::from_value(v).map(|r| r.result).map_err(Error::Cni),
+        None => Ok((CniResult::default(), None)),
+        Some(v) => {
+            let result = CniResult::from_value(v.clone())
+                .map(|r| r.result)
+                .map_err(Error::Cni)?;
+            Ok((result, Some(v)))
+        }
     }
 }
 
-/// DEL through a chain at the negotiated version, last plugin first; every plugin is called even if one fails, the
+/// DEL through a chain at the negotiated version, last plugin first, each given the chain's ADD result as
+/// `prevResult` when it was kept (from CNI 0.4.0, as libcni does); every plugin is called even if one fails, the
 /// first error is returned.
-pub async fn del(chain: &Chain, ifname: &str, env: &DelegateEnv) -> Result<(), Error> {
+pub async fn del(chain: &Chain, ifname: &str, env: &DelegateEnv, added: Option<&Value>) -> Result<(), Error> {
     let chain = &negotiate(chain, env, "0.0.0").await?;
+    let prev = added.filter(|_| supports_check(&chain.effective_version()));
     let mut first_err = None;
     for i in (0..chain.plugins.len()).rev() {
         let plugin = chain.plugin_type(i);
-        if let Err(e) = exec(&plugin, "DEL", ifname, &chain.plugin_config(i, None), env).await {
+        if let Err(e) = exec(&plugin, "DEL", ifname, &chain.plugin_config(i, prev), env).await {
             tracing::warn!(plugin, ifname, error = %e, "delegate DEL failed");
             first_err.get_or_insert(e);
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Whether a chain at `version` knows CHECK and `prevResult` on DEL (CNI 0.4.0 and later).
+pub fn supports_check(version: &str) -> bool {
+    version_key(version).is_some_and(|v| v >= (0, 4, 0))
+}
+
+/// CHECK through a chain at the negotiated version, first plugin first, each given the chain's ADD result as
+/// `prevResult` (as libcni does). Returns `Ok(false)` without calling anything when the chain speaks a version
+/// before 0.4.0, which has no CHECK; the first failing plugin's error otherwise.
+pub async fn check(chain: &Chain, ifname: &str, env: &DelegateEnv, added: &Value) -> Result<bool, Error> {
+    let chain = &negotiate(chain, env, "0.0.0").await?;
+    if !supports_check(&chain.effective_version()) {
+        return Ok(false);
+    }
+    for i in 0..chain.plugins.len() {
+        let plugin = chain.plugin_type(i);
+        exec(
+            &plugin,
+            "CHECK",
+            ifname,
+            &chain.plugin_config(i, Some(added)),
+            env,
+        )
+        .await?;
+    }
+    Ok(true)
 }
 
 /// The fakeipam block for danm's addresses (spec §4.6); `None` when there is no address.

@@ -2,7 +2,8 @@
 //!
 //! STATUS: the API server answers and the plugin directory loads; otherwise error 50 (the plugin cannot serve ADD).
 //! GC: every DanmEp of this node whose container is not among `cni.dev/valid-attachments` is torn down like DEL
-//! does (addresses released, DanmEp deleted, links removed if the netns still exists).
+//! does (addresses released, DanmEp deleted, links removed if the netns still exists), and the delegate results kept
+//! for containers that are not valid are swept.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -44,6 +45,13 @@ pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
         .filter(|ep| ep.spec.host == ctx.hostname && !ep.spec.cid.is_empty() && !valid.contains(&ep.spec.cid))
         .collect();
     let errors = crate::del::cleanup_eps(&ctx, &stale).await;
+    // Delegate results of containers that are not valid, including those a failed DEL left behind.
+    if ctx.config.valid_attachments.is_some() {
+        let swept = ctx.results().sweep(&valid);
+        if swept > 0 {
+            tracing::info!(containers = swept, "GC: swept kept delegate results");
+        }
+    }
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod native;
 pub mod podresources;
 pub mod post;
+pub mod results;
 pub mod rollback;
 pub mod run;
 pub mod translate;

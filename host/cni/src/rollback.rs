@@ -40,7 +40,11 @@ async fn undo_one(ctx: &Ctx, undo: &Undo) -> Result<(), crate::error::Error> {
         } => native::remove(ctx.netlink.as_ref(), netns, name, true, Some(host_name)).await,
         Undo::Delegate { chain, ifname } => {
             let netns = ctx.env.netns.clone().unwrap_or_default();
-            delegate::del(chain, ifname, &ctx.delegate_env(&netns)).await
+            let (results, cid) = (ctx.results(), ctx.env.container_id());
+            let added = results.load(cid, ifname);
+            let res = delegate::del(chain, ifname, &ctx.delegate_env(&netns), added.as_ref()).await;
+            results.remove(cid, ifname);
+            res
         }
         Undo::Ep { namespace, name } => ctx
             .api

@@ -630,9 +630,136 @@ impl Delegates {
         let mut call = w.call(command, pod, cid);
         call.cni_path = vec![self.dir.path().display().to_string()];
         call.config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm","cniDir": self.dir.path(),
-                             "timeoutSeconds": timeout});
+                             "resultDir": self.dir.path().join("results"), "timeoutSeconds": timeout});
         call
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_gets_its_own_add_result_as_prev_result_for_check_and_del() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(w) = world().await else { return };
+    let d = delegates();
+    let dir = d.dir.path();
+    // Keeps the stdin of every CHECK and DEL; fails CHECK while `fail-check` exists.
+    let added = json!({"cniVersion":"1.0.0","interfaces":[{"name":"br-rec"},{"name":"eth0","sandbox":"/x"}],
+                       "ips":[{"address":"10.88.0.9/24","interface":1}]});
+    std::fs::write(
+        dir.join("recorder"),
+        format!(
+            r#"#!/bin/sh
+input=$(cat)
+if [ "$CNI_COMMAND" = VERSION ]; then echo '{VERSIONS}'; exit 0; fi
+printf '%s' "$input" > {dir}/$CNI_COMMAND.$CNI_IFNAME.stdin
+case "$CNI_COMMAND" in
+ADD) echo '{added}' ;;
+CHECK) if [ -e {dir}/fail-check ]; then echo '{{"cniVersion":"1.0.0","code":11,"msg":"deliberate check failure"}}'; exit 1; fi ;;
+esac
+exit 0
+"#,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join("recorder"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join("recorder.conf"),
+        r#"{"cniVersion":"1.0.0","name":"recorder","type":"recorder"}"#,
+    )
+    .unwrap();
+    let net = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "recorder",
+            json!({"NetworkID":"recorder","NetworkType":"recorder"}),
+        )
+        .await;
+    w.lab
+        .pod(NS, "p30", Some(json!([{"network":"recorder"}])), &[])
+        .await;
+    let stdin = |cmd: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{cmd}.eth0.stdin"))).unwrap()).unwrap()
+    };
+    let kept = dir.join("results/c30/eth0.json");
+
+    w.run(&d.call(&w, "ADD", "p30", "c30", 10)).await.unwrap();
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(
+        on_disk, added,
+        "the delegate's own result is kept, as it printed it"
+    );
+    // The delegate would have made the interface; the fake kernel gets it here.
+    let link = danm_netlink::NewLink::macvlan("eth0", "ens1", MacvlanMode::Bridge)
+        .in_netns(w.pod_ns.clone())
+        .up();
+    w.fake.create_link(&Netns::Host, &link).await.unwrap();
+    let addr = danm_netlink::NewAddress::new("10.88.0.9/24".parse().unwrap());
+    w.fake.add_address(&w.pod_ns, "eth0", &addr).await.unwrap();
+
+    w.run(&d.call(&w, "CHECK", "p30", "c30", 10)).await.unwrap();
+    let check = stdin("CHECK");
+    assert_eq!(
+        check["prevResult"], added,
+        "CHECK gets the delegate's ADD result: {check}"
+    );
+    assert_eq!(check["type"], "recorder");
+    std::fs::write(dir.join("fail-check"), "").unwrap();
+    let (code, msg) = code_of(w.run(&d.call(&w, "CHECK", "p30", "c30", 10)).await);
+    assert_eq!(code, codes::DANM_FAILURE, "{msg}");
+    assert!(
+        msg.contains("deliberate check failure") && msg.contains("eth0"),
+        "{msg}"
+    );
+
+    w.run(&d.call(&w, "DEL", "p30", "c30", 10)).await.unwrap();
+    assert_eq!(stdin("DEL")["prevResult"], added, "DEL gets it too");
+    assert!(
+        !kept.exists() && !dir.join("results/c30").exists(),
+        "DEL forgets the result"
+    );
+    w.assert_nothing_left(&[&net]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_delegate_gets_its_result_and_it_is_not_kept() {
+    let Some(w) = world().await else { return };
+    let d = delegates();
+    let ok = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "okplugin",
+            json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
+        )
+        .await;
+    let f = w
+        .lab
+        .network(
+            NetworkKind::DanmNet,
+            NS,
+            "failing",
+            json!({"NetworkID":"failing","NetworkType":"failing"}),
+        )
+        .await;
+    w.lab
+        .pod(
+            NS,
+            "p31",
+            Some(json!([{"network":"okplugin"},{"network":"failing"}])),
+            &[],
+        )
+        .await;
+    let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p31", "c31", 10)).await);
+    assert_eq!(code, codes::DELEGATE, "{msg}");
+    assert!(d.calls().contains(&"DEL eth0".to_owned()), "{:?}", d.calls());
+    assert!(
+        !d.dir.path().join("results/c31").exists(),
+        "no result is kept for a failed ADD"
+    );
+    w.assert_nothing_left(&[&ok, &f]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -820,13 +947,21 @@ async fn gc_releases_the_attachments_that_are_not_valid_any_more() {
             .await;
         w.run(&Call::new("ADD", NS, pod, cid, &netns)).await.unwrap();
     }
+    // Delegate results kept for both containers (and one left behind by a container that is long gone).
+    let results = tempfile::tempdir().unwrap();
+    let cache = danm_cni::results::ResultCache::new(results.path());
+    for cid in ["keep", "drop", "ghost"] {
+        cache.save(cid, "eth1", &json!({"cniVersion":"1.0.0"})).unwrap();
+    }
     let mut gc = w.call("GC", "", "");
-    gc.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm",
+    gc.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","resultDir": results.path(),
                        "cni.dev/valid-attachments":[{"containerID":"keep","ifname":"eth0"}]});
     w.run(&gc).await.unwrap();
     let eps = w.lab.eps(NS).await;
     assert_eq!(eps.len(), 1);
     assert_eq!(eps[0].spec.cid, "keep");
+    assert!(cache.load("keep", "eth1").is_some());
+    assert!(cache.load("drop", "eth1").is_none() && cache.load("ghost", "eth1").is_none());
     w.run(&w.call("DEL", "g1", "keep")).await.unwrap();
     w.assert_nothing_left(&[&net]).await;
 }

@@ -96,7 +96,7 @@ async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows(
             // test machine needs more than the default 10 s for that.
             json!({"cniVersion": v, "name": "danm", "plugins": [{"type": "danm", "kubeconfig": lab.handle.kubeconfig_path(),
                    "pluginDir": plugin_link_dir().unwrap(), "cacheDir": tmp.path().join("cache"), "cniDir": tmp.path(),
-                   "timeoutSeconds": 120}]})
+                   "resultDir": tmp.path().join("results"), "timeoutSeconds": 120}]})
             .to_string(),
         )
         .unwrap();

@@ -57,7 +57,8 @@ impl Node {
         std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
         let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
             "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugin_link_dir().unwrap(),
-            "cacheDir": warm_cache(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
+            "cacheDir": warm_cache(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log"),
+            "resultDir": dir.path().join("results")});
         Node { dir, config }
     }
 
@@ -506,10 +507,32 @@ async fn netns_danm_asked_for_1_1_0_runs_debians_bridge_at_1_0_0_through_add_che
     );
     let eth0 = cmd_ok(&["ip", "-n", &ns.name, "-d", "addr", "show", "dev", "eth0"]);
     assert!(eth0.contains("veth") && eth0.contains("10.134.0."), "{eth0}");
+    // The bridge plugin's own result is kept, at the version it ran.
+    let kept = node.dir.path().join("results/cid11/eth0.json");
+    let added: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(added["cniVersion"], "1.0.0", "{added}");
+    assert!(
+        added["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == format!("br_{brid}").as_str()),
+        "{added}"
+    );
     let (ok, out) = node.danm("CHECK", "pod11", "cid11", &ns.path).await;
     assert!(ok, "CHECK: {out}");
+    // Something only the bridge plugin's CHECK looks at: its bridge on the host.
+    cmd_ok(&["ip", "link", "del", &format!("br_{brid}")]);
+    let (ok, out) = node.danm("CHECK", "pod11", "cid11", &ns.path).await;
+    assert!(!ok, "CHECK without the bridge: {out}");
+    let msg = out.to_string();
+    assert!(
+        msg.contains("bridge") && msg.contains("CHECK") && msg.contains("eth0"),
+        "{msg}"
+    );
     let (ok, out) = node.danm("DEL", "pod11", "cid11", &ns.path).await;
     assert!(ok, "DEL: {out}");
+    assert!(!kept.exists(), "DEL forgets the kept result");
     assert_eq!(links_in(&ns.name), Vec::<String>::new());
     assert!(lab.eps("default").await.is_empty());
     let now = lab.get_network(NetworkKind::DanmNet, "default", "br11").await;

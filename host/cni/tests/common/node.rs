@@ -94,7 +94,8 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm",
             "kubeconfig": lab.handle.kubeconfig_path(), "pluginDir": plugins, "timeoutSeconds": 120,
-            "cacheDir": plugin_cache_dir(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log")});
+            "cacheDir": plugin_cache_dir(), "cniDir": dir.path(), "logFile": dir.path().join("danm.log"),
+            "resultDir": dir.path().join("results")});
         Node {
             dir,
             config,

@@ -12,6 +12,8 @@ use crate::naming::NamingScheme;
 
 pub const DEFAULT_CNI_DIR: &str = "/etc/cni/net.d";
 pub const DEFAULT_PLUGIN_DIR: &str = "/etc/danm/plugins";
+/// Where the CNI keeps its delegates' ADD results (for their CHECK and DEL `prevResult`).
+pub const DEFAULT_RESULT_DIR: &str = "/var/lib/cni/danm/results";
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
 
 /// One entry of GC's `cni.dev/valid-attachments`.
@@ -51,6 +53,9 @@ pub struct CniConfig {
     /// danm: where precompiled plugins are cached; `None` = the binary's default.
     #[serde(rename = "cacheDir", default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<String>,
+    /// danm: where delegates' ADD results are kept for their CHECK and DEL (`<dir>/<containerID>/<ifname>.json`).
+    #[serde(rename = "resultDir", default = "default_result_dir")]
+    pub result_dir: String,
     /// danm: an optional log file (logs also go to stderr, never to stdout).
     #[serde(rename = "logFile", default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
@@ -84,6 +89,9 @@ fn default_cni_dir() -> String {
 }
 fn default_plugin_dir() -> String {
     DEFAULT_PLUGIN_DIR.to_owned()
+}
+fn default_result_dir() -> String {
+    DEFAULT_RESULT_DIR.to_owned()
 }
 fn default_timeout() -> u64 {
     DEFAULT_TIMEOUT_SECONDS
