@@ -56,21 +56,25 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
         }
         // A delegated interface: its own plugin checks what it made, given its kept ADD result.
         let ty = backend_type(&network.spec);
-        if let (Some(Ok(chain)), false) = interface_config(&ctx, ep, Some(&network), &ty).await {
-            let cid = ep_container_id(&ctx, ep);
-            match ctx.results().load(cid, name) {
-                Some(added) => {
-                    let env = ctx.delegate_env(&netns_path);
-                    if let Err(e) = delegate::check(&chain, name, &env, &added).await {
-                        problems.push(format!("{name}: {e}"));
+        match interface_config(&ctx, ep, Some(&network), &ty).await {
+            (_, true) | (None, _) => {}
+            (Some(Err(e)), false) => problems.push(format!("{name}: {e}")),
+            (Some(Ok(chain)), false) => {
+                let cid = ep_container_id(&ctx, ep);
+                match ctx.results().load(cid, name) {
+                    Some(added) => {
+                        let env = ctx.delegate_env(&netns_path);
+                        if let Err(e) = delegate::check(&chain, name, &env, &added).await {
+                            problems.push(format!("{name}: {e}"));
+                        }
                     }
+                    // Made by a danm that kept no results (or DANM): danm's own checks below still run.
+                    None => tracing::warn!(
+                        ifname = %name,
+                        dir = %ctx.config.result_dir,
+                        "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
+                    ),
                 }
-                // Made by a danm that kept no results (or DANM): danm's own checks below still run.
-                None => tracing::warn!(
-                    ifname = %name,
-                    dir = %ctx.config.result_dir,
-                    "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
-                ),
             }
         }
         let link = match ctx.netlink.find_link(&pod, name).await {
