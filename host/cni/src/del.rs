@@ -216,7 +216,7 @@ async fn cleanup_eps_after(
         let ep = &eps[i];
         let ns = ep.metadata.namespace.clone().unwrap_or_default();
         let name = ep.metadata.name.clone().unwrap_or_default();
-        async move { ctx.api.delete_ep(&ns, &name).await }
+        async move { delete_released_ep(ctx, &ns, &name).await }
     });
     for deleted in futures::future::join_all(deletions).await {
         if let Err(e) = deleted {
@@ -224,6 +224,27 @@ async fn cleanup_eps_after(
         }
     }
     errors
+}
+
+/// Deletes a DanmEp whose addresses were just released, retrying a failed request (three more tries, 20-80 ms
+/// apart): a DanmEp that outlived its release would have its addresses released once more by a later DEL or GC,
+/// when they may already belong to another pod.
+async fn delete_released_ep(ctx: &Ctx, ns: &str, name: &str) -> Result<bool, crate::api::ApiError> {
+    let mut wait = std::time::Duration::from_millis(20);
+    for _ in 0..3 {
+        match ctx.api.delete_ep(ns, name).await {
+            Err(e) if !e.is_not_found() => {
+                tracing::warn!(ep = name, namespace = ns, error = %e, "deleting a released DanmEp failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            done => return done,
+        }
+    }
+    ctx.api.delete_ep(ns, name).await.inspect_err(|e| {
+        tracing::error!(ep = name, namespace = ns, error = %e,
+            "the DanmEp outlives its released addresses: delete it by hand before a DEL or GC releases them again");
+    })
 }
 
 /// Whether ADD recorded that the host created the DanmEp's interface itself.

@@ -31,6 +31,8 @@ struct Counting {
     inner: Arc<dyn Api>,
     writes: Mutex<BTreeMap<String, usize>>,
     answer_delay: Mutex<Duration>,
+    /// The next this-many DanmEp deletes fail (as a dropped connection would).
+    failing_ep_deletes: Mutex<u32>,
 }
 
 impl Counting {
@@ -77,6 +79,16 @@ impl Api for Counting {
         self.inner.replace_ep(ep).await
     }
     async fn delete_ep(&self, namespace: &str, name: &str) -> Result<bool, ApiError> {
+        {
+            let mut failing = self.failing_ep_deletes.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(ApiError::Request {
+                    object: format!("DanmEp {namespace}/{name}"),
+                    reason: "deliberate failure".into(),
+                });
+            }
+        }
         self.inner.delete_ep(namespace, name).await
     }
     async fn list_eps(&self, namespace: Option<&str>, selector: &str) -> Result<Vec<DanmEp>, ApiError> {
@@ -114,6 +126,7 @@ async fn world() -> Option<World> {
         inner: lab.api.clone(),
         writes: Mutex::default(),
         answer_delay: Mutex::new(Duration::ZERO),
+        failing_ep_deletes: Mutex::new(0),
     });
     let fake = Arc::new(FakeNetlink::new());
     fake.add_device(&Netns::Host, "ens1", 1500);
@@ -299,4 +312,28 @@ async fn a_reservation_whose_answer_arrives_after_the_deadline_is_released_by_th
     );
     assert!(w.lab.eps(NS).await.is_empty());
     assert_eq!(w.pod_links().await, 0);
+}
+
+#[tokio::test]
+async fn a_danmep_whose_delete_fails_after_its_release_is_deleted_on_a_retry() {
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("gamma", "10.42.0.0/24", None).await;
+    w.lab
+        .pod(NS, "flaky", Some(dynamic(&["gamma", "gamma"])), &[])
+        .await;
+    w.run("ADD", "flaky", None).await.expect("ADD");
+    assert_eq!(w.lab.eps(NS).await.len(), 2);
+    // Two failures among the two DanmEps' deletes: each is retried after its addresses were released.
+    *w.api.failing_ep_deletes.lock().unwrap() = 2;
+    w.run("DEL", "flaky", None).await.expect("DEL");
+    assert_eq!(
+        *w.api.failing_ep_deletes.lock().unwrap(),
+        0,
+        "the failures were met"
+    );
+    assert!(
+        w.lab.eps(NS).await.is_empty(),
+        "no DanmEp outlives its released addresses"
+    );
+    assert_eq!(w.alloc("gamma").await, net.spec.options.alloc);
 }
