@@ -32,13 +32,14 @@ pub async fn status(ctx: Arc<Ctx>, plugins: Result<(), String>) -> Result<(), Er
 
 /// GC; returns the number of DanmEps removed, or the errors met.
 pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
-    let valid: BTreeSet<String> = ctx
-        .config
-        .valid_attachments
-        .iter()
-        .flatten()
-        .map(|a| a.container_id.clone())
-        .collect();
+    // Without the list every attachment of the node would look stale: refuse rather than tear down every pod.
+    let Some(attachments) = &ctx.config.valid_attachments else {
+        return Err(Error::Cni(CniError::new(
+            codes::INVALID_NETWORK_CONFIG,
+            "GC needs cni.dev/valid-attachments (an empty list when no attachment is valid)",
+        )));
+    };
+    let valid: BTreeSet<String> = attachments.iter().map(|a| a.container_id.clone()).collect();
     let eps = ctx.api.list_eps(None, crate::gc::MANAGED_SELECTOR).await?;
     let stale: Vec<_> = eps
         .into_iter()
@@ -46,11 +47,9 @@ pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
         .collect();
     let errors = crate::del::cleanup_eps(&ctx, &stale).await;
     // Delegate results of containers that are not valid, including those a failed DEL left behind.
-    if ctx.config.valid_attachments.is_some() {
-        let swept = ctx.results().sweep(&valid);
-        if swept > 0 {
-            tracing::info!(containers = swept, "GC: swept kept delegate results");
-        }
+    let swept = ctx.results().sweep(&valid);
+    if swept > 0 {
+        tracing::info!(containers = swept, "GC: swept kept delegate results");
     }
     if let Some(first) = errors.into_iter().next() {
         return Err(first);

@@ -947,6 +947,13 @@ async fn gc_releases_the_attachments_that_are_not_valid_any_more() {
             .await;
         w.run(&Call::new("ADD", NS, pod, cid, &netns)).await.unwrap();
     }
+    // A GC without the list is refused: every attachment would look stale.
+    let mut bare = w.call("GC", "", "");
+    bare.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm"});
+    let (code, msg) = code_of(w.run(&bare).await);
+    assert_eq!(code, codes::INVALID_NETWORK_CONFIG, "{msg}");
+    assert!(msg.contains("cni.dev/valid-attachments"), "{msg}");
+    assert_eq!(w.lab.eps(NS).await.len(), 2, "nothing was torn down");
     // Delegate results kept for both containers (and one left behind by a container that is long gone).
     let results = tempfile::tempdir().unwrap();
     let cache = danm_cni::results::ResultCache::new(results.path());
