@@ -347,6 +347,7 @@ impl Plugin {
         rt: &Runtime,
         cache: Option<&Cache>,
         review: &Review,
+        dynamic_types: &[String],
     ) -> Result<Vec<Violation>, PluginError> {
         let network = || {
             review
@@ -355,7 +356,7 @@ impl Plugin {
                 .or(review.old_object_json.as_deref())
                 .and_then(network_name)
         };
-        let r = review.into();
+        let r = v0_1_0::rules_review(review, dynamic_types);
         let v = self.call_cached(rt, cache, "validate", Some(&network), |store, inst| match inst {
             Inst::RulesV0_1(p) => p.danm_plugin_rules().call_validate(store, &r),
             Inst::BackendV0_1(_) => wasmtime::bail!("not the rules plugin"),

@@ -27,6 +27,8 @@ pub struct PluginSet {
     rules: Option<usize>,
     errors: LoadReport,
     fingerprint: Vec<(PathBuf, FileStamp)>,
+    /// `network_types()`, kept for the reviews that leave `dynamic_types` empty.
+    dynamic: std::sync::OnceLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for PluginSet {
@@ -90,6 +92,7 @@ impl PluginSet {
             rules: None,
             errors: Vec::new(),
             fingerprint: Vec::new(),
+            dynamic: std::sync::OnceLock::new(),
         };
         let mut new_index = Index::default();
         for (file, stamp) in &fingerprint {
@@ -264,12 +267,12 @@ impl PluginSet {
         let i = self.rules.ok_or_else(|| PluginError::NoRules {
             dir: self.dir().to_owned(),
         })?;
-        if review.dynamic_types.is_empty() {
-            let mut r = review.clone();
-            r.dynamic_types = self.network_types();
-            return self.plugins[i].review(&self.rt, self.cache.as_ref(), &r);
-        }
-        self.plugins[i].review(&self.rt, self.cache.as_ref(), review)
+        let dynamic = if review.dynamic_types.is_empty() {
+            self.dynamic.get_or_init(|| self.network_types())
+        } else {
+            &review.dynamic_types
+        };
+        self.plugins[i].review(&self.rt, self.cache.as_ref(), review, dynamic)
     }
 
     /// Everything the webhook checks for a network object in plugins: the rules plugin, then the backend serving its

@@ -71,15 +71,17 @@ impl From<&types::TranslateRequest> for backend::exports::danm::plugin::backend:
     }
 }
 
-impl From<&types::Review> for rules::exports::danm::plugin::rules::Review {
-    fn from(r: &types::Review) -> Self {
-        Self {
-            kind: r.kind.clone(),
-            operation: r.operation.into(),
-            object_json: r.object_json.clone(),
-            old_object_json: r.old_object_json.clone(),
-            tenant_config_json: r.tenant_config_json.clone(),
-            dynamic_types: r.dynamic_types.clone(),
-        }
+/// The WIT review of `r`, with `dynamic_types` as its list of served NetworkTypes (the review's own, or the set's).
+pub fn rules_review(
+    r: &types::Review,
+    dynamic_types: &[String],
+) -> rules::exports::danm::plugin::rules::Review {
+    rules::exports::danm::plugin::rules::Review {
+        kind: r.kind.clone(),
+        operation: r.operation.into(),
+        object_json: r.object_json.clone(),
+        old_object_json: r.old_object_json.clone(),
+        tenant_config_json: r.tenant_config_json.clone(),
+        dynamic_types: dynamic_types.to_vec(),
     }
 }
