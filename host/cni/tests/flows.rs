@@ -71,19 +71,21 @@ impl World {
         dispatch(ctx(&self.svc, call), Ok(())).await
     }
 
+    /// A DanmNet in the test namespace.
+    async fn danmnet(&self, name: &str, spec: Value) -> danm_api::Network {
+        self.lab.network(NetworkKind::DanmNet, NS, name, spec).await
+    }
+
     async fn macvlan(&self, name: &str, extra: Value) -> danm_api::Network {
         let mut opts = json!({"host_device": "ens1", "cidr": "10.10.0.0/24"});
         for (k, v) in extra.as_object().unwrap() {
             opts[k] = v.clone();
         }
-        self.lab
-            .network(
-                NetworkKind::DanmNet,
-                NS,
-                name,
-                json!({"NetworkID": name, "NetworkType": "macvlan", "Options": opts}),
-            )
-            .await
+        self.danmnet(
+            name,
+            json!({"NetworkID": name, "NetworkType": "macvlan", "Options": opts}),
+        )
+        .await
     }
 
     async fn pod_links(&self) -> Vec<String> {
@@ -133,10 +135,7 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
     let Some(w) = world().await else { return };
     let mgmt = w.macvlan("mgmt", json!({})).await;
     let ext = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "ext",
             json!({"NetworkID":"ext","NetworkType":"macvlan","Options":{"host_device":"ens1","cidr":"10.20.0.0/24",
                    "net6":"fd20::/64","container_prefix":"ext","routes":{"10.30.0.0/24":"10.20.0.1"},"rt_tables":10}}),
@@ -512,10 +511,7 @@ async fn a_trapping_backend_plugin_fails_the_add_with_the_plugin_code() {
     }
     let mgmt = w.macvlan("mgmt", json!({})).await;
     let trap = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "trapnet",
             json!({"NetworkID":"trapnet","NetworkType":"trap","Options":{"cidr":"10.70.0.0/24"}}),
         )
@@ -668,10 +664,7 @@ exit 0
     )
     .unwrap();
     let net = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "recorder",
             json!({"NetworkID":"recorder","NetworkType":"recorder"}),
         )
@@ -727,22 +720,13 @@ async fn a_rolled_back_delegate_gets_its_result_and_it_is_not_kept() {
     let Some(w) = world().await else { return };
     let d = delegates();
     let ok = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "okplugin",
             json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
         )
         .await;
     let f = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
-            "failing",
-            json!({"NetworkID":"failing","NetworkType":"failing"}),
-        )
+        .danmnet("failing", json!({"NetworkID":"failing","NetworkType":"failing"}))
         .await;
     w.lab
         .pod(
@@ -768,20 +752,14 @@ async fn a_failing_delegate_in_the_middle_of_three_gets_its_del_and_everything_i
     let d = delegates();
     let a = w.macvlan("a", json!({})).await;
     let f = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "failing",
             json!({"NetworkID":"failing","NetworkType":"failing",
                                                                        "Options":{"cidr":"10.13.0.0/24"}}),
         )
         .await;
     let ok = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "okplugin",
             json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
         )
@@ -818,10 +796,7 @@ async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
     let d = delegates();
     let a = w.macvlan("a", json!({})).await;
     let s = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "slow",
             json!({"NetworkID":"slow","NetworkType":"slow",
                                                                    "Options":{"cidr":"10.14.0.0/24"}}),
@@ -850,14 +825,11 @@ async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
 async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate() {
     let Some(w) = world().await else { return };
     let d = delegates();
-    w.lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
-            "okplugin",
-            json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
-        )
-        .await;
+    w.danmnet(
+        "okplugin",
+        json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
+    )
+    .await;
     w.lab
         .pod(NS, "p13", Some(json!([{"network":"okplugin"}])), &[])
         .await;
@@ -1010,14 +982,11 @@ async fn ipvlan_uses_l2_mode_on_the_host_device_vlan_or_vxlan_link() {
             json!({"host_device":"ens1","vxlan":50,"cidr":"10.23.0.0/24"}),
         ),
     ] {
-        w.lab
-            .network(
-                NetworkKind::DanmNet,
-                NS,
-                name,
-                json!({"NetworkID":id,"NetworkType":"ipvlan","Options":opts}),
-            )
-            .await;
+        w.danmnet(
+            name,
+            json!({"NetworkID":id,"NetworkType":"ipvlan","Options":opts}),
+        )
+        .await;
     }
     w.lab
         .pod(
@@ -1086,15 +1055,12 @@ async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_i
     fake_sriov(&w).await;
     // No pod-resources socket under the kubelet root: the checkpoint is read.
     assert!(!danm_cni::podresources::socket_path(&w.svc.kubelet_root).exists());
-    w.lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
-            "sriov",
-            json!({"NetworkID":"sriov","NetworkType":"sriov",
+    w.danmnet(
+        "sriov",
+        json!({"NetworkID":"sriov","NetworkType":"sriov",
         "Options":{"device_pool":"nokia.k8s.io/sriov_ens2f0","vlan":300,"cidr":"10.24.0.0/24"}}),
-        )
-        .await;
+    )
+    .await;
     let pod = w
         .lab
         .pod(NS, "p18", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
@@ -1175,13 +1141,7 @@ async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_resu
             format!(r#"{{"cniVersion":"1.1.0","name":"{id}","type":"upto100"}}"#),
         )
         .unwrap();
-        w.lab
-            .network(
-                NetworkKind::DanmNet,
-                NS,
-                id,
-                json!({"NetworkID": id, "NetworkType": "upto100"}),
-            )
+        w.danmnet(id, json!({"NetworkID": id, "NetworkType": "upto100"}))
             .await;
     }
     w.lab
@@ -1234,10 +1194,7 @@ async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_bo
     .unwrap();
     let a = w.macvlan("a", json!({})).await;
     let fut = w
-        .lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
+        .danmnet(
             "fut",
             json!({"NetworkID":"fut","NetworkType":"future","Options":{"cidr":"10.15.0.0/24"}}),
         )
@@ -1371,15 +1328,12 @@ fn pod_resources(pods: &[PodEntry<'_>]) -> danm_cni::podresources::ListPodResour
 }
 
 async fn sriov_network(w: &World) {
-    w.lab
-        .network(
-            NetworkKind::DanmNet,
-            NS,
-            "sriov",
-            json!({"NetworkID":"sriov","NetworkType":"sriov",
+    w.danmnet(
+        "sriov",
+        json!({"NetworkID":"sriov","NetworkType":"sriov",
         "Options":{"device_pool":"nokia.k8s.io/sriov_ens2f0","vlan":300,"cidr":"10.24.0.0/24"}}),
-        )
-        .await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1792,13 +1746,7 @@ async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_versio
         r#"echo '{"code":4,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1"#,
     );
     for name in ["silent", "ancient"] {
-        w.lab
-            .network(
-                NetworkKind::DanmNet,
-                NS,
-                name,
-                json!({"NetworkID": name, "NetworkType": name}),
-            )
+        w.danmnet(name, json!({"NetworkID": name, "NetworkType": name}))
             .await;
     }
     w.lab
