@@ -403,12 +403,12 @@ pub fn supports_check(version: &str) -> bool {
 }
 
 /// CHECK through a chain at the negotiated version, first plugin first, each given the chain's ADD result as
-/// `prevResult` (as libcni does). Returns `Ok(false)` without calling anything when the chain speaks a version
-/// before 0.4.0, which has no CHECK; the first failing plugin's error otherwise.
-pub async fn check(chain: &Chain, ifname: &str, env: &DelegateEnv, added: &Value) -> Result<bool, Error> {
+/// `prevResult` (as libcni does); the first failing plugin's error. A chain that speaks a version before 0.4.0,
+/// which has no CHECK, is not called.
+pub async fn check(chain: &Chain, ifname: &str, env: &DelegateEnv, added: &Value) -> Result<(), Error> {
     let chain = &negotiate(chain, env, "0.0.0").await?;
     if !supports_check(&chain.effective_version()) {
-        return Ok(false);
+        return Ok(());
     }
     for i in 0..chain.plugins.len() {
         let plugin = chain.plugin_type(i);
@@ -421,7 +421,7 @@ pub async fn check(chain: &Chain, ifname: &str, env: &DelegateEnv, added: &Value
         )
         .await?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The fakeipam block for danm's addresses (spec §4.6); `None` when there is no address.
