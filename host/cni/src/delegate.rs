@@ -292,6 +292,7 @@ pub async fn exec(
     env: &DelegateEnv,
 ) -> Result<Vec<u8>, Error> {
     let binary = find_plugin(plugin, &env.cni_path)?;
+    tracing::debug!(plugin, command, ifname, binary = %binary.display(), "running a delegate");
     let fail = |code: Option<u32>, message: String| Error::Delegate {
         plugin: plugin.to_owned(),
         command: command.to_owned(),

@@ -74,6 +74,16 @@ async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows(
         "Options":{"host_device": parent, "cidr":"10.170.0.0/24","net6":"fd70::/120"}}),
     )
     .await;
+    // A delegated interface too: Debian's bridge plugin through bridge.wasm, so libcni's CHECK reaches the bridge
+    // plugin's own CHECK (with the ADD result danm kept for it).
+    let brid = format!("l{tag}");
+    lab.network(
+        NetworkKind::DanmNet,
+        "default",
+        "lcbr",
+        json!({"NetworkID": brid, "NetworkType": "bridge", "Options": {"cidr": "10.171.0.0/24"}}),
+    )
+    .await;
     let ns = Netns::new(&format!("dlc{tag}"));
     let mut tested = Vec::new();
     for (i, v) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
@@ -85,7 +95,7 @@ async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows(
         lab.pod(
             "default",
             &pod,
-            Some(json!([{"network":"default","ip":"dynamic","ip6":"dynamic"}])),
+            Some(json!([{"network":"default","ip":"dynamic","ip6":"dynamic"},{"network":"lcbr","ip":"dynamic"}])),
             &[],
         )
         .await;
@@ -96,7 +106,8 @@ async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows(
             // test machine needs more than the default 10 s for that.
             json!({"cniVersion": v, "name": "danm", "plugins": [{"type": "danm", "kubeconfig": lab.handle.kubeconfig_path(),
                    "pluginDir": plugin_link_dir().unwrap(), "cacheDir": tmp.path().join("cache"), "cniDir": tmp.path(),
-                   "resultDir": tmp.path().join("results"), "timeoutSeconds": 120}]})
+                   "resultDir": tmp.path().join("results"), "timeoutSeconds": 120,
+                   "logFile": tmp.path().join(format!("{i}.log")), "logLevel": "debug"}]})
             .to_string(),
         )
         .unwrap();
@@ -135,13 +146,24 @@ async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows(
         );
         let result: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(result["cniVersion"], *v);
-        assert!(result["ips"].as_array().unwrap().len() == 2, "{result}");
+        assert!(result["ips"].as_array().unwrap().len() == 3, "{result}");
         assert!(
             lab.eps("default").await.is_empty(),
             "DEL through libcni left DanmEps ({v})"
         );
+        // From 0.4.0 libcni CHECKs, and danm runs the bridge plugin's own CHECK with the result it kept.
+        let log = std::fs::read_to_string(tmp.path().join(format!("{i}.log"))).unwrap();
+        let bridge_check = log
+            .lines()
+            .any(|l| l.contains("running a delegate") && l.contains("bridge") && l.contains("CHECK"));
+        assert_eq!(bridge_check, *v != "0.3.1", "bridge CHECK at {v}:\n{log}");
+        assert!(
+            !tmp.path().join("results").join(&cid).exists(),
+            "DEL forgets the kept result ({v})"
+        );
         tested.push(*v);
     }
     cmd(&["ip", "link", "del", &parent]);
+    cmd(&["ip", "link", "del", &format!("br_{brid}")]);
     assert!(tested.len() >= 3, "libcni tested only {tested:?}");
 }
