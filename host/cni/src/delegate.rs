@@ -399,7 +399,7 @@ pub async fn del(chain: &Chain, ifname: &str, env: &DelegateEnv, added: Option<&
 }
 
 /// Whether a chain at `version` knows CHECK and `prevResult` on DEL (CNI 0.4.0 and later).
-pub fn supports_check(version: &str) -> bool {
+fn supports_check(version: &str) -> bool {
     version_key(version).is_some_and(|v| v >= (0, 4, 0))
 }
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -23,10 +23,6 @@ fn component(s: &str) -> Option<&str> {
 impl ResultCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ResultCache { dir: dir.into() }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn file(&self, container_id: &str, ifname: &str) -> Option<PathBuf> {
