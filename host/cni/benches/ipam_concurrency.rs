@@ -4,6 +4,9 @@
 //! writer). Target: ≥ 50 % of the contended raw rate, with zero duplicate addresses (asserted). For scale it also
 //! times Debian's macvlan plugin with static IPAM doing the same ADDs 20 at a time: one exec per ADD with no API
 //! work at all, the ceiling of any CNI binary on this machine.
+//! It also measures danm's IPAM layer alone (the same reads and conditional writes as an ADD, from 20 tasks in this
+//! process, like the raw baseline's racers), which separates what the IPAM design costs from what a process and
+//! the kernel cost per ADD.
 //! `cargo bench -p danm-cni --bench ipam_concurrency`; root and the built plugins needed (prints why and exits 0
 //! otherwise). `DANM_IPAM_BENCH_PODS` changes the number of pods.
 
@@ -172,6 +175,71 @@ async fn bench(pods: usize) {
         None
     };
 
+    // danm's IPAM layer alone, without the process and the kernel work of an ADD: CONCURRENCY tasks in this process
+    // reserve `pods` addresses on another DanmNet exactly as an ADD does (read the network, `reserve_batch`: reserve
+    // in the bitmap, conditional PUT, re-read with danm's jittered backoff on 409), like the raw baseline's racers.
+    let ipam_rate = {
+        let net = danmnet(
+            &client,
+            "ipamonly",
+            json!({"NetworkID": "ipamonly", "NetworkType": "macvlan",
+                   "Options": {"host_device": veth.0, "cidr": "10.84.0.0/20"}}),
+        )
+        .await;
+        let before = net.spec.options.alloc.clone();
+        let api: Arc<dyn danm_cni::api::Api> = Arc::new(danm_cni::api::KubeApi::new(client.clone()));
+        let per = pods / CONCURRENCY;
+        let t = Instant::now();
+        let mut tasks = Vec::with_capacity(CONCURRENCY);
+        for _ in 0..CONCURRENCY {
+            let api = api.clone();
+            tasks.push(tokio::spawn(async move {
+                let dynamic = danm_core::ipam::IpRequest::Dynamic;
+                let absent = danm_core::ipam::IpRequest::Absent;
+                let mut got = Vec::with_capacity(per);
+                for _ in 0..per {
+                    let net = api
+                        .get_network(danm_api::NetworkKind::DanmNet, common::NS, "ipamonly")
+                        .await
+                        .expect("read the network")
+                        .expect("the network exists");
+                    let (reserved, _) = danm_cni::ipam::reserve_batch(
+                        api.as_ref(),
+                        &net,
+                        &[(&dynamic, &absent)],
+                        danm_cni::ipam::Retry::default(),
+                    )
+                    .await
+                    .expect("reserve");
+                    got.push(reserved[0].ip4.clone());
+                }
+                got
+            }));
+        }
+        let mut got = Vec::with_capacity(per * CONCURRENCY);
+        for task in tasks {
+            got.extend(task.await.unwrap());
+        }
+        let rate = got.len() as f64 / t.elapsed().as_secs_f64();
+        let distinct: BTreeSet<&String> = got.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            got.len(),
+            "duplicate addresses from the IPAM layer"
+        );
+        let mut spec = get_danmnet(&client, "ipamonly").await.spec;
+        for a in &got {
+            let (released, changed) = danm_core::ipam::release(&spec, a, "");
+            assert!(changed, "{a} is not marked allocated in the network");
+            spec = released;
+        }
+        assert_eq!(
+            spec.options.alloc, before,
+            "the bitmap holds exactly the reserved addresses"
+        );
+        (got.len(), rate)
+    };
+
     let rate_danm = pods as f64 / elapsed.as_secs_f64();
     println!("{report}");
     println!(
@@ -198,6 +266,12 @@ async fn bench(pods: usize) {
     println!(
         "  danm / lab raw uncontended (1 writer PUT, {raw_single:.0}/s):      {:.0} %",
         rate_danm / raw_single * 100.0
+    );
+    let (ipam_n, ipam_rate) = ipam_rate;
+    println!(
+        "danm IPAM layer alone (in process, {CONCURRENCY} tasks: GET network + reserve_batch, danm's 409 backoff), {ipam_n} \
+         allocations: {ipam_rate:.0}/s = {:.0} % of the lab raw contended rate; 0 duplicates",
+        ipam_rate / raw_contended * 100.0
     );
     if let Some(deb) = debian {
         println!(
