@@ -71,6 +71,11 @@ impl World {
         dispatch(ctx(&self.svc, call), Ok(())).await
     }
 
+    /// A pod in the test namespace with this `danm.k8s.io/interfaces` annotation and no labels.
+    async fn pod(&self, name: &str, interfaces: Value) -> k8s_openapi::api::core::v1::Pod {
+        self.lab.pod(NS, name, Some(interfaces), &[]).await
+    }
+
     /// A DanmNet in the test namespace.
     async fn danmnet(&self, name: &str, spec: Value) -> danm_api::Network {
         self.lab.network(NetworkKind::DanmNet, NS, name, spec).await
@@ -314,9 +319,7 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
 async fn del_still_deletes_native_links_by_name_when_they_are_not_in_danms_link_group() {
     let Some(w) = world().await else { return };
     let net = w.macvlan("mgmt", json!({})).await;
-    w.lab
-        .pod(NS, "old1", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-        .await;
+    w.pod("old1", json!([{"network":"mgmt","ip":"dynamic"}])).await;
     w.run(&w.call("ADD", "old1", "c-old")).await.unwrap().unwrap();
     // As a danm without link groups (or DANM itself) left it: the same link, group 0.
     w.fake.delete_link(&w.pod_ns, "eth0").await.unwrap();
@@ -366,7 +369,7 @@ async fn without_an_annotation_the_namespace_default_danmnet_wins_over_the_clust
         .network(NetworkKind::ClusterNetwork, NS, "default",
                  json!({"NetworkID":"cdef","NetworkType":"macvlan","Options":{"host_device":"ens1","cidr":"10.99.0.0/24"}}))
         .await;
-    w.lab.pod(NS, "p2", Some(json!([])), &[]).await;
+    w.pod("p2", json!([])).await;
     let out: Value =
         serde_json::from_str(&w.run(&w.call("ADD", "p2", "c2")).await.unwrap().unwrap()).unwrap();
     assert_eq!(out["ips"][0]["address"], "10.10.0.1/24");
@@ -396,17 +399,12 @@ async fn allowed_tenants_refusal_and_unknown_networks_fail_before_anything_is_do
                         "Options":{"host_device":"ens1","cidr":"10.50.0.0/24"}}),
         )
         .await;
-    w.lab
-        .pod(
-            NS,
-            "p4",
-            Some(
-                json!([{"network":"mgmt","ip":"dynamic"},{"clusterNetwork":"only-a","ip":"dynamic"},
-                                    {"network":"nope"}]),
-            ),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p4",
+        json!([{"network":"mgmt","ip":"dynamic"},{"clusterNetwork":"only-a","ip":"dynamic"},
+                {"network":"nope"}]),
+    )
+    .await;
     let (code, msg) = code_of(w.run(&w.call("ADD", "p4", "c4")).await);
     assert_eq!(code, codes::NETWORK_UNAVAILABLE);
     assert!(msg.contains("not in the AllowedTenants whitelist"), "{msg}");
@@ -420,9 +418,7 @@ async fn allowed_tenants_refusal_and_unknown_networks_fail_before_anything_is_do
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_annotation_is_an_invalid_pod_request() {
     let Some(w) = world().await else { return };
-    w.lab
-        .pod(NS, "p5", Some(json!([{"network":"a","clusterNetwork":"b"}])), &[])
-        .await;
+    w.pod("p5", json!([{"network":"a","clusterNetwork":"b"}])).await;
     let (code, msg) = code_of(w.run(&w.call("ADD", "p5", "c5")).await);
     assert_eq!(code, codes::INVALID_POD_REQUEST);
     assert!(msg.contains("invalid number of network references:2"), "{msg}");
@@ -433,17 +429,12 @@ async fn an_exhausted_pool_fails_its_interface_and_rolls_back_the_others() {
     let Some(w) = world().await else { return };
     let mgmt = w.macvlan("mgmt", json!({})).await;
     let tiny = w.macvlan("tiny", json!({"cidr": "10.60.0.0/30"})).await;
-    w.lab
-        .pod(
-            NS,
-            "p6",
-            Some(
-                json!([{"network":"mgmt","ip":"dynamic"},{"network":"tiny","ip":"dynamic"},
-                                    {"network":"tiny","ip":"dynamic"},{"network":"tiny","ip":"dynamic"}]),
-            ),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p6",
+        json!([{"network":"mgmt","ip":"dynamic"},{"network":"tiny","ip":"dynamic"},
+                {"network":"tiny","ip":"dynamic"},{"network":"tiny","ip":"dynamic"}]),
+    )
+    .await;
     let (code, msg) = code_of(w.run(&w.call("ADD", "p6", "c6")).await);
     assert_eq!(code, codes::IPAM_EXHAUSTED, "{msg}");
     assert!(msg.contains("all addresses are reserved"), "{msg}");
@@ -455,9 +446,7 @@ async fn an_exhausted_pool_fails_its_interface_and_rolls_back_the_others() {
 async fn ipam_conflicts_are_retried_and_exhausted_retries_are_try_again() {
     let Some(mut w) = world().await else { return };
     let net = w.macvlan("mgmt", json!({})).await;
-    w.lab
-        .pod(NS, "p7", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-        .await;
+    w.pod("p7", json!([{"network":"mgmt","ip":"dynamic"}])).await;
     w.lab.handle.inject(Fault::fail_writes("danmnets", 3, 409));
     w.run(&w.call("ADD", "p7", "c7")).await.unwrap();
     w.run(&w.call("DEL", "p7", "c7")).await.unwrap();
@@ -480,9 +469,7 @@ async fn concurrent_adds_on_one_network_get_distinct_addresses() {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let pod = format!("cp{i}");
-        w.lab
-            .pod(NS, &pod, Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-            .await;
+        w.pod(&pod, json!([{"network":"mgmt","ip":"dynamic"}])).await;
         let w = w.clone();
         tasks.push(tokio::spawn(async move {
             let ns_path = format!("/var/run/netns/fake{i}");
@@ -516,14 +503,11 @@ async fn a_trapping_backend_plugin_fails_the_add_with_the_plugin_code() {
             json!({"NetworkID":"trapnet","NetworkType":"trap","Options":{"cidr":"10.70.0.0/24"}}),
         )
         .await;
-    w.lab
-        .pod(
-            NS,
-            "p9",
-            Some(json!([{"network":"mgmt","ip":"dynamic"},{"network":"trapnet","ip":"dynamic"}])),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p9",
+        json!([{"network":"mgmt","ip":"dynamic"},{"network":"trapnet","ip":"dynamic"}]),
+    )
+    .await;
     let (code, msg) = code_of(w.run(&w.call("ADD", "p9", "c9")).await);
     assert_eq!(code, codes::PLUGIN, "{msg}");
     assert!(msg.contains("trap"), "{msg}");
@@ -541,17 +525,12 @@ async fn a_kernel_failure_on_one_of_three_interfaces_rolls_back_everything() {
         22,
         None,
     );
-    w.lab
-        .pod(
-            NS,
-            "p10",
-            Some(
-                json!([{"network":"a","ip":"dynamic"},{"network":"b","ip":"dynamic"},
-                                     {"network":"c","ip":"dynamic"}]),
-            ),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p10",
+        json!([{"network":"a","ip":"dynamic"},{"network":"b","ip":"dynamic"},
+                {"network":"c","ip":"dynamic"}]),
+    )
+    .await;
     let (code, msg) = code_of(w.run(&w.call("ADD", "p10", "c10")).await);
     assert_eq!(code, codes::KERNEL, "{msg}");
     assert!(msg.contains("interface:eth1"), "{msg}");
@@ -669,9 +648,7 @@ exit 0
             json!({"NetworkID":"recorder","NetworkType":"recorder"}),
         )
         .await;
-    w.lab
-        .pod(NS, "p30", Some(json!([{"network":"recorder"}])), &[])
-        .await;
+    w.pod("p30", json!([{"network":"recorder"}])).await;
     let stdin = |cmd: &str| -> Value {
         serde_json::from_slice(&std::fs::read(dir.join(format!("{cmd}.eth0.stdin"))).unwrap()).unwrap()
     };
@@ -728,13 +705,7 @@ async fn a_rolled_back_delegate_gets_its_result_and_it_is_not_kept() {
     let f = w
         .danmnet("failing", json!({"NetworkID":"failing","NetworkType":"failing"}))
         .await;
-    w.lab
-        .pod(
-            NS,
-            "p31",
-            Some(json!([{"network":"okplugin"},{"network":"failing"}])),
-            &[],
-        )
+    w.pod("p31", json!([{"network":"okplugin"},{"network":"failing"}]))
         .await;
     let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p31", "c31", 10)).await);
     assert_eq!(code, codes::DELEGATE, "{msg}");
@@ -764,17 +735,12 @@ async fn a_failing_delegate_in_the_middle_of_three_gets_its_del_and_everything_i
             json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
         )
         .await;
-    w.lab
-        .pod(
-            NS,
-            "p11",
-            Some(
-                json!([{"network":"a","ip":"dynamic"},{"network":"failing","ip":"dynamic"},
-                                     {"network":"okplugin"}]),
-            ),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p11",
+        json!([{"network":"a","ip":"dynamic"},{"network":"failing","ip":"dynamic"},
+                {"network":"okplugin"}]),
+    )
+    .await;
     let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p11", "c11", 10)).await);
     assert_eq!(code, codes::DELEGATE, "{msg}");
     assert!(msg.contains("deliberate delegate failure"), "{msg}");
@@ -802,14 +768,11 @@ async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
                                                                    "Options":{"cidr":"10.14.0.0/24"}}),
         )
         .await;
-    w.lab
-        .pod(
-            NS,
-            "p12",
-            Some(json!([{"network":"a","ip":"dynamic"},{"network":"slow","ip":"dynamic"}])),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p12",
+        json!([{"network":"a","ip":"dynamic"},{"network":"slow","ip":"dynamic"}]),
+    )
+    .await;
     let started = std::time::Instant::now();
     let (code, msg) = code_of(w.run(&d.call(&w, "ADD", "p12", "c12", 1)).await);
     assert_eq!(code, codes::DEADLINE_EXCEEDED, "{msg}");
@@ -830,9 +793,7 @@ async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate
         json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
     )
     .await;
-    w.lab
-        .pod(NS, "p13", Some(json!([{"network":"okplugin"}])), &[])
-        .await;
+    w.pod("p13", json!([{"network":"okplugin"}])).await;
     let out: Value = serde_json::from_str(
         &w.run(&d.call(&w, "ADD", "p13", "c13", 10))
             .await
@@ -851,9 +812,7 @@ async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate
 async fn stale_danmeps_of_the_same_pod_uid_are_removed_before_a_new_add() {
     let Some(w) = world().await else { return };
     let net = w.macvlan("mgmt", json!({})).await;
-    w.lab
-        .pod(NS, "p14", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-        .await;
+    w.pod("p14", json!([{"network":"mgmt","ip":"dynamic"}])).await;
     w.run(&w.call("ADD", "p14", "old")).await.unwrap();
     // The old sandbox's netns is gone; a new sandbox of the same pod asks again.
     w.fake.remove_netns(&w.pod_ns);
@@ -875,9 +834,7 @@ async fn stale_danmeps_of_the_same_pod_uid_are_removed_before_a_new_add() {
 async fn del_succeeds_when_the_network_and_the_netns_are_gone() {
     let Some(w) = world().await else { return };
     w.macvlan("mgmt", json!({})).await;
-    w.lab
-        .pod(NS, "p15", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-        .await;
+    w.pod("p15", json!([{"network":"mgmt","ip":"dynamic"}])).await;
     w.run(&w.call("ADD", "p15", "c15")).await.unwrap();
     let api: kube::Api<danm_api::Network> =
         kube::Api::namespaced_with(w.lab.client.clone(), NS, &NetworkKind::DanmNet);
@@ -894,9 +851,7 @@ async fn del_succeeds_when_the_network_and_the_netns_are_gone() {
 async fn check_reports_a_missing_interface() {
     let Some(w) = world().await else { return };
     w.macvlan("mgmt", json!({})).await;
-    w.lab
-        .pod(NS, "p16", Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-        .await;
+    w.pod("p16", json!([{"network":"mgmt","ip":"dynamic"}])).await;
     w.run(&w.call("ADD", "p16", "c16")).await.unwrap();
     w.run(&w.call("CHECK", "p16", "c16")).await.unwrap();
     w.fake.delete_link(&w.pod_ns, "eth0").await.unwrap();
@@ -914,9 +869,7 @@ async fn gc_releases_the_attachments_that_are_not_valid_any_more() {
         ("g2", "drop", "/var/run/netns/fake-g2".to_owned()),
     ] {
         w.fake.add_netns(Netns::path(&netns));
-        w.lab
-            .pod(NS, pod, Some(json!([{"network":"mgmt","ip":"dynamic"}])), &[])
-            .await;
+        w.pod(pod, json!([{"network":"mgmt","ip":"dynamic"}])).await;
         w.run(&Call::new("ADD", NS, pod, cid, &netns)).await.unwrap();
     }
     // A GC without the list is refused: every attachment would look stale.
@@ -988,17 +941,12 @@ async fn ipvlan_uses_l2_mode_on_the_host_device_vlan_or_vxlan_link() {
         )
         .await;
     }
-    w.lab
-        .pod(
-            NS,
-            "p17",
-            Some(
-                json!([{"network":"plain","ip":"dynamic"},{"network":"vlan","ip":"dynamic"},
-                                     {"network":"vxlan","ip":"dynamic"}]),
-            ),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p17",
+        json!([{"network":"plain","ip":"dynamic"},{"network":"vlan","ip":"dynamic"},
+                {"network":"vxlan","ip":"dynamic"}]),
+    )
+    .await;
     w.run(&w.call("ADD", "p17", "c17")).await.unwrap();
     let parents: Vec<String> = w
         .fake
@@ -1061,10 +1009,7 @@ async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_i
         "Options":{"device_pool":"nokia.k8s.io/sriov_ens2f0","vlan":300,"cidr":"10.24.0.0/24"}}),
     )
     .await;
-    let pod = w
-        .lab
-        .pod(NS, "p18", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
-        .await;
+    let pod = w.pod("p18", json!([{"network":"sriov","ip":"dynamic"}])).await;
     let uid = pod.metadata.uid.unwrap();
     let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
     std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
@@ -1144,9 +1089,7 @@ async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_resu
         w.danmnet(id, json!({"NetworkID": id, "NetworkType": "upto100"}))
             .await;
     }
-    w.lab
-        .pod(NS, "pv2", Some(json!([{"network":"va"},{"network":"vb"}])), &[])
-        .await;
+    w.pod("pv2", json!([{"network":"va"},{"network":"vb"}])).await;
     let config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
     let mut add = w.call("ADD", "pv2", "cv2");
     add.cni_path = vec![dir.path().display().to_string()];
@@ -1199,14 +1142,11 @@ async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_bo
             json!({"NetworkID":"fut","NetworkType":"future","Options":{"cidr":"10.15.0.0/24"}}),
         )
         .await;
-    w.lab
-        .pod(
-            NS,
-            "pv3",
-            Some(json!([{"network":"a","ip":"dynamic"},{"network":"fut","ip":"dynamic"}])),
-            &[],
-        )
-        .await;
+    w.pod(
+        "pv3",
+        json!([{"network":"a","ip":"dynamic"},{"network":"fut","ip":"dynamic"}]),
+    )
+    .await;
     let mut add = w.call("ADD", "pv3", "cv3");
     add.cni_path = vec![dir.path().display().to_string()];
     add.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
@@ -1341,10 +1281,7 @@ async fn sriov_takes_its_device_from_kubelets_pod_resources_api_when_the_socket_
     let Some(w) = world().await else { return };
     fake_sriov(&w).await;
     sriov_network(&w).await;
-    let pod = w
-        .lab
-        .pod(NS, "p19", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
-        .await;
+    let pod = w.pod("p19", json!([{"network":"sriov","ip":"dynamic"}])).await;
     // A checkpoint that would give another device: the socket wins.
     let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
     std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
@@ -1379,14 +1316,11 @@ async fn a_failing_pod_resources_socket_fails_the_add_naming_the_socket_and_leav
     fake_sriov(&w).await;
     sriov_network(&w).await;
     let a = w.macvlan("a", json!({})).await;
-    w.lab
-        .pod(
-            NS,
-            "p20",
-            Some(json!([{"network":"a","ip":"dynamic"},{"network":"sriov","ip":"dynamic"}])),
-            &[],
-        )
-        .await;
+    w.pod(
+        "p20",
+        json!([{"network":"a","ip":"dynamic"},{"network":"sriov","ip":"dynamic"}]),
+    )
+    .await;
     let socket = danm_cni::podresources::socket_path(&w.svc.kubelet_root);
     let server = kubelet::serve(&socket, || {
         Err(tonic::Status::unavailable("kubelet is restarting"))
@@ -1625,10 +1559,7 @@ async fn a_dpdk_sriov_interface_is_set_up_through_add_and_rolled_back_when_the_v
     fake_sriov(&w).await;
     bind_to(&w.svc.sysfs.root, "0000:03:00.2", "uio_pci_generic");
     sriov_network(&w).await;
-    let pod = w
-        .lab
-        .pod(NS, "p21", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
-        .await;
+    let pod = w.pod("p21", json!([{"network":"sriov","ip":"dynamic"}])).await;
     let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
     std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
     std::fs::write(
@@ -1655,10 +1586,7 @@ async fn a_dpdk_sriov_interface_is_set_up_through_add_and_rolled_back_when_the_v
     bind_to(&w.svc.sysfs.root, "0000:03:00.2", "uio_pci_generic");
     sriov_network(&w).await;
     let net = w.lab.get_network(NetworkKind::DanmNet, NS, "sriov").await;
-    let pod = w
-        .lab
-        .pod(NS, "p21", Some(json!([{"network":"sriov","ip":"dynamic"}])), &[])
-        .await;
+    let pod = w.pod("p21", json!([{"network":"sriov","ip":"dynamic"}])).await;
     let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
     std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
     std::fs::write(
@@ -1749,13 +1677,7 @@ async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_versio
         w.danmnet(name, json!({"NetworkID": name, "NetworkType": name}))
             .await;
     }
-    w.lab
-        .pod(
-            NS,
-            "pv4",
-            Some(json!([{"network":"silent"},{"network":"ancient"}])),
-            &[],
-        )
+    w.pod("pv4", json!([{"network":"silent"},{"network":"ancient"}]))
         .await;
     let mut add = w.call("ADD", "pv4", "cv4");
     add.cni_path = vec![dir.path().display().to_string()];
