@@ -36,6 +36,20 @@ fn rate(report: &str, marker: &str, unit: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {marker:?} line with a rate in {unit} in the lab report:\n{report}"))
 }
 
+/// The DanmNet `name`'s bitmap is `before` plus exactly `addrs`: each is marked, and releasing them all restores it.
+async fn assert_bitmap_holds(client: &kube::Client, name: &str, before: &str, addrs: &[String]) {
+    let mut spec = get_danmnet(client, name).await.spec;
+    for a in addrs {
+        let (released, changed) = danm_core::ipam::release(&spec, a, "");
+        assert!(changed, "{a} is not marked allocated in {name}");
+        spec = released;
+    }
+    assert_eq!(
+        spec.options.alloc, before,
+        "{name}'s bitmap holds exactly the returned addresses"
+    );
+}
+
 async fn bench(pods: usize) {
     // Baseline: the lab server's raw conditional writes, same process, same moment.
     let report = danm_lab::bench::run(pods, CONCURRENCY)
@@ -128,17 +142,7 @@ async fn bench(pods: usize) {
         addrs.iter().cloned().collect(),
         "DanmEps record exactly the returned addresses"
     );
-    let after = get_danmnet(&client, "bulk").await;
-    let mut spec = after.spec.clone();
-    for a in &addrs {
-        let (released, changed) = danm_core::ipam::release(&spec, a, "");
-        assert!(changed, "{a} is not marked allocated in the network");
-        spec = released;
-    }
-    assert_eq!(
-        spec.options.alloc, before.spec.options.alloc,
-        "the bitmap holds exactly the returned addresses"
-    );
+    assert_bitmap_holds(&client, "bulk", &before.spec.options.alloc, &addrs).await;
 
     // The same ADDs by Debian's macvlan plugin with static IPAM (no API server, no IPAM at all), 20 at a time into
     // the same namespaces: what one exec per ADD costs on this machine, the ceiling of any CNI plugin binary.
@@ -227,16 +231,7 @@ async fn bench(pods: usize) {
             got.len(),
             "duplicate addresses from the IPAM layer"
         );
-        let mut spec = get_danmnet(&client, "ipamonly").await.spec;
-        for a in &got {
-            let (released, changed) = danm_core::ipam::release(&spec, a, "");
-            assert!(changed, "{a} is not marked allocated in the network");
-            spec = released;
-        }
-        assert_eq!(
-            spec.options.alloc, before,
-            "the bitmap holds exactly the reserved addresses"
-        );
+        assert_bitmap_holds(&client, "ipamonly", &before, &got).await;
         (got.len(), rate)
     };
 
