@@ -138,23 +138,45 @@ impl LinkReconciler {
                 | crate::plan::LinkProblem::Foreign { link, .. } => link.clone(),
             })
             .collect();
-        for action in &plan.actions {
+        let deleted = |name: &String, reason: &DeleteReason, outcome: &mut Outcome| {
+            match reason {
+                DeleteReason::Unwanted => info!(link = %name, "deleted host link no network wants"),
+                DeleteReason::Mismatch(why) => {
+                    info!(link = %name, %why, "deleted host link with the wrong configuration")
+                }
+            }
+            outcome.deleted.push(name.clone());
+            if matches!(reason, DeleteReason::Mismatch(_)) && unchanged(name) {
+                outcome.drift_repaired.push(name.clone());
+            }
+        };
+        // The deletions lead the plan. Several go in one request (one RCU grace period for all, instead of one per
+        // link); if that request fails they are retried one by one, so that each error names its link.
+        let deletions: Vec<(&String, &DeleteReason)> = plan
+            .actions
+            .iter()
+            .map_while(|a| match a {
+                Action::Delete { name, reason } => Some((name, reason)),
+                _ => None,
+            })
+            .collect();
+        let batched = deletions.len() >= 2 && {
+            let names: Vec<String> = deletions.iter().map(|(n, _)| (*n).clone()).collect();
+            match self.netlink.delete_links(ns, &names).await {
+                Ok(()) => true,
+                Err(err) => {
+                    warn!(links = %names.join(","), %err, "deleting host links together failed; one by one");
+                    false
+                }
+            }
+        };
+        for (i, action) in plan.actions.iter().enumerate() {
             match action {
+                Action::Delete { name, reason } if batched && i < deletions.len() => {
+                    deleted(name, reason, &mut outcome)
+                }
                 Action::Delete { name, reason } => match self.netlink.delete_link_if_exists(ns, name).await {
-                    Ok(_) => {
-                        match reason {
-                            DeleteReason::Unwanted => {
-                                info!(link = %name, "deleted host link no network wants")
-                            }
-                            DeleteReason::Mismatch(why) => {
-                                info!(link = %name, %why, "deleted host link with the wrong configuration")
-                            }
-                        }
-                        outcome.deleted.push(name.clone());
-                        if matches!(reason, DeleteReason::Mismatch(_)) && unchanged(name) {
-                            outcome.drift_repaired.push(name.clone());
-                        }
-                    }
+                    Ok(_) => deleted(name, reason, &mut outcome),
                     Err(err) => {
                         failed.insert(name.clone());
                         outcome.errors.push(format!("deleting host link {name}: {err}"));

@@ -147,6 +147,37 @@ async fn kernel_vxlan_link_is_created_with_danms_parameters_and_deleted_with_its
 }
 
 #[tokio::test]
+async fn kernel_links_of_removed_networks_go_in_one_request_and_nothing_else_goes_with_them() {
+    let Some(ns) = setup("192.0.2.16/24") else { return };
+    let nl = Arc::new(RtNetlink::new());
+    let r = reconciler(&ns, &nl);
+    let keep = src("keep", "keep", 0, 400);
+    let all = [
+        keep.clone(),
+        src("a", "a", 0, 401),
+        src("b", "b", 0, 402),
+        src("c", "c", 0, 403),
+    ];
+    let out = r.reconcile(&desired_links(&all)).await.unwrap();
+    assert_eq!(out.created.len(), 4, "{:?}", out.errors);
+    // A link of someone else's that sits in a non-default group must not go with danm's.
+    ns.ip("link add foreign type veth peer name foreign1");
+    ns.ip("link set foreign group 7");
+    let out = r.reconcile(&desired_links(&[keep])).await.unwrap();
+    assert_eq!(out.deleted, vec!["vx_a", "vx_b", "vx_c"], "{:?}", out.errors);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let names: Vec<String> = vxlan_links(&nl, &ns).await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["vx_keep"]);
+    for survivor in ["foreign", "foreign1", "hd0"] {
+        assert!(
+            nl.find_link(&ns.netns(), survivor).await.unwrap().is_some(),
+            "{survivor} was deleted"
+        );
+    }
+    nl.forget_netns(&ns.netns());
+}
+
+#[tokio::test]
 async fn kernel_vxlan_link_is_replaced_when_the_vni_or_network_id_changes() {
     let Some(ns) = setup("192.0.2.11/24") else { return };
     let nl = Arc::new(RtNetlink::new());

@@ -59,6 +59,11 @@ pub enum Call {
         ns: Netns,
         group: u32,
     },
+    /// Several links deleted in one request (`delete_links` with two names or more).
+    DeleteLinks {
+        ns: Netns,
+        names: Vec<String>,
+    },
     SetVf {
         ns: Netns,
         pf: String,
@@ -120,7 +125,9 @@ impl Call {
             Call::CreateLink { .. } => Op::CreateLink,
             Call::SetLink { .. } => Op::SetLink,
             Call::MoveLink { .. } => Op::MoveLink,
-            Call::DeleteLink { .. } | Call::DeleteLinkGroup { .. } => Op::DeleteLink,
+            Call::DeleteLink { .. } | Call::DeleteLinkGroup { .. } | Call::DeleteLinks { .. } => {
+                Op::DeleteLink
+            }
             Call::SetVf { .. } => Op::SetVf,
             Call::GetVfs { .. } => Op::GetVfs,
             Call::AddAddress { .. } => Op::AddAddress,
@@ -147,6 +154,7 @@ impl Call {
             | Call::MoveLink { ns, .. }
             | Call::DeleteLink { ns, .. }
             | Call::DeleteLinkGroup { ns, .. }
+            | Call::DeleteLinks { ns, .. }
             | Call::SetVf { ns, .. }
             | Call::GetVfs { ns, .. }
             | Call::AddAddress { ns, .. }
@@ -187,6 +195,7 @@ impl Call {
             Call::CreateLink { link, .. } => format!("link {} ({})", link.name, link.kind.name()),
             Call::MoveLink { name, to, .. } => format!("link {name} to {to}"),
             Call::DeleteLinkGroup { group, .. } => format!("link group {group}"),
+            Call::DeleteLinks { names, .. } => format!("links {}", names.join(", ")),
             Call::SetVf { pf, vf, .. } => format!("VF {} of {pf}", vf.vf),
             Call::GetVfs { pf, .. } => format!("VFs of {pf}"),
             Call::AddAddress { link, addr, .. } => format!("address {} on {link}", addr.addr),
@@ -913,6 +922,37 @@ impl Netlink for FakeNetlink {
         }
         let uid = st.links[pos].uid;
         st.remove_link(uid);
+        Ok(())
+    }
+
+    /// As the real one: fewer than two links go by name; more are deleted together, all or none (the kernel
+    /// deletes a link group in one step and refuses the whole group if it holds a physical device); names that do
+    /// not exist are skipped.
+    async fn delete_links(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
+        if names.len() < 2 {
+            for name in names {
+                self.delete_link_if_exists(ns, name).await?;
+            }
+            return Ok(());
+        }
+        let op = Op::DeleteLink;
+        let mut st = self.lock();
+        st.record(Call::DeleteLinks {
+            ns: ns.clone(),
+            names: names.to_vec(),
+        })?;
+        if st.ns(op, ns).is_err() {
+            return Ok(());
+        }
+        let members: Vec<usize> = names.iter().filter_map(|n| st.pos(ns, n)).collect();
+        if let Some(&dev) = members.iter().find(|&&i| st.links[i].kind == LinkKind::Device) {
+            let name = st.links[dev].name.clone();
+            return Err(kernel(op, ns, format!("link {name}"), libc_errno::EOPNOTSUPP));
+        }
+        let uids: Vec<u64> = members.iter().map(|&i| st.links[i].uid).collect();
+        for uid in uids {
+            st.remove_link(uid);
+        }
         Ok(())
     }
 

@@ -244,3 +244,66 @@ async fn a_listing_failure_fails_the_whole_pass() {
     assert!(err.to_string().contains("cannot list the links"), "{err}");
     assert_eq!(r.metrics().reconcile_errors.get(), 1);
 }
+
+#[tokio::test]
+async fn links_no_network_wants_are_deleted_in_one_request() {
+    let fake = host().await;
+    let r = reconciler(&fake);
+    r.reconcile(&desired_links(&[
+        src("a", "a", "ens4", 10, 0),
+        src("b", "b", "ens4", 11, 0),
+        src("c", "c", "ens3", 0, 600),
+    ]))
+    .await
+    .unwrap();
+    fake.clear_calls();
+    let out = r.reconcile(&desired_links(&[])).await.unwrap();
+    assert_eq!(out.deleted, vec!["a.10", "b.11", "vx_c"]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(names(&fake).await.is_empty());
+    assert_eq!(
+        fake.mutations(),
+        vec![Call::DeleteLinks {
+            ns: Netns::Host,
+            names: vec!["a.10".into(), "b.11".into(), "vx_c".into()],
+        }]
+    );
+}
+
+#[tokio::test]
+async fn when_the_joint_delete_fails_the_links_are_deleted_one_by_one_and_each_error_names_its_link() {
+    let fake = host().await;
+    let r = reconciler(&fake);
+    r.reconcile(&desired_links(&[
+        src("a", "a", "ens4", 10, 0),
+        src("b", "b", "ens4", 11, 0),
+        src("c", "c", "ens4", 12, 0),
+    ]))
+    .await
+    .unwrap();
+    fake.clear_calls();
+    fake.fail_when(|c| matches!(c, Call::DeleteLinks { .. }), 16, None);
+    fake.fail_when(
+        |c| matches!(c, Call::DeleteLink { name, .. } if name == "b.11"),
+        16,
+        Some(1),
+    );
+    let out = r.reconcile(&desired_links(&[])).await.unwrap();
+    assert_eq!(out.deleted, vec!["a.10", "c.12"]);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(out.errors[0].contains("b.11"), "{:?}", out.errors);
+    assert_eq!(names(&fake).await, vec!["b.11"]);
+    let deletes: Vec<String> = fake
+        .mutations()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::DeleteLink { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deletes, vec!["a.10", "b.11", "c.12"]);
+    // The next round deletes what is left.
+    let out = r.reconcile(&desired_links(&[])).await.unwrap();
+    assert_eq!(out.deleted, vec!["b.11"]);
+    assert!(names(&fake).await.is_empty());
+}
