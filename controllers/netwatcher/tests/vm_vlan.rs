@@ -137,6 +137,33 @@ async fn vm_vlan_link_is_created_on_the_host_device_replaced_on_change_and_delet
 }
 
 #[tokio::test]
+async fn vm_vlan_links_of_removed_networks_go_together_and_a_vlan_danm_does_not_own_stays() {
+    let nl = Arc::new(RtNetlink::new());
+    let Some(ns) = setup(&nl).await else { return };
+    let r = LinkReconciler::new(nl.clone(), ns.netns(), Metrics::default());
+    let out = r
+        .reconcile(&desired_links(&[
+            src("a", "a", 801),
+            src("b", "b", 802),
+            src("c", "c", 803),
+        ]))
+        .await
+        .unwrap();
+    if !vlan_supported(&out) {
+        return;
+    }
+    assert_eq!(out.created, vec!["a.801", "b.802", "c.803"]);
+    // Someone else's VLAN on the same device, in a link group of its own.
+    let foreign = danm_netlink::NewLink::vlan("other.900", "hd0", 900).group(9);
+    nl.create_link(&ns.netns(), &foreign).await.unwrap();
+    let out = r.reconcile(&desired_links(&[])).await.unwrap();
+    assert_eq!(out.deleted, vec!["a.801", "b.802", "c.803"], "{:?}", out.errors);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(vlans(&nl, &ns).await, vec![("other.900".to_owned(), 900)]);
+    nl.forget_netns(&ns.netns());
+}
+
+#[tokio::test]
 async fn vm_shared_vlan_link_survives_until_the_last_network_and_drift_is_repaired() {
     let nl = Arc::new(RtNetlink::new());
     let Some(ns) = setup(&nl).await else { return };
