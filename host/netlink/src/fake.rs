@@ -930,10 +930,7 @@ impl Netlink for FakeNetlink {
     /// not exist are skipped.
     async fn delete_links(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
         if names.len() < 2 {
-            for name in names {
-                self.delete_link_if_exists(ns, name).await?;
-            }
-            return Ok(());
+            return self.delete_links_one_by_one(ns, names).await;
         }
         let op = Op::DeleteLink;
         let mut st = self.lock();

@@ -114,6 +114,11 @@ pub trait Netlink: Send + Sync {
     /// period per delete request, so an implementation should delete them together; this default deletes them one
     /// by one.
     async fn delete_links(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
+        self.delete_links_one_by_one(ns, names).await
+    }
+
+    /// [`Self::delete_links`] with one request per link (what implementations do for a single link).
+    async fn delete_links_one_by_one(&self, ns: &Netns, names: &[String]) -> Result<(), NetlinkError> {
         for name in names {
             self.delete_link_if_exists(ns, name).await?;
         }
