@@ -1,12 +1,14 @@
 //! Bench: a macvlan created directly inside the pod namespace (`IFLA_NET_NS_FD`) vs created next to its parent
-//! and then moved, both through `RtNetlink`, with `ip` (fork+exec) doing the direct variant as a reference.
+//! and then moved, both through `RtNetlink`, with `ip` (fork+exec) doing the direct variant as a reference; and the
+//! deletion of 8 VxLAN links (netwatcher's host links of 8 removed networks): one request per link vs
+//! `delete_links` (one link group, one request).
 //! Runs in namespaces of its own; needs root (prints why it skips otherwise). `DANM_BENCH_N` sets the rounds.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use danm_netlink::netns::{create_named, delete_named};
-use danm_netlink::{LinkChange, MacvlanMode, Netlink, NewLink, RtNetlink};
+use danm_netlink::{LinkChange, MacvlanMode, Netlink, NewLink, RtNetlink, VxlanSpec};
 
 struct Stats {
     name: &'static str,
@@ -154,6 +156,43 @@ async fn main() {
             ratio(&ip_direct, &direct)
         );
     }
+
+    // Deleting 8 VxLAN links: one by one vs together.
+    const LINKS: u32 = 8;
+    let mut by_one = Stats::new("delete 8 vxlan links, one request each");
+    let mut together = Stats::new("delete 8 vxlan links, delete_links");
+    let vxlans = |round: usize| -> Vec<String> { (0..LINKS).map(|i| format!("vx{round}_{i}")).collect() };
+    for round in 0..rounds.min(15) {
+        for (batch, stats) in [(false, &mut by_one), (true, &mut together)] {
+            let names = vxlans(round * 2 + usize::from(batch));
+            for (i, name) in names.iter().enumerate() {
+                let spec = VxlanSpec::new(1000 + round as u32 * 100 + i as u32 * 2 + u32::from(batch));
+                nl.create_link(&host, &NewLink::vxlan(name, spec))
+                    .await
+                    .expect("vxlan");
+            }
+            let start = Instant::now();
+            if batch {
+                nl.delete_links(&host, &names).await.expect("delete together");
+            } else {
+                nl.delete_links_one_by_one(&host, &names)
+                    .await
+                    .expect("delete one by one");
+            }
+            stats.samples.push(start.elapsed());
+            assert!(
+                nl.find_link(&host, &names[0]).await.expect("read").is_none(),
+                "the links are gone"
+            );
+        }
+    }
+    by_one.print();
+    together.print();
+    println!(
+        "ratio one by one / together (median): {:.1}x",
+        ratio(&by_one, &together)
+    );
+
     nl.forget_netns(&host);
     nl.forget_netns(&pod);
     drop(nl);
