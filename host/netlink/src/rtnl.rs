@@ -482,7 +482,19 @@ impl Netlink for RtNetlink {
             Err(err) if err.is_not_found() => return Ok(()),
             Err(err) => return Err(err),
         };
-        let group = batch_group();
+        // A group no link of the namespace is in yet, so the deletion takes exactly the links tagged below (on the
+        // host, an administrator may have put links in groups of their own).
+        let used: std::collections::BTreeSet<u32> = match self.links(ns).await {
+            Ok(links) => links.iter().map(|l| l.group).collect(),
+            Err(err) if err.is_not_found() => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let group = loop {
+            let g = batch_group();
+            if !used.contains(&g) {
+                break g;
+            }
+        };
         let mut tagged = 0;
         for name in names {
             let mut msg = LinkMessage::default();
