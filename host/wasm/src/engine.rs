@@ -1,11 +1,11 @@
 //! The wasmtime engine danm configures (epochs, limits, optional pooling), its linkers, its epoch ticker, and the
-//! per-call store with an empty WASI context: no preopens, sockets, environment or arguments; stdout and stderr go to
-//! bounded pipes.
+//! per-call store: no preopens, sockets, environment or arguments; stdout and stderr go to bounded pipes.
 //!
 //! Two linkers: the small one defines only `wasi:cli` and `wasi:io` (everything danm's plugins import: std's stdio,
-//! environment and exit), which a short-lived CNI process builds in a fraction of the time the whole of WASI takes;
-//! a plugin importing anything else (filesystem, sockets, clocks, random) is linked against the complete WASI linker,
-//! built on first need. Both give the same empty context.
+//! environment and exit), with danm's own `wasi:cli` host ([`Stdio`]: the two pipes, an empty stdin and environment,
+//! no terminals), so a store needs no WASI context at all; a short-lived CNI process builds it in a fraction of the
+//! time the whole of WASI takes. A plugin importing anything else (filesystem, sockets, clocks, random) is linked
+//! against the complete WASI linker, built on first need, whose empty WASI context a store builds on first use.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,9 @@ use crate::RuntimeConfig;
 
 /// The state of one call's store.
 pub(crate) struct Host {
-    wasi: WasiCtx,
+    stdio: Stdio,
+    /// The WASI context of plugins linked against all of WASI, built on their first WASI call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     memory_limit: usize,
     /// Set when the guest asked for more memory than the cap allows.
@@ -32,9 +34,130 @@ pub(crate) struct Host {
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+        let Host {
+            stdio, wasi, table, ..
+        } = self;
+        let ctx = wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .stdout(stdio.stdout.clone())
+                .stderr(stdio.stderr.clone())
+                .build()
+        });
+        WasiCtxView { ctx, table }
+    }
+}
+
+/// What a plugin's `wasi:cli` sees on the small linker: stdout and stderr are the call's bounded pipes, stdin is
+/// closed, the environment, arguments and working directory are empty, nothing is a terminal.
+pub(crate) struct Stdio {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+/// The small linker's `wasi:cli` host: a store's [`Stdio`] and its resource table.
+struct StdioView<'a> {
+    stdio: &'a Stdio,
+    table: &'a mut ResourceTable,
+}
+
+/// `HasData` for [`StdioView`].
+struct HasStdio;
+
+impl HasData for HasStdio {
+    type Data<'a> = StdioView<'a>;
+}
+
+mod stdio_host {
+    //! danm's `wasi:cli` host functions for [`super::Stdio`] (the same behaviour as wasmtime-wasi's for a context
+    //! with these settings).
+
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::I32Exit;
+    use wasmtime_wasi::cli::StdoutStream;
+    use wasmtime_wasi::p2::bindings::cli::{
+        environment, exit, stderr, stdin, stdout, terminal_input, terminal_output, terminal_stderr,
+        terminal_stdin, terminal_stdout,
+    };
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, pipe::ClosedInputStream};
+
+    use super::StdioView;
+
+    impl stdin::Host for StdioView<'_> {
+        fn get_stdin(&mut self) -> wasmtime::Result<Resource<DynInputStream>> {
+            Ok(self.table.push(Box::new(ClosedInputStream) as DynInputStream)?)
+        }
+    }
+
+    impl stdout::Host for StdioView<'_> {
+        fn get_stdout(&mut self) -> wasmtime::Result<Resource<DynOutputStream>> {
+            Ok(self.table.push(self.stdio.stdout.p2_stream())?)
+        }
+    }
+
+    impl stderr::Host for StdioView<'_> {
+        fn get_stderr(&mut self) -> wasmtime::Result<Resource<DynOutputStream>> {
+            Ok(self.table.push(self.stdio.stderr.p2_stream())?)
+        }
+    }
+
+    impl environment::Host for StdioView<'_> {
+        fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+            Ok(Vec::new())
+        }
+        fn get_arguments(&mut self) -> wasmtime::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn initial_cwd(&mut self) -> wasmtime::Result<Option<String>> {
+            Ok(None)
+        }
+    }
+
+    impl exit::Host for StdioView<'_> {
+        fn exit(&mut self, status: Result<(), ()>) -> wasmtime::Result<()> {
+            Err(wasmtime::format_err!(I32Exit(if status.is_ok() { 0 } else { 1 })))
+        }
+        fn exit_with_code(&mut self, status_code: u8) -> wasmtime::Result<()> {
+            Err(wasmtime::format_err!(I32Exit(status_code.into())))
+        }
+    }
+
+    impl terminal_input::Host for StdioView<'_> {}
+    impl terminal_input::HostTerminalInput for StdioView<'_> {
+        fn drop(&mut self, r: Resource<terminal_input::TerminalInput>) -> wasmtime::Result<()> {
+            self.table.delete(r)?;
+            Ok(())
+        }
+    }
+
+    impl terminal_output::Host for StdioView<'_> {}
+    impl terminal_output::HostTerminalOutput for StdioView<'_> {
+        fn drop(&mut self, r: Resource<terminal_output::TerminalOutput>) -> wasmtime::Result<()> {
+            self.table.delete(r)?;
+            Ok(())
+        }
+    }
+
+    impl terminal_stdin::Host for StdioView<'_> {
+        fn get_terminal_stdin(
+            &mut self,
+        ) -> wasmtime::Result<Option<Resource<terminal_input::TerminalInput>>> {
+            Ok(None)
+        }
+    }
+
+    impl terminal_stdout::Host for StdioView<'_> {
+        fn get_terminal_stdout(
+            &mut self,
+        ) -> wasmtime::Result<Option<Resource<terminal_output::TerminalOutput>>> {
+            Ok(None)
+        }
+    }
+
+    impl terminal_stderr::Host for StdioView<'_> {
+        fn get_terminal_stderr(
+            &mut self,
+        ) -> wasmtime::Result<Option<Resource<terminal_output::TerminalOutput>>> {
+            Ok(None)
         }
     }
 }
@@ -142,8 +265,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     c
 }
 
-/// Engine, small linker and cache key part; also warms what the first store needs (the WASI context's random
-/// generator probes CPU features, each probe a VM exit on virtual machines).
+/// Engine, small linker and cache key part.
 fn build(c: &Config) -> wasmtime::Result<Built> {
     let engine = Engine::new(c)?;
     let mut linker = Linker::new(&engine);
@@ -159,7 +281,6 @@ fn build(c: &Config) -> wasmtime::Result<Built> {
         engine.precompile_compatibility_hash().hash(&mut h);
         format!("{:016x}", h.finish())
     };
-    drop(WasiCtxBuilder::new().build());
     Ok(Built {
         engine,
         linker,
@@ -270,12 +391,12 @@ impl Runtime {
             stdout: MemoryOutputPipe::new(self.config.stderr_limit),
             stderr: MemoryOutputPipe::new(self.config.stderr_limit),
         };
-        let wasi = WasiCtxBuilder::new()
-            .stdout(pipes.stdout.clone())
-            .stderr(pipes.stderr.clone())
-            .build();
         let host = Host {
-            wasi,
+            stdio: Stdio {
+                stdout: pipes.stdout.clone(),
+                stderr: pipes.stderr.clone(),
+            },
+            wasi: None,
             table: ResourceTable::new(),
             memory_limit: self.config.memory_limit,
             memory_denied: false,
@@ -305,27 +426,32 @@ impl HasData for HasIo {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// `wasi:cli/*` and `wasi:io/*` (the same host implementations `add_to_linker_sync` installs, sync flavour).
+/// `wasi:cli/*` ([`Stdio`]) and `wasi:io/*` (wasmtime-wasi's host implementations, sync flavour).
 fn add_cli_and_io(l: &mut Linker<Host>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::p2::bindings::cli;
     use wasmtime_wasi::p2::bindings::sync::io;
     fn table(h: &mut Host) -> &mut ResourceTable {
         &mut h.table
     }
+    fn stdio(h: &mut Host) -> StdioView<'_> {
+        StdioView {
+            stdio: &h.stdio,
+            table: &mut h.table,
+        }
+    }
     io::error::add_to_linker::<Host, HasIo>(l, table)?;
     io::poll::add_to_linker::<Host, HasIo>(l, table)?;
     io::streams::add_to_linker::<Host, HasIo>(l, table)?;
-    cli::exit::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::environment::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::terminal_input::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::terminal_output::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::terminal_stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::terminal_stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
-    cli::terminal_stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::exit::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::environment::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::stdin::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::stdout::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::stderr::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::terminal_input::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::terminal_output::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::terminal_stdin::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::terminal_stdout::add_to_linker::<Host, HasStdio>(l, stdio)?;
+    cli::terminal_stderr::add_to_linker::<Host, HasStdio>(l, stdio)?;
     Ok(())
 }
 
