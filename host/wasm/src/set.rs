@@ -48,15 +48,8 @@ impl PluginSet {
     /// Loads every `*.wasm` of `config.plugin_dir`. Fails only when the directory, the cache or the engine cannot be
     /// set up; a broken plugin, a WIT version mismatch or a duplicate NetworkType is recorded in [`Self::errors`].
     pub fn load(config: RuntimeConfig) -> Result<PluginSet, PluginError> {
-        let engine_err = |message| PluginError::Engine { message };
-        let (dir, cache_dir) = (config.plugin_dir.clone(), config.cache_dir.clone());
-        // The engine is built on another thread while this one reads the directory and the cache index.
-        let starting = Runtime::start(config).map_err(engine_err)?;
-        let cache = cache_dir.as_deref().map(Cache::open).transpose()?;
-        let fingerprint = scan(&dir)?;
-        let index = cache.as_ref().map(Cache::load_index).unwrap_or_default();
-        let rt = starting.finish().map_err(engine_err)?;
-        Ok(Self::assemble(Arc::new(rt), cache, fingerprint, index))
+        let rt = Runtime::new(config).map_err(|message| PluginError::Engine { message })?;
+        Self::load_with(Arc::new(rt))
     }
 
     /// Like [`Self::load`], but any per-plugin problem is an error (the CNI uses this: a node with a broken plugin
