@@ -3,7 +3,8 @@
 //! Prints medians and ratios. Needs root, /usr/lib/cni and the built plugins; prints why it skips otherwise.
 //!
 //! `cargo bench -p danm-cni --bench add_del` (DANM_BENCH_ROUNDS, default 60: one macvlan delete waits 11-31 ms for
-//! the kernel, so fewer rounds cannot resolve a difference of a few percent).
+//! the kernel, so fewer rounds cannot resolve a difference of a few percent; DANM_BENCH_DANM runs another `danm`
+//! binary, to compare two builds against the same baseline).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
-const DANM: &str = env!("CARGO_BIN_EXE_danm");
+/// The `danm` binary: this build's, or `$DANM_BENCH_DANM`.
+fn danm() -> PathBuf {
+    std::env::var_os("DANM_BENCH_DANM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_danm")))
+}
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
 
 fn sh(args: &[&str]) -> bool {
@@ -96,7 +102,8 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(DANM, bin.join("danm")).unwrap();
+    let danm = danm();
+    std::os::unix::fs::symlink(&danm, bin.join("danm")).unwrap();
     std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
     let cni_path = format!("{}:/usr/lib/cni", bin.display());
 
@@ -141,7 +148,13 @@ async fn main() {
         .to_string();
 
     let danm_round = |pod: &'static str| {
-        let (conf, path, netns, uids) = (danm_conf.clone(), cni_path.clone(), netns.clone(), uids.clone());
+        let (conf, path, netns, uids, danm) = (
+            danm_conf.clone(),
+            cni_path.clone(),
+            netns.clone(),
+            uids.clone(),
+            danm.clone(),
+        );
         async move {
             tokio::task::spawn_blocking(move || {
                 // As containerd passes them, the pod UID included.
@@ -158,10 +171,10 @@ async fn main() {
                     ("CNI_PATH", path.as_str()),
                 ];
                 let t = Instant::now();
-                let add = plugin(Path::new(DANM), "ADD", &env, &conf);
+                let add = plugin(&danm, "ADD", &env, &conf);
                 assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stdout));
                 let t_add = t.elapsed();
-                let del = plugin(Path::new(DANM), "DEL", &env, &conf);
+                let del = plugin(&danm, "DEL", &env, &conf);
                 assert!(del.status.success());
                 (t_add, t.elapsed())
             })

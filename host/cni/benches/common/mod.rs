@@ -229,8 +229,15 @@ impl Danm {
             ("CNI_ARGS", args.as_str()),
             ("CNI_PATH", "/usr/lib/cni"),
         ];
-        exec_plugin(Path::new(env!("CARGO_BIN_EXE_danm")), command, &env, &self.config).await
+        exec_plugin(&danm_bin(), command, &env, &self.config).await
     }
+}
+
+/// The `danm` binary: this build's, or `$DANM_BENCH_DANM` (to compare another build against the same baselines).
+fn danm_bin() -> PathBuf {
+    std::env::var_os("DANM_BENCH_DANM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_danm")))
 }
 
 pub fn median(mut d: Vec<Duration>) -> Duration {
