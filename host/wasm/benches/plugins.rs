@@ -165,7 +165,7 @@ fn main() {
     let (wall, load, call, total) = (median(wall), median(load), median(call), median(total));
     println!("2. fresh process, 5 plugins installed, cache warm (median of {FRESH_RUNS}):");
     println!(
-        "   in process: scan+hash+metadata {:.0} µs, translate (deserialise+instantiate+call) {:.0} µs, total {:.0} µs (target <= 1000 µs)",
+        "   in process: load (engine, linker, directory scan, cache index) {:.0} µs, translate (deserialise+instantiate+call) {:.0} µs, total {:.0} µs (target <= 1000 µs)",
         us(load),
         us(call),
         us(total)
