@@ -2,7 +2,7 @@
 //! per-call store: no preopens, sockets, environment or arguments; stdout and stderr go to bounded pipes.
 //!
 //! Two linkers: the small one defines only `wasi:cli` and `wasi:io` (everything danm's plugins import: std's stdio,
-//! environment and exit), with danm's own `wasi:cli` host ([`Stdio`]: the two pipes, an empty stdin and environment,
+//! environment and exit), with danm's own `wasi:cli` host (the call's [`Pipes`], an empty stdin and environment,
 //! no terminals), so a store needs no WASI context at all; a short-lived CNI process builds it in a fraction of the
 //! time the whole of WASI takes. A plugin importing anything else (filesystem, sockets, clocks, random) is linked
 //! against the complete WASI linker, built on first need, whose empty WASI context a store builds on first use.
@@ -22,7 +22,8 @@ use crate::RuntimeConfig;
 
 /// The state of one call's store.
 pub(crate) struct Host {
-    stdio: Stdio,
+    /// stdout and stderr of the plugin (danm's `wasi:cli` host on the small linker, and the WASI context's).
+    pipes: Pipes,
     /// The WASI context of plugins linked against all of WASI, built on their first WASI call.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
@@ -34,28 +35,22 @@ pub(crate) struct Host {
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let Host {
-            stdio, wasi, table, ..
+            pipes, wasi, table, ..
         } = self;
         let ctx = wasi.get_or_insert_with(|| {
             WasiCtxBuilder::new()
-                .stdout(stdio.stdout.clone())
-                .stderr(stdio.stderr.clone())
+                .stdout(pipes.stdout.clone())
+                .stderr(pipes.stderr.clone())
                 .build()
         });
         WasiCtxView { ctx, table }
     }
 }
 
-/// What a plugin's `wasi:cli` sees on the small linker: stdout and stderr are the call's bounded pipes, stdin is
-/// closed, the environment, arguments and working directory are empty, nothing is a terminal.
-pub(crate) struct Stdio {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-}
-
-/// The small linker's `wasi:cli` host: a store's [`Stdio`] and its resource table.
+/// The small linker's `wasi:cli` host: stdout and stderr are the call's [`Pipes`], stdin is closed, the
+/// environment, arguments and working directory are empty, nothing is a terminal.
 struct StdioView<'a> {
-    stdio: &'a Stdio,
+    pipes: &'a Pipes,
     table: &'a mut ResourceTable,
 }
 
@@ -67,7 +62,7 @@ impl HasData for HasStdio {
 }
 
 mod stdio_host {
-    //! danm's `wasi:cli` host functions for [`super::Stdio`] (the same behaviour as wasmtime-wasi's for a context
+    //! danm's `wasi:cli` host functions for [`super::StdioView`] (the same behaviour as wasmtime-wasi's for a context
     //! with these settings).
 
     use wasmtime::component::Resource;
@@ -89,13 +84,13 @@ mod stdio_host {
 
     impl stdout::Host for StdioView<'_> {
         fn get_stdout(&mut self) -> wasmtime::Result<Resource<DynOutputStream>> {
-            Ok(self.table.push(self.stdio.stdout.p2_stream())?)
+            Ok(self.table.push(self.pipes.stdout.p2_stream())?)
         }
     }
 
     impl stderr::Host for StdioView<'_> {
         fn get_stderr(&mut self) -> wasmtime::Result<Resource<DynOutputStream>> {
-            Ok(self.table.push(self.stdio.stderr.p2_stream())?)
+            Ok(self.table.push(self.pipes.stderr.p2_stream())?)
         }
     }
 
@@ -277,7 +272,8 @@ impl Drop for Ticker {
     }
 }
 
-/// The output pipes of one call.
+/// The output pipes of one call (clones share the buffers).
+#[derive(Clone)]
 pub(crate) struct Pipes {
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
@@ -369,10 +365,7 @@ impl Runtime {
             stderr: MemoryOutputPipe::new(self.config.stderr_limit),
         };
         let host = Host {
-            stdio: Stdio {
-                stdout: pipes.stdout.clone(),
-                stderr: pipes.stderr.clone(),
-            },
+            pipes: pipes.clone(),
             wasi: None,
             table: ResourceTable::new(),
             memory_limit: self.config.memory_limit,
@@ -403,7 +396,7 @@ impl HasData for HasIo {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// `wasi:cli/*` ([`Stdio`]) and `wasi:io/*` (wasmtime-wasi's host implementations, sync flavour).
+/// `wasi:cli/*` ([`StdioView`]) and `wasi:io/*` (wasmtime-wasi's host implementations, sync flavour).
 fn add_cli_and_io(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::cli;
     use wasmtime_wasi::p2::bindings::sync::io;
@@ -412,7 +405,7 @@ fn add_cli_and_io(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     }
     fn stdio(h: &mut Host) -> StdioView<'_> {
         StdioView {
-            stdio: &h.stdio,
+            pipes: &h.pipes,
             table: &mut h.table,
         }
     }
