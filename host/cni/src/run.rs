@@ -96,7 +96,11 @@ pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnc
 
 /// Loads the backend plugins of the config.
 pub fn load_plugins(config: &CniConfig) -> Result<Arc<dyn Translator>, String> {
-    let mut rc = danm_wasm::RuntimeConfig::with_plugin_dir(&config.plugin_dir);
+    let mut rc = danm_wasm::RuntimeConfig {
+        // One short-lived process: a timer per plugin call instead of a ticker thread.
+        epoch_clock: danm_wasm::EpochClock::CallTimer,
+        ..danm_wasm::RuntimeConfig::with_plugin_dir(&config.plugin_dir)
+    };
     if let Some(cache) = &config.cache_dir {
         rc.cache_dir = Some(PathBuf::from(cache));
     }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use danm_guest_sdk::Review as NativeReview;
-use danm_wasm::{Operation, PluginSet, Review, RuntimeConfig, TranslateRequest};
+use danm_wasm::{EpochClock, Operation, PluginSet, Review, RuntimeConfig, TranslateRequest};
 use serde_json::json;
 
 const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
@@ -82,7 +82,12 @@ fn child() {
     let t0 = Instant::now();
     let dir = PathBuf::from(std::env::var("DANM_BENCH_DIR").unwrap());
     let cache = PathBuf::from(std::env::var("DANM_BENCH_CACHE").unwrap());
-    let set = PluginSet::load(config(&dir, &cache, false)).unwrap();
+    // As the CNI loads it: a short-lived process arms a timer per call instead of starting a ticker thread.
+    let set = PluginSet::load(RuntimeConfig {
+        epoch_clock: EpochClock::CallTimer,
+        ..config(&dir, &cache, false)
+    })
+    .unwrap();
     let t1 = Instant::now();
     let cfg = set.translate(&request()).unwrap();
     let t2 = Instant::now();

@@ -19,6 +19,8 @@ pub struct RuntimeConfig {
     pub timeout: Duration,
     /// Epoch tick; the deadline is rounded up to whole ticks.
     pub tick: Duration,
+    /// What advances the epoch: a ticker thread (default), or a timer armed per call (short-lived processes).
+    pub epoch_clock: crate::EpochClock,
     /// Linear-memory cap per call.
     pub memory_limit: usize,
     /// Largest accepted result (a CNI config, or the violations' total text).
@@ -43,6 +45,7 @@ impl Default for RuntimeConfig {
             cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
             timeout: Duration::from_millis(500),
             tick: Duration::from_millis(10),
+            epoch_clock: crate::EpochClock::Thread,
             memory_limit: 64 << 20,
             output_limit: 1 << 20,
             stderr_limit: 16 << 10,

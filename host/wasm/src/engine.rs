@@ -1,15 +1,11 @@
-//! The wasmtime engine danm configures (epochs, limits, optional pooling), its linkers, its epoch ticker, and the
-//! per-call store: no preopens, sockets, environment or arguments; stdout and stderr go to bounded pipes.
+//! The wasmtime engine danm configures (epochs, limits, optional pooling), its linkers, and the per-call store: no
+//! preopens, sockets, environment or arguments; stdout and stderr go to bounded pipes.
 //!
 //! Two linkers: the small one defines only `wasi:cli` and `wasi:io` (everything danm's plugins import: std's stdio,
 //! environment and exit), with danm's own `wasi:cli` host (the call's [`Pipes`], an empty stdin and environment,
 //! no terminals), so a store needs no WASI context at all; a short-lived CNI process builds it in a fraction of the
 //! time the whole of WASI takes. A plugin importing anything else (filesystem, sockets, clocks, random) is linked
 //! against the complete WASI linker, built on first need, whose empty WASI context a store builds on first use.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use std::sync::OnceLock;
 
@@ -19,6 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::RuntimeConfig;
+use crate::epoch::Clock;
 
 /// The state of one call's store.
 pub(crate) struct Host {
@@ -193,8 +190,8 @@ pub(crate) struct Runtime {
     pub(crate) config: RuntimeConfig,
     /// Hex digest of the engine's precompile compatibility hash (part of every cache key).
     pub(crate) engine_hash: String,
-    /// Ticks the engine's epoch; stopped (and joined) when the runtime is dropped.
-    _ticker: Ticker,
+    /// Advances the engine's epoch (a ticker thread stops, and is joined, when the runtime is dropped).
+    pub(crate) clock: Clock,
 }
 
 struct Built {
@@ -257,21 +254,6 @@ fn build(c: &Config) -> wasmtime::Result<Built> {
     })
 }
 
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
-}
-
 /// The output pipes of one call (clones share the buffers).
 #[derive(Clone)]
 pub(crate) struct Pipes {
@@ -304,38 +286,24 @@ impl Pipes {
 }
 
 impl Runtime {
-    /// Builds the engine and the small linker on the calling thread, then starts the epoch ticker.
+    /// Builds the engine and the small linker on the calling thread, then starts the epoch source (a ticker thread
+    /// that parks at once, or the call timers' signal handler; see `epoch.rs`).
     ///
     /// Everything happens on the caller: measured on a 2-vCPU VM, a new thread usually first runs on its parent's
     /// CPU while the parent waits, and waking the idle vCPU takes 100-300 µs, so building the engine on a helper
     /// thread while the caller reads the plugin directory made a short-lived process slower, not faster (two runs
     /// of 200 interleaved fresh-process translates, helper thread -> this order: median 1298 -> 1254 µs and
-    /// 1103 -> 1063 µs). The ticker thread is started last and parks at once.
+    /// 1103 -> 1063 µs).
     pub(crate) fn new(config: RuntimeConfig) -> Result<Runtime, String> {
         let built = build(&engine_config(&config)).map_err(|e| format!("{e:#}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let tick = config.tick;
-        let engine = built.engine.clone();
-        let thread = std::thread::Builder::new()
-            .name("danm-wasm-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))?;
+        let clock = Clock::start(&built.engine, config.tick, config.epoch_clock)?;
         Ok(Runtime {
             engine: built.engine,
             linker: built.linker,
             full_linker: OnceLock::new(),
             config,
             engine_hash: built.engine_hash,
-            _ticker: Ticker {
-                stop,
-                thread: Some(thread),
-            },
+            clock,
         })
     }
 

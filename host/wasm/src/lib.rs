@@ -13,12 +13,14 @@ mod bindings;
 mod cache;
 mod config;
 mod engine;
+mod epoch;
 mod error;
 mod plugin;
 mod set;
 mod types;
 
 pub use config::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR, RuntimeConfig};
+pub use epoch::EpochClock;
 pub use error::{CallSite, PluginError};
 pub use plugin::{PluginInfo, PluginKind};
 pub use set::{LoadReport, PluginSet};

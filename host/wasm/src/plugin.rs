@@ -215,6 +215,17 @@ impl Plugin {
         f: impl FnOnce(&mut Store<Host>, &Inst) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let pre = self.pre(rt, cache)?;
+        // The epoch must advance from here on: instantiation runs guest code too.
+        let _ticking = rt.clock.during_call().map_err(|message| PluginError::Engine {
+            message: format!(
+                "{}: {message}",
+                CallSite {
+                    file: self.info.file.clone(),
+                    function,
+                    network: network.and_then(|n| n()),
+                }
+            ),
+        })?;
         let reuse = rt.config.reuse_instance_calls;
         let pooled = if reuse > 0 {
             self.live.lock().unwrap_or_else(|e| e.into_inner()).pop()

@@ -180,6 +180,12 @@ impl PluginSet {
         &self.rt.config
     }
 
+    /// What advances the epoch of this set's calls: [`crate::EpochClock::CallTimer`] only if the set owns the
+    /// process's call-timer signal and no timer has failed (then a ticker thread took over).
+    pub fn epoch_clock(&self) -> crate::EpochClock {
+        self.rt.clock.kind()
+    }
+
     /// Every loaded plugin (including those whose types conflict).
     pub fn plugins(&self) -> impl Iterator<Item = &PluginInfo> {
         self.plugins.iter().map(|p| &p.info)

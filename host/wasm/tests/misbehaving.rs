@@ -6,32 +6,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use danm_wasm::{PluginError, PluginSet, TranslateRequest};
-use serde_json::json;
+use danm_wasm::{PluginError, PluginSet};
 
-use common::{config, dir_with, real, set_with, shared_cache, test_plugin};
-
-fn request(ty: &str) -> TranslateRequest {
-    TranslateRequest {
-        network_json: json!({"kind":"DanmNet","metadata":{"name":"n","namespace":"ns"},
-                             "spec":{"NetworkID":"n","NetworkType":ty,"Options":{"host_device":"ens3"}}})
-        .to_string(),
-        interface_name: "eth1".into(),
-        ip4: Some("10.0.0.5/24".into()),
-        cni_version: "1.0.0".into(),
-        pod_namespace: "ns".into(),
-        pod_name: "p".into(),
-        ..Default::default()
-    }
-}
-
-/// After a failure the same set must still translate with a healthy plugin.
-fn still_healthy(set: &PluginSet) {
-    let cfg = set
-        .translate(&request("macvlan"))
-        .expect("the host stays healthy after a misbehaving plugin");
-    assert!(cfg.contains("\"type\":\"macvlan\""), "{cfg}");
-}
+use common::{config, dir_with, real, request, set_with, shared_cache, still_healthy, test_plugin};
 
 fn failing(name: &str) -> (PluginError, Duration, PluginSet) {
     let (dir, set) = set_with(&[test_plugin(name)]);

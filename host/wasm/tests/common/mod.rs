@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use danm_wasm::{PluginSet, RuntimeConfig};
+use danm_wasm::{PluginSet, RuntimeConfig, TranslateRequest};
+use serde_json::json;
 use tempfile::TempDir;
 
 pub const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
@@ -91,4 +92,27 @@ pub fn set_with(extra: &[PathBuf]) -> (TempDir, PluginSet) {
     let dir = dir_with(&files);
     let set = PluginSet::load(config(dir.path(), Some(shared_cache()))).unwrap();
     (dir, set)
+}
+
+/// A DanmNet of NetworkType `ty` to translate for `eth1` with an IPv4 address.
+pub fn request(ty: &str) -> TranslateRequest {
+    TranslateRequest {
+        network_json: json!({"kind":"DanmNet","metadata":{"name":"n","namespace":"ns"},
+                             "spec":{"NetworkID":"n","NetworkType":ty,"Options":{"host_device":"ens3"}}})
+        .to_string(),
+        interface_name: "eth1".into(),
+        ip4: Some("10.0.0.5/24".into()),
+        cni_version: "1.0.0".into(),
+        pod_namespace: "ns".into(),
+        pod_name: "p".into(),
+        ..Default::default()
+    }
+}
+
+/// After a failure the same set must still translate with a healthy plugin.
+pub fn still_healthy(set: &PluginSet) {
+    let cfg = set
+        .translate(&request("macvlan"))
+        .expect("the host stays healthy after a misbehaving plugin");
+    assert!(cfg.contains("\"type\":\"macvlan\""), "{cfg}");
 }
