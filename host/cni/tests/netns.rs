@@ -298,6 +298,59 @@ async fn netns_two_pods_with_macvlan_vxlan_and_bridge_interfaces_ping_each_other
     }
 }
 
+/// A plugin that never returns, in the real CNI process (where each plugin call arms its own timer instead of a
+/// ticker thread): ADD fails at the plugin's deadline, naming it, and rolls back the pod's other interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_a_spinning_plugin_fails_add_at_its_deadline_and_nothing_is_left() {
+    if !ready() {
+        return;
+    }
+    if !plugin_link_dir().unwrap().join("spin.wasm").exists() {
+        eprintln!("skipping: the spin test plugin is not built (make guests)");
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (parent, peer) = (format!("sp{tag}"), format!("sq{tag}"));
+    let _host = HostLinks(vec![parent.clone()]);
+    cmd_ok(&[
+        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
+    ]);
+    cmd_ok(&["ip", "link", "set", &parent, "up"]);
+    let lab = lab().await;
+    let node = Node::new(&lab);
+    lab.network(
+        NetworkKind::DanmNet,
+        "default",
+        "smac",
+        json!({"NetworkID":"smac","NetworkType":"macvlan",
+        "Options":{"host_device": parent, "cidr":"10.134.0.0/24"}}),
+    )
+    .await;
+    lab.network(
+        NetworkKind::DanmNet,
+        "default",
+        "spinnet",
+        json!({"NetworkID":"spinnet","NetworkType":"spin",
+        "Options":{"cidr":"10.135.0.0/24"}}),
+    )
+    .await;
+    let annotation = json!([{"network":"smac","ip":"dynamic"},{"network":"spinnet","ip":"dynamic"}]);
+    lab.pod("default", "spinpod", Some(annotation), &[]).await;
+    let ns = Netns::new(&format!("dsp{tag}"));
+    let start = std::time::Instant::now();
+    let (ok, out) = node.danm("ADD", "spinpod", "cidspin", &ns.path).await;
+    let took = start.elapsed();
+    assert!(!ok, "{out}");
+    let msg =
+        out["msg"].as_str().unwrap_or_default().to_owned() + out["details"].as_str().unwrap_or_default();
+    assert!(msg.contains("spin.wasm") && msg.contains("deadline"), "{out}");
+    // The plugin deadline is 500 ms; the whole ADD (process start, API, rollback) stays well inside seconds.
+    assert!(took < std::time::Duration::from_secs(10), "ADD took {took:?}");
+    assert!(links_in(&ns.name).is_empty(), "{:?}", links_in(&ns.name));
+    let (ok, out) = node.danm("DEL", "spinpod", "cidspin", &ns.path).await;
+    assert!(ok, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netns_bad_stdin_missing_env_and_a_dead_api_server_are_cni_errors() {
     if !ready() {

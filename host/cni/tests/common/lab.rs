@@ -116,7 +116,8 @@ fn test_plugin_dir() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/test-plugins")))
 }
 
-/// A directory of links to the real backend plugins plus the `trap` test plugin (made once per test binary).
+/// A directory of links to the real backend plugins plus the `trap` and `spin` test plugins (made once per test
+/// binary).
 pub fn plugin_link_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -136,9 +137,11 @@ pub fn plugin_link_dir() -> Option<PathBuf> {
             }
             std::os::unix::fs::symlink(entry.path(), dir.join(&name)).unwrap();
         }
-        let trap = test_plugin_dir().join("trap.wasm");
-        if trap.exists() {
-            std::os::unix::fs::symlink(&trap, dir.join("trap.wasm")).unwrap();
+        for test in ["trap.wasm", "spin.wasm"] {
+            let file = test_plugin_dir().join(test);
+            if file.exists() {
+                std::os::unix::fs::symlink(&file, dir.join(test)).unwrap();
+            }
         }
         Some(dir)
     })
