@@ -112,6 +112,14 @@ impl Drop for HostLinks {
     }
 }
 
+/// A host veth pair whose end `name` (up) parents test macvlans; the pair goes when the guard drops.
+fn veth_parent(name: String, peer: String) -> (HostLinks, String) {
+    let guard = HostLinks(vec![name.clone()]);
+    cmd_ok(&["ip", "link", "add", &name, "type", "veth", "peer", "name", &peer]);
+    cmd_ok(&["ip", "link", "set", &name, "up"]);
+    (guard, name)
+}
+
 fn links_in(ns: &str) -> Vec<String> {
     cmd_ok(&["ip", "-n", ns, "-o", "link", "show"])
         .lines()
@@ -310,12 +318,7 @@ async fn netns_a_spinning_plugin_fails_add_at_its_deadline_and_nothing_is_left()
         return;
     }
     let tag = format!("{}", std::process::id() % 10000);
-    let (parent, peer) = (format!("sp{tag}"), format!("sq{tag}"));
-    let _host = HostLinks(vec![parent.clone()]);
-    cmd_ok(&[
-        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    cmd_ok(&["ip", "link", "set", &parent, "up"]);
+    let (_host, parent) = veth_parent(format!("sp{tag}"), format!("sq{tag}"));
     let lab = lab().await;
     let node = Node::new(&lab);
     lab.network(
@@ -410,12 +413,7 @@ async fn netns_native_macvlan_matches_debians_macvlan_plugin_for_the_same_config
         return;
     }
     let tag = format!("{}", std::process::id() % 10000);
-    let (parent, peer) = (format!("df{tag}"), format!("dg{tag}"));
-    let _host = HostLinks(vec![parent.clone()]);
-    cmd_ok(&[
-        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    cmd_ok(&["ip", "link", "set", &parent, "up"]);
+    let (_host, parent) = veth_parent(format!("df{tag}"), format!("dg{tag}"));
     let ours = Netns::new(&format!("dfo{tag}"));
     let theirs = Netns::new(&format!("dft{tag}"));
     for mtu in [0u32, 1400] {
