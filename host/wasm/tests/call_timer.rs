@@ -14,7 +14,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 use common::{config, dir_with, real, request, shared_cache, still_healthy, test_plugin};
 
-/// Names of this process's threads.
+/// Names of this process's threads (besides the harness's and the test's, wasmtime may have compilation threads).
 fn threads() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
@@ -23,14 +23,18 @@ fn threads() -> Vec<String> {
         .collect()
 }
 
-/// Waits (up to 2 s) until the process's thread names satisfy `ok`: a thread names itself only after it starts, and
-/// leaves `/proc` only after whoever joined it has returned.
-fn expect_threads(why: &str, ok: impl Fn(&[String]) -> bool) {
+fn tickers() -> usize {
+    threads().iter().filter(|t| *t == "danm-wasm-epoch").count()
+}
+
+/// Waits (up to 2 s) until the process has `n` epoch ticker threads: a thread names itself only after it starts,
+/// and leaves `/proc` only after whoever joined it has returned.
+fn expect_tickers(n: usize, why: &str) {
     let t = Instant::now();
-    while !ok(&threads()) && t.elapsed() < Duration::from_secs(2) {
+    while tickers() != n && t.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(ok(&threads()), "{why}: {:?}", threads());
+    assert_eq!(tickers(), n, "{why}: {:?}", threads());
 }
 
 /// Translates with the spinning plugin and checks it was stopped at its 500 ms deadline (10 ms ticks), with slack
@@ -56,17 +60,15 @@ fn call_timers_bound_every_call_without_a_ticker_thread() {
         fuel: Some(50_000_000_000),
         ..config(dir.path(), Some(shared_cache()))
     };
-    // The harness's main thread and this test's.
-    let base = threads().len();
     let set = PluginSet::load(timed()).unwrap();
     assert!(set.errors().is_empty(), "{:?}", set.errors());
     assert_eq!(set.epoch_clock(), EpochClock::CallTimer);
-    expect_threads("no ticker thread", |t| t.len() == base);
+    expect_tickers(0, "no ticker thread");
 
     stopped_at_deadline(&set);
     still_healthy(&set);
     assert_eq!(set.epoch_clock(), EpochClock::CallTimer);
-    expect_threads("no thread was needed", |t| t.len() == base);
+    expect_tickers(0, "no ticker was needed");
 
     // A caller that blocks the signal: unblocked for the call, blocked again afterwards.
     std::thread::scope(|s| {
@@ -92,18 +94,16 @@ fn call_timers_bound_every_call_without_a_ticker_thread() {
         a.join().unwrap();
         b.join().unwrap();
     });
-    expect_threads("still no ticker thread", |t| t.len() == base);
+    expect_tickers(0, "still no ticker thread");
 
     // The signal stays with the first runtime: another one ticks with a thread, and bounds its calls too.
     let second = PluginSet::load(timed()).unwrap();
     assert_eq!(second.epoch_clock(), EpochClock::Thread);
-    expect_threads("a ticker thread", |t| {
-        t.len() == base + 1 && t.iter().any(|n| n == "danm-wasm-epoch")
-    });
+    expect_tickers(1, "a ticker thread");
     stopped_at_deadline(&second);
     still_healthy(&second);
     drop(second);
-    expect_threads("the ticker stops with its runtime", |t| t.len() == base);
+    expect_tickers(0, "the ticker stops with its runtime");
 
     // The first runtime is unaffected by the second one's life and death.
     stopped_at_deadline(&set);
