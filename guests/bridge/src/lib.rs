@@ -7,10 +7,10 @@
 //! danm's own post-processing adds `routes`/`routes6` in the pod for every backend (spec §4.10).
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, check_device_pool_vs_host_device,
-    check_mtu, check_network_id_length, insert_ipam, network_to_translate, network_to_validate,
+    Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation,
+    check_device_pool_vs_host_device, check_mtu, check_network_id_length, network_to_translate,
+    validate_network,
 };
-use serde_json::{Map, Value, json};
 
 pub const MODES: [&str; 3] = ["l2", "gateway", "masquerade"];
 pub const DEFAULT_MTU: u32 = 1500;
@@ -45,37 +45,32 @@ impl Backend for Bridge {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        let net = match network_to_validate(op, network_json) {
-            Ok(n) => n,
-            Err(answer) => return answer,
-        };
-        let spec = &net.spec;
-        let mut out = Vec::new();
-        check_network_id_length(spec, MAX_NETWORK_ID, &mut out);
-        check_device_pool_vs_host_device(spec, &mut out);
-        if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
-            out.push(Violation::new(
-                "MODE",
-                "spec.Options.mode",
-                format!(
-                    "Spec.Options.mode:{} is not a bridge mode (one of {})!",
-                    spec.options.mode,
-                    MODES.join(", ")
-                ),
-            ));
-        }
-        if spec.options.host_device.chars().count() > 15 {
-            out.push(Violation::new(
-                "BRIDGE-NAME",
-                "spec.Options.host_device",
-                format!(
-                    "Spec.Options.host_device:{} is too long for a bridge name (15 characters)!",
-                    spec.options.host_device
-                ),
-            ));
-        }
-        check_mtu(spec, &mut out);
-        out
+        validate_network(op, network_json, |spec, out| {
+            check_network_id_length(spec, MAX_NETWORK_ID, out);
+            check_device_pool_vs_host_device(spec, out);
+            if !spec.options.mode.is_empty() && !MODES.contains(&spec.options.mode.as_str()) {
+                out.push(Violation::new(
+                    "MODE",
+                    "spec.Options.mode",
+                    format!(
+                        "Spec.Options.mode:{} is not a bridge mode (one of {})!",
+                        spec.options.mode,
+                        MODES.join(", ")
+                    ),
+                ));
+            }
+            if spec.options.host_device.chars().count() > 15 {
+                out.push(Violation::new(
+                    "BRIDGE-NAME",
+                    "spec.Options.host_device",
+                    format!(
+                        "Spec.Options.host_device:{} is too long for a bridge name (15 characters)!",
+                        spec.options.host_device
+                    ),
+                ));
+            }
+            check_mtu(spec, out);
+        })
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
@@ -93,29 +88,17 @@ impl Backend for Bridge {
             ));
         }
         let mode = spec.options.mode.as_str();
-        let mut cfg: Map<String, Value> = Map::new();
-        cfg.insert("cniVersion".into(), json!(att.cni_version));
-        cfg.insert("name".into(), json!(spec.network_id));
-        cfg.insert("type".into(), json!("bridge"));
-        cfg.insert(
-            "bridge".into(),
-            json!(bridge_name(&spec.network_id, &spec.options.host_device)),
-        );
-        cfg.insert(
-            "isGateway".into(),
-            json!(matches!(mode, "gateway" | "masquerade")),
-        );
-        cfg.insert("ipMasq".into(), json!(mode == "masquerade"));
-        cfg.insert(
-            "mtu".into(),
-            json!(if spec.options.mtu == 0 {
-                DEFAULT_MTU
-            } else {
-                spec.options.mtu
-            }),
-        );
-        insert_ipam(&mut cfg, &att);
-        Ok(Value::Object(cfg).to_string())
+        let mtu = if spec.options.mtu == 0 {
+            DEFAULT_MTU
+        } else {
+            spec.options.mtu
+        };
+        let mut cfg = CniConfig::new(&att, &spec.network_id, "bridge");
+        cfg.set("bridge", bridge_name(&spec.network_id, &spec.options.host_device))
+            .set("isGateway", matches!(mode, "gateway" | "masquerade"))
+            .set("ipMasq", mode == "masquerade")
+            .set("mtu", mtu);
+        Ok(cfg.finish(&att))
     }
 }
 
@@ -124,6 +107,7 @@ danm_guest_sdk::backend_plugin!(Bridge, "../../wit/v0.1.0");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn network(options: Value) -> String {
         json!({"kind":"DanmNet","metadata":{"name":"lan","namespace":"default"},

@@ -2,11 +2,10 @@
 //! reference ipvlan plugin. Mode defaults to DANM's `l2`; MTU 0 (the default) inherits the parent's MTU, as DANM did.
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, attachment_parent,
-    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, insert_ipam,
-    network_to_translate, network_to_validate,
+    Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,
+    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, network_to_translate,
+    validate_network,
 };
-use serde_json::{Map, Value, json};
 
 /// ipvlan modes the kernel and the reference plugin know.
 pub const MODES: [&str; 3] = ["l2", "l3", "l3s"];
@@ -31,17 +30,12 @@ impl Backend for Ipvlan {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        let net = match network_to_validate(op, network_json) {
-            Ok(n) => n,
-            Err(answer) => return answer,
-        };
-        let spec = &net.spec;
-        let mut out = Vec::new();
-        check_network_id_length(spec, 10, &mut out);
-        check_device_pool_vs_host_device(spec, &mut out);
-        check_mode(spec, "ipvlan", &MODES, &mut out);
-        check_mtu(spec, &mut out);
-        out
+        validate_network(op, network_json, |spec, out| {
+            check_network_id_length(spec, 10, out);
+            check_device_pool_vs_host_device(spec, out);
+            check_mode(spec, "ipvlan", &MODES, out);
+            check_mtu(spec, out);
+        })
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
@@ -53,18 +47,13 @@ impl Backend for Ipvlan {
         } else {
             &spec.options.mode
         };
-        let mut cfg: Map<String, Value> = Map::new();
-        cfg.insert("cniVersion".into(), json!(att.cni_version));
-        cfg.insert("name".into(), json!(spec.network_id));
-        cfg.insert("type".into(), json!("ipvlan"));
-        cfg.insert("master".into(), json!(parent));
-        cfg.insert("mode".into(), json!(mode));
+        let mut cfg = CniConfig::new(&att, &spec.network_id, "ipvlan");
+        cfg.set("master", parent).set("mode", mode);
         // The reference plugin reads an absent or zero mtu as "inherit the master's MTU" (DANM's behaviour).
         if spec.options.mtu != 0 {
-            cfg.insert("mtu".into(), json!(spec.options.mtu));
+            cfg.set("mtu", spec.options.mtu);
         }
-        insert_ipam(&mut cfg, &att);
-        Ok(Value::Object(cfg).to_string())
+        Ok(cfg.finish(&att))
     }
 }
 
@@ -73,6 +62,7 @@ danm_guest_sdk::backend_plugin!(Ipvlan, "../../wit/v0.1.0");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn network(options: Value) -> String {
         json!({"apiVersion":"danm.k8s.io/v1","kind":"ClusterNetwork","metadata":{"name":"int"},

@@ -2,11 +2,10 @@
 //! (DANM's shape, spec §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, attachment_parent,
-    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, insert_ipam,
-    network_to_translate, network_to_validate,
+    Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,
+    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, network_to_translate,
+    validate_network,
 };
-use serde_json::{Map, Value, json};
 
 /// macvlan modes the kernel and the reference plugin know.
 pub const MODES: [&str; 4] = ["bridge", "vepa", "private", "passthru"];
@@ -33,17 +32,12 @@ impl Backend for Macvlan {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        let net = match network_to_validate(op, network_json) {
-            Ok(n) => n,
-            Err(answer) => return answer,
-        };
-        let spec = &net.spec;
-        let mut out = Vec::new();
-        check_network_id_length(spec, 10, &mut out);
-        check_device_pool_vs_host_device(spec, &mut out);
-        check_mode(spec, "macvlan", &MODES, &mut out);
-        check_mtu(spec, &mut out);
-        out
+        validate_network(op, network_json, |spec, out| {
+            check_network_id_length(spec, 10, out);
+            check_device_pool_vs_host_device(spec, out);
+            check_mode(spec, "macvlan", &MODES, out);
+            check_mtu(spec, out);
+        })
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
@@ -60,19 +54,9 @@ impl Backend for Macvlan {
         } else {
             spec.options.mtu
         };
-        let mut cfg: Map<String, Value> = match json!({
-            "cniVersion": att.cni_version,
-            "name": spec.network_id,
-            "type": "macvlan",
-            "master": parent,
-            "mode": mode,
-            "mtu": mtu,
-        }) {
-            Value::Object(m) => m,
-            _ => unreachable!("a JSON object literal"),
-        };
-        insert_ipam(&mut cfg, &att);
-        Ok(Value::Object(cfg).to_string())
+        let mut cfg = CniConfig::new(&att, &spec.network_id, "macvlan");
+        cfg.set("master", parent).set("mode", mode).set("mtu", mtu);
+        Ok(cfg.finish(&att))
     }
 }
 
@@ -81,6 +65,7 @@ danm_guest_sdk::backend_plugin!(Macvlan, "../../wit/v0.1.0");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn network(options: Value) -> String {
         json!({"apiVersion":"danm.k8s.io/v1","kind":"DanmNet","metadata":{"name":"ext","namespace":"default"},

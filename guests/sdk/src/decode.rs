@@ -47,6 +47,23 @@ pub fn network_to_validate(op: Operation, network_json: &str) -> Result<NetworkD
     parse_network(network_json).map_err(|e| vec![Violation::new("D1", "", e)])
 }
 
+/// A backend's `validate`: nothing to check on DELETE, a `D1` violation when the object does not decode, else what
+/// `checks` finds in the network's spec.
+pub fn validate_network(
+    op: Operation,
+    network_json: &str,
+    checks: impl FnOnce(&NetworkSpec, &mut Vec<Violation>),
+) -> Vec<Violation> {
+    match network_to_validate(op, network_json) {
+        Ok(net) => {
+            let mut out = Vec::new();
+            checks(&net.spec, &mut out);
+            out
+        }
+        Err(answer) => answer,
+    }
+}
+
 /// What a backend's `translate` works on: the attachment's decoded network, or a `D1` error naming the pod.
 pub fn network_to_translate(att: &Attachment) -> Result<NetworkDoc, TranslateError> {
     parse_network(&att.network_json)

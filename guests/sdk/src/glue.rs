@@ -67,6 +67,41 @@ macro_rules! backend_plugin {
     };
 }
 
+/// A test backend (the runtime's misbehaving plugins): serves `$network_type`, describes itself as `$description`,
+/// accepts every network, and translates with `$translate` (a `fn(Attachment) -> Result<String, TranslateError>`,
+/// where the plugin misbehaves); exported as with [`backend_plugin!`].
+/// `test_backend!("spin", "misbehaving test plugin", translate, "../../../wit/v0.1.0");`
+#[macro_export]
+macro_rules! test_backend {
+    ($network_type:literal, $description:literal, $translate:path, $path:tt) => {
+        pub struct TestBackend;
+
+        impl $crate::Backend for TestBackend {
+            fn network_types() -> Vec<String> {
+                vec![$network_type.into()]
+            }
+            fn describe() -> $crate::Info {
+                $crate::Info {
+                    description: $description.into(),
+                    ..$crate::Info::default()
+                }
+            }
+            fn validate(
+                _op: $crate::Operation,
+                _network_json: &str,
+                _old: Option<&str>,
+            ) -> Vec<$crate::Violation> {
+                Vec::new()
+            }
+            fn translate(att: $crate::Attachment) -> Result<String, $crate::TranslateError> {
+                $translate(att)
+            }
+        }
+
+        $crate::backend_plugin!(TestBackend, $path);
+    };
+}
+
 /// Exports a [`crate::Rules`] implementation as a `rules-plugin` component.
 /// `rules_plugin!(DanmRules, "../../wit/v0.1.0");`
 #[macro_export]

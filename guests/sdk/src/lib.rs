@@ -18,8 +18,11 @@ mod violation;
 pub use backend::{
     Backend, Info, check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length,
 };
-pub use cni::{Attachment, TranslateError, fakeipam, insert_ipam};
-pub use decode::{Meta, NetworkDoc, network_to_translate, network_to_validate, parse_network, strict_decode};
+pub use cni::{Attachment, CniConfig, TranslateError, fakeipam};
+pub use decode::{
+    Meta, NetworkDoc, network_to_translate, network_to_validate, parse_network, strict_decode,
+    validate_network,
+};
 pub use link::{attachment_parent, parent_link};
 
 /// Every guest's allocator (see [`alloc`]); native builds keep the platform's.

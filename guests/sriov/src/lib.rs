@@ -2,10 +2,9 @@
 //! (`deviceID` = the VF's PCI address from the device pool, `vlan`, `master` = the PF name the host resolved).
 
 use danm_guest_sdk::{
-    Attachment, Backend, Info, Operation, TranslateError, Violation, check_mtu, check_network_id_length,
-    insert_ipam, network_to_translate, network_to_validate,
+    Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, check_mtu,
+    check_network_id_length, network_to_translate, validate_network,
 };
-use serde_json::{Map, Value, json};
 
 pub struct Sriov;
 
@@ -25,34 +24,29 @@ impl Backend for Sriov {
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        let net = match network_to_validate(op, network_json) {
-            Ok(n) => n,
-            Err(answer) => return answer,
-        };
-        let spec = &net.spec;
-        let mut out = Vec::new();
-        check_network_id_length(spec, 10, &mut out);
-        if spec.options.device_pool.is_empty() || !spec.options.host_device.is_empty() {
-            let field = if spec.options.device_pool.is_empty() {
-                "spec.Options.device_pool"
-            } else {
-                "spec.Options.host_device"
-            };
-            out.push(Violation::new(
+        validate_network(op, network_json, |spec, out| {
+            check_network_id_length(spec, 10, out);
+            if spec.options.device_pool.is_empty() || !spec.options.host_device.is_empty() {
+                let field = if spec.options.device_pool.is_empty() {
+                    "spec.Options.device_pool"
+                } else {
+                    "spec.Options.host_device"
+                };
+                out.push(Violation::new(
                 "V25",
                 field,
                 "Spec.Options.device_pool must, and Spec.Options.host_device cannot be provided for SR-IOV networks!",
             ));
-        }
-        if !spec.options.mode.is_empty() {
-            out.push(Violation::new(
-                "MODE",
-                "spec.Options.mode",
-                "Spec.Options.mode is not supported by SR-IOV networks!",
-            ));
-        }
-        check_mtu(spec, &mut out);
-        out
+            }
+            if !spec.options.mode.is_empty() {
+                out.push(Violation::new(
+                    "MODE",
+                    "spec.Options.mode",
+                    "Spec.Options.mode is not supported by SR-IOV networks!",
+                ));
+            }
+            check_mtu(spec, out);
+        })
     }
 
     fn translate(att: Attachment) -> Result<String, TranslateError> {
@@ -71,20 +65,15 @@ impl Backend for Sriov {
                 ),
             ));
         };
-        let mut cfg: Map<String, Value> = Map::new();
-        cfg.insert("cniVersion".into(), json!(att.cni_version));
-        cfg.insert("name".into(), json!(spec.network_id));
-        cfg.insert("type".into(), json!("sriov"));
-        cfg.insert("deviceID".into(), json!(device));
-        cfg.insert("vlan".into(), json!(spec.options.vlan));
+        let mut cfg = CniConfig::new(&att, &spec.network_id, "sriov");
+        cfg.set("deviceID", device).set("vlan", spec.options.vlan);
         if let Some(pf) = att.parent.as_ref().filter(|p| !p.is_empty()) {
-            cfg.insert("master".into(), json!(pf));
+            cfg.set("master", pf.as_str());
         }
         if spec.options.mtu != 0 {
-            cfg.insert("mtu".into(), json!(spec.options.mtu));
+            cfg.set("mtu", spec.options.mtu);
         }
-        insert_ipam(&mut cfg, &att);
-        Ok(Value::Object(cfg).to_string())
+        Ok(cfg.finish(&att))
     }
 }
 
@@ -93,6 +82,7 @@ danm_guest_sdk::backend_plugin!(Sriov, "../../wit/v0.1.0");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn network(options: Value) -> String {
         json!({"kind":"DanmNet","metadata":{"name":"sriov-a","namespace":"default"},

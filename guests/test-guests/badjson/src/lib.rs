@@ -1,28 +1,17 @@
 //! Test plugin `badjson`: returns a config that is not JSON.
 
-use danm_guest_sdk::{Attachment, Backend, Info, Operation, TranslateError, Violation};
+use danm_guest_sdk::{Attachment, TranslateError};
 
-pub struct Plugin;
-
-impl Backend for Plugin {
-    fn network_types() -> Vec<String> {
-        vec!["badjson".into()]
-    }
-    fn describe() -> Info {
-        Info {
-            description: "misbehaving test plugin".into(),
-            ..Info::default()
-        }
-    }
-    fn validate(_op: Operation, _network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        Vec::new()
-    }
-    fn translate(att: Attachment) -> Result<String, TranslateError> {
-        Ok(format!(
-            "{{\"cniVersion\": \"{}\", this is not json",
-            att.cni_version
-        ))
-    }
+fn translate(att: Attachment) -> Result<String, TranslateError> {
+    Ok(format!(
+        "{{\"cniVersion\": \"{}\", this is not json",
+        att.cni_version
+    ))
 }
 
-danm_guest_sdk::backend_plugin!(Plugin, "../../../wit/v0.1.0");
+danm_guest_sdk::test_backend!(
+    "badjson",
+    "misbehaving test plugin",
+    translate,
+    "../../../wit/v0.1.0"
+);

@@ -1,28 +1,17 @@
 //! Test plugin `dupe`: claims the macvlan type the real macvlan plugin serves.
 
-use danm_guest_sdk::{Attachment, Backend, Info, Operation, TranslateError, Violation};
+use danm_guest_sdk::{Attachment, TranslateError};
 
-pub struct Plugin;
-
-impl Backend for Plugin {
-    fn network_types() -> Vec<String> {
-        vec!["macvlan".into()]
-    }
-    fn describe() -> Info {
-        Info {
-            description: "misbehaving test plugin".into(),
-            ..Info::default()
-        }
-    }
-    fn validate(_op: Operation, _network_json: &str, _old: Option<&str>) -> Vec<Violation> {
-        Vec::new()
-    }
-    fn translate(att: Attachment) -> Result<String, TranslateError> {
-        Ok(format!(
-            "{{\"cniVersion\":\"{}\",\"type\":\"macvlan\"}}",
-            att.cni_version
-        ))
-    }
+fn translate(att: Attachment) -> Result<String, TranslateError> {
+    Ok(format!(
+        "{{\"cniVersion\":\"{}\",\"type\":\"macvlan\"}}",
+        att.cni_version
+    ))
 }
 
-danm_guest_sdk::backend_plugin!(Plugin, "../../../wit/v0.1.0");
+danm_guest_sdk::test_backend!(
+    "macvlan",
+    "misbehaving test plugin",
+    translate,
+    "../../../wit/v0.1.0"
+);
