@@ -6,8 +6,14 @@
 //! `Component::deserialize_file` instead of being read and copied twice (once by `read`, once by wasmtime). Its CRC32
 //! is recorded in the metadata; the file is checked against it (streamed through a small buffer) before wasmtime maps
 //! it. The checksum detects corruption (torn writes, disk errors, truncation); access control is the directory's
-//! root-only mode. CRC32 rather than sha256 because it costs ~15 µs instead of ~500 µs on a 700 KB artefact, and the
-//! short-lived CNI process pays it on every run.
+//! root-only mode. CRC32 rather than sha256 because it costs ~15 µs instead of ~500 µs on a 700 KB artefact.
+//! Once an entry has matched its checksum, its [`FileStamp`] is recorded too, and a later load that finds the same
+//! stamp maps the entry without reading it first (as the index does for plugin files; ~100 µs of every short-lived
+//! CNI process). Any write to the file through the kernel changes the stamp (ctime, which no tool can set back), and
+//! a stamp is only recorded once it is [`FileStamp::settled`], so that a write in the same clock tick as the check
+//! cannot hide behind an equal timestamp; then the checksum is checked again. What the stamp cannot see is corruption
+//! below the file system (a failing disk returning other bytes for an unchanged file), which the same stamp
+//! rule also leaves unseen for the plugin files and for danm's own binaries.
 //! Entry `<key>.meta.json` = the plugin's [`crate::PluginInfo`] facts (world, version, NetworkTypes, describe()) and
 //! the artefact's checksum.
 //! `index.json` = for each plugin path: its [`FileStamp`], sha256 and metadata (per engine configuration), so a process whose plugin
@@ -36,6 +42,15 @@ pub(crate) struct Meta {
     /// CRC32 of `<key>.cwasm` as written; `None` (unknown) means the artefact is not trusted and gets recompiled.
     #[serde(default)]
     pub cwasm_crc32: Option<u32>,
+    /// The stamp `<key>.cwasm` had when it last matched `cwasm_crc32` (only a settled one is recorded).
+    #[serde(default)]
+    pub cwasm_stamp: Option<FileStamp>,
+}
+
+/// A cached component, and the stamp to record when this load checked its checksum and the stamp is settled.
+pub(crate) struct Loaded {
+    pub component: Component,
+    pub verified: Option<FileStamp>,
 }
 
 #[derive(Debug)]
@@ -62,26 +77,44 @@ impl Cache {
         self.dir.join(format!("{key}.{ext}"))
     }
 
-    /// The cached component for `key`, if present and its checksum is `crc32`.
-    pub(crate) fn load_component(&self, engine: &Engine, key: &str, crc32: u32) -> Option<Component> {
+    /// The cached component for `key`, if present and its checksum is `crc32`: checked unless the file still has
+    /// the stamp `verified` it had when its checksum last matched.
+    pub(crate) fn load_component(
+        &self,
+        engine: &Engine,
+        key: &str,
+        crc32: u32,
+        verified: Option<&FileStamp>,
+    ) -> Option<Loaded> {
         let path = self.path(key, "cwasm");
-        if let Err(why) = verify(&path, crc32) {
-            if why.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = %path.display(), "ignoring corrupt plugin cache entry: {why}");
+        let unchanged = verified.is_some_and(|v| fs::metadata(&path).is_ok_and(|m| FileStamp::of(&m) == *v));
+        let mut newly = None;
+        if !unchanged {
+            match verify(&path, crc32) {
+                Ok(stamp) => newly = stamp.settled().then_some(stamp),
+                Err(why) => {
+                    if why.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(file = %path.display(), "ignoring corrupt plugin cache entry: {why}");
+                    }
+                    return None;
+                }
             }
-            return None;
         }
         // SAFETY: `Component::deserialize_file` maps native code without being able to verify it. The file is in our
         // own cache directory (created 0700, root-only), was written there by `store_component` from
         // `Component::serialize` of this very engine configuration (the key includes the engine's compatibility
         // hash), entries are only ever replaced by atomic rename (never modified in place, so the mapped file is the
-        // one just checked), and its bytes have just been checked against the checksum recorded when they were
-        // written; wasmtime then checks the header and the engine settings it records. A truncated, corrupted or
+        // one checked), and its bytes have been checked against the checksum recorded when they were written, just
+        // now or, when the file still has the settled stamp it had then, in an earlier load (see the module
+        // documentation); wasmtime then checks the header and the engine settings it records. A truncated, corrupted or
         // foreign file fails those checks and is recompiled instead.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize_file(engine, &path) };
         match component {
-            Ok(c) => Some(c),
+            Ok(component) => Some(Loaded {
+                component,
+                verified: newly,
+            }),
             Err(e) => {
                 tracing::warn!(file = %path.display(), "ignoring unusable plugin cache entry: {e:#}");
                 None
@@ -140,10 +173,12 @@ impl Cache {
 }
 
 /// Checks that the CRC32 of `path` is `expected`, reading it through a small buffer (no copy of the whole file:
-/// wasmtime maps it afterwards and checks its header and engine settings itself).
-fn verify(path: &Path, expected: u32) -> std::io::Result<()> {
+/// wasmtime maps it afterwards and checks its header and engine settings itself); returns the stamp of the file
+/// checked.
+fn verify(path: &Path, expected: u32) -> std::io::Result<FileStamp> {
     use std::io::Read;
     let mut f = fs::File::open(path)?;
+    let stamp = FileStamp::of(&f.metadata()?);
     let mut buf = vec![0u8; 32 << 10];
     let mut h = crc32fast::Hasher::new();
     loop {
@@ -160,7 +195,7 @@ fn verify(path: &Path, expected: u32) -> std::io::Result<()> {
             "checksum mismatch",
         ));
     }
-    Ok(())
+    Ok(stamp)
 }
 
 trait Mode0600 {
@@ -185,7 +220,20 @@ pub(crate) struct FileStamp {
     pub ctime_ns: i128,
 }
 
+/// How long after its last change a file's stamp is trusted to tell it apart from any later change: file times come
+/// from a clock that ticks in steps of up to a few milliseconds, so a change within the same step as a check can
+/// leave the times as they were (git calls such index entries "racy" and checks them again).
+const SETTLE_NS: i128 = 2_000_000_000;
+
 impl FileStamp {
+    /// Whether the file has not changed for [`SETTLE_NS`], so that any later change gets other times.
+    pub(crate) fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self.ctime_ns.max(self.mtime_ns) + SETTLE_NS <= now
+    }
+
     pub(crate) fn of(meta: &fs::Metadata) -> FileStamp {
         use std::os::unix::fs::MetadataExt;
         FileStamp {
@@ -245,6 +293,20 @@ impl Cache {
         if let Err(e) = res {
             tracing::warn!(dir = %self.dir.display(), "cannot write the plugin index: {e}");
         }
+    }
+
+    /// Records in the index that `file`'s artefact for engine key `key` matched its checksum with stamp `stamp`.
+    pub(crate) fn remember_verified(&self, file: &Path, key: &str, stamp: &FileStamp) {
+        let mut index = self.load_index();
+        let Some(meta) = index
+            .files
+            .get_mut(file)
+            .and_then(|e| e.metas.iter_mut().find(|m| m.key == key))
+        else {
+            return;
+        };
+        meta.cwasm_stamp = Some(stamp.clone());
+        self.store_index(&index);
     }
 
     /// Forgets the index (after an artefact was rewritten with a new checksum); the next load rebuilds it from the

@@ -8,7 +8,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::v0_1_0;
-use crate::cache::{Cache, IndexEntry, Meta};
+use crate::cache::{Cache, FileStamp, IndexEntry, Loaded, Meta};
 use crate::engine::{Host, Pipes, Runtime, sha256_hex};
 use crate::{
     BackendInfo, CallSite, Operation, PluginError, Review, SUPPORTED_VERSIONS, TranslateRequest, Violation,
@@ -70,6 +70,8 @@ pub(crate) struct Plugin {
     key: String,
     /// Checksum of the cached artefact, from the metadata (`None`: not cached or unknown).
     cwasm_crc32: Option<u32>,
+    /// The artefact's stamp when it last matched its checksum, from the metadata.
+    cwasm_stamp: Option<FileStamp>,
     pre: OnceLock<Result<Pre, String>>,
     live: Mutex<Vec<Live>>,
 }
@@ -103,6 +105,7 @@ impl Plugin {
                 info,
                 key,
                 cwasm_crc32: meta.cwasm_crc32,
+                cwasm_stamp: meta.cwasm_stamp,
                 pre: OnceLock::new(),
                 live: Mutex::new(Vec::new()),
             })
@@ -119,7 +122,11 @@ impl Plugin {
             return Ok(p);
         }
         let key = format!("{sha256}-{}", rt.engine_hash);
-        let (component, cwasm_crc32) = component(rt, cache, &key, file, Some(&bytes), None)?;
+        let (component, learnt) = component(rt, cache, &key, file, Some(&bytes), None, None)?;
+        let cwasm_crc32 = match learnt {
+            Learnt::Recompiled { crc32 } => Some(crc32),
+            Learnt::Nothing | Learnt::Verified { .. } => None,
+        };
         let (kind, version) = identify(rt, &component, file)?;
         let pre = instance_pre(rt, &component, kind, &version, file)?;
         let mut plugin = Plugin {
@@ -133,6 +140,7 @@ impl Plugin {
             },
             key,
             cwasm_crc32,
+            cwasm_stamp: None,
             pre: OnceLock::new(),
             live: Mutex::new(Vec::new()),
         };
@@ -164,6 +172,7 @@ impl Plugin {
             network_types: self.info.network_types.clone(),
             backend: self.info.backend.clone(),
             cwasm_crc32: self.cwasm_crc32,
+            cwasm_stamp: self.cwasm_stamp.clone(),
         }
     }
 
@@ -175,16 +184,36 @@ impl Plugin {
     fn pre(&self, rt: &Runtime, cache: Option<&Cache>) -> Result<&Pre, PluginError> {
         let file = &self.info.file;
         let res = self.pre.get_or_init(|| {
-            let (component, crc) =
-                component(rt, cache, &self.key, file, None, self.cwasm_crc32).map_err(|e| e.to_string())?;
-            if let (Some(c), Some(crc)) = (cache, crc) {
+            let (component, learnt) = component(
+                rt,
+                cache,
+                &self.key,
+                file,
+                None,
+                self.cwasm_crc32,
+                self.cwasm_stamp.as_ref(),
+            )
+            .map_err(|e| e.to_string())?;
+            match (cache, learnt) {
                 // Recompiled (the entry was missing or corrupt): record the new checksum; the index, which
                 // remembers the old one, is rebuilt from the metadata entries by the next load.
-                c.store_meta(&Meta {
-                    cwasm_crc32: Some(crc),
-                    ..self.meta()
-                });
-                c.drop_index();
+                (Some(c), Learnt::Recompiled { crc32 }) => {
+                    c.store_meta(&Meta {
+                        cwasm_crc32: Some(crc32),
+                        cwasm_stamp: None,
+                        ..self.meta()
+                    });
+                    c.drop_index();
+                }
+                // Checked against its checksum, with a settled stamp: later loads need not read it first.
+                (Some(c), Learnt::Verified { stamp }) => {
+                    c.store_meta(&Meta {
+                        cwasm_stamp: Some(stamp.clone()),
+                        ..self.meta()
+                    });
+                    c.remember_verified(file, &self.key, &stamp);
+                }
+                _ => {}
             }
             instance_pre(rt, &component, self.info.kind, &self.info.version, file).map_err(|e| e.to_string())
         });
@@ -458,8 +487,21 @@ fn classify(
     }
 }
 
-/// The component for `key`: from the cache if intact (its checksum is `crc32`), else compiled, and cached; then the
-/// checksum of the newly written entry is returned too.
+/// What loading a component taught the cache.
+enum Learnt {
+    Nothing,
+    /// Compiled and written to the cache with this checksum.
+    Recompiled {
+        crc32: u32,
+    },
+    /// Read from the cache after its checksum matched, with this settled stamp.
+    Verified {
+        stamp: FileStamp,
+    },
+}
+
+/// The component for `key`: from the cache if intact (its checksum is `crc32`, checked unless the entry still has
+/// the stamp `verified`), else compiled, and cached.
 fn component(
     rt: &Runtime,
     cache: Option<&Cache>,
@@ -467,12 +509,14 @@ fn component(
     file: &Path,
     bytes: Option<&[u8]>,
     crc32: Option<u32>,
-) -> Result<(Component, Option<u32>), PluginError> {
-    if let Some(c) = cache
+    verified: Option<&FileStamp>,
+) -> Result<(Component, Learnt), PluginError> {
+    if let Some(Loaded { component, verified }) = cache
         .zip(crc32)
-        .and_then(|(c, crc)| c.load_component(&rt.engine, key, crc))
+        .and_then(|(c, crc)| c.load_component(&rt.engine, key, crc, verified))
     {
-        return Ok((c, None));
+        let learnt = verified.map_or(Learnt::Nothing, |stamp| Learnt::Verified { stamp });
+        return Ok((component, learnt));
     }
     let owned;
     let bytes = match bytes {
@@ -496,14 +540,18 @@ fn component(
         file: file.to_owned(),
         message: format!("{e:#}"),
     })?;
-    let mut crc = None;
+    let mut learnt = Learnt::Nothing;
     if let Some(c) = cache {
         match component.serialize() {
-            Ok(s) => crc = Some(c.store_component(key, &s)),
+            Ok(s) => {
+                learnt = Learnt::Recompiled {
+                    crc32: c.store_component(key, &s),
+                }
+            }
             Err(e) => tracing::warn!(file = %file.display(), "cannot serialise compiled plugin: {e:#}"),
         }
     }
-    Ok((component, crc))
+    Ok((component, learnt))
 }
 
 /// Reads the world and `danm:plugin` version from the component's export names (`danm:plugin/backend@0.1.0`).

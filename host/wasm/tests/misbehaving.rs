@@ -259,6 +259,62 @@ fn an_entry_that_does_not_match_its_recorded_checksum_is_recompiled() {
     );
 }
 
+/// The `cwasm_stamp`s the cache recorded (metadata entries and index).
+fn recorded_stamps(cache_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .map(|text| text.matches("\"cwasm_stamp\":{").count())
+        .sum()
+}
+
+#[test]
+fn an_entry_is_read_before_use_until_its_settled_stamp_is_recorded_and_again_after_any_write() {
+    use std::os::unix::fs::MetadataExt;
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    let translate = || {
+        let set = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+        set.translate(&request("macvlan")).expect("translates");
+    };
+    translate();
+    let entry = cwasm_files(&cache_dir).remove(0);
+    let good = std::fs::read(&entry).unwrap();
+    // Just written: its times may still share a clock tick with a next write, so no stamp is trusted yet.
+    translate();
+    assert_eq!(recorded_stamps(&cache_dir), 0);
+    // Settled: the next load checks the checksum once more and records the stamp (metadata entry and index).
+    std::thread::sleep(Duration::from_millis(2100));
+    translate();
+    assert_eq!(recorded_stamps(&cache_dir), 2);
+
+    // With the stamp recorded the entry is not read before use: a wrong recorded checksum goes unnoticed...
+    assert_eq!(corrupt_recorded_checksums(&cache_dir), 2);
+    let inode = std::fs::metadata(&entry).unwrap().ino();
+    translate();
+    assert_eq!(std::fs::metadata(&entry).unwrap().ino(), inode, "used as it is");
+
+    // ...but any write to the entry changes its stamp, even one that keeps its size and puts its mtime back: it is
+    // checked again (against the wrong checksum here, so it is recompiled and rewritten).
+    let mtime = std::fs::metadata(&entry).unwrap().modified().unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&entry, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    translate();
+    assert_eq!(std::fs::read(&entry).unwrap(), good, "recompiled, not trusted");
+    assert_ne!(std::fs::metadata(&entry).unwrap().ino(), inode);
+}
+
 #[test]
 fn sets_without_a_cache_compile_in_memory() {
     let plugins = dir_with(&[real("macvlan")]);
