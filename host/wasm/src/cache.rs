@@ -17,7 +17,8 @@
 //! Entry `<key>.meta.json` = the plugin's [`crate::PluginInfo`] facts (world, version, NetworkTypes, describe()) and
 //! the artefact's checksum.
 //! `index.json` = for each plugin path: its [`FileStamp`], sha256 and metadata (per engine configuration), so a process whose plugin
-//! files are unchanged reads one small file instead of hashing every plugin and reading every metadata entry.
+//! files are unchanged reads one small file instead of hashing every plugin and reading every metadata entry. Only
+//! settled stamps are recorded, as for the artefacts: a plugin file changed less than 2 s ago is hashed again.
 
 use std::fs;
 use std::io::Write;

@@ -101,14 +101,18 @@ impl PluginSet {
                         .map(|e| e.metas.iter().filter(|m| m.key != meta.key).cloned().collect())
                         .unwrap_or_default();
                     metas.push(meta);
-                    new_index.files.insert(
-                        file.clone(),
-                        IndexEntry {
-                            stamp: stamp.clone(),
-                            sha256: p.info.sha256.clone(),
-                            metas,
-                        },
-                    );
+                    // Only a settled stamp tells the hashed content apart from a rewrite in the same clock tick
+                    // (see `FileStamp::settled`); a file changed less than 2 s ago is hashed again next time.
+                    if stamp.settled() {
+                        new_index.files.insert(
+                            file.clone(),
+                            IndexEntry {
+                                stamp: stamp.clone(),
+                                sha256: p.info.sha256.clone(),
+                                metas,
+                            },
+                        );
+                    }
                     set.register(p)
                 }
                 Err(e) => set.errors.push(e),

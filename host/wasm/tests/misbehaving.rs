@@ -232,6 +232,8 @@ fn corrupt_recorded_checksums(cache_dir: &std::path::Path) -> usize {
 #[test]
 fn an_entry_that_does_not_match_its_recorded_checksum_is_recompiled() {
     let plugins = dir_with(&[real("macvlan")]);
+    // The index records only plugin files whose stamp has settled (2 s after their last change).
+    std::thread::sleep(Duration::from_millis(2100));
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = cache.path().join("c");
     drop(PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap());
