@@ -3,8 +3,7 @@
 
 use danm_guest_sdk::{
     Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,
-    check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length, network_to_translate,
-    validate_network,
+    check_link_backend, link_backend_info, network_to_translate, validate_network,
 };
 
 /// macvlan modes the kernel and the reference plugin know.
@@ -21,22 +20,14 @@ impl Backend for Macvlan {
     }
 
     fn describe() -> Info {
-        Info {
-            description: "macvlan interface on host_device or on its VLAN/VxLAN link (reference macvlan plugin semantics)"
-                .into(),
-            needs_ipam: true,
-            needs_device_pool: false,
-            needs_host_device: true,
-            max_network_id_length: Some(10),
-        }
+        link_backend_info(
+            "macvlan interface on host_device or on its VLAN/VxLAN link (reference macvlan plugin semantics)",
+        )
     }
 
     fn validate(op: Operation, network_json: &str, _old: Option<&str>) -> Vec<Violation> {
         validate_network(op, network_json, |spec, out| {
-            check_network_id_length(spec, 10, out);
-            check_device_pool_vs_host_device(spec, out);
-            check_mode(spec, "macvlan", &MODES, out);
-            check_mtu(spec, out);
+            check_link_backend(spec, "macvlan", &MODES, out)
         })
     }
 

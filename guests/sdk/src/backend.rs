@@ -22,6 +22,26 @@ pub trait Backend {
     fn translate(att: Attachment) -> Result<String, TranslateError>;
 }
 
+/// The facts of a backend whose interface hangs off `host_device` or off the VLAN/VxLAN link netwatcher makes for it
+/// (ipvlan, macvlan): addresses from danm's IPAM, a host device, and a NetworkID of at most 10 characters.
+pub fn link_backend_info(description: &str) -> Info {
+    Info {
+        description: description.to_owned(),
+        needs_ipam: true,
+        needs_device_pool: false,
+        needs_host_device: true,
+        max_network_id_length: Some(10),
+    }
+}
+
+/// The checks of such a backend: V21 at 10 characters, V26, its `modes` (`kind` names it in the message), the MTU.
+pub fn check_link_backend(spec: &NetworkSpec, kind: &str, modes: &[&str], out: &mut Vec<Violation>) {
+    check_network_id_length(spec, 10, out);
+    check_device_pool_vs_host_device(spec, out);
+    check_mode(spec, kind, modes, out);
+    check_mtu(spec, out);
+}
+
 /// V21 as DANM documents it (spec §10 B12): a dynamic network's NetworkID may not exceed `max` characters, VNI or not,
 /// since netwatcher's `<NetworkID>.<vlan>` / `vx_<NetworkID>` links must fit in IFNAMSIZ.
 pub fn check_network_id_length(spec: &NetworkSpec, max: usize, out: &mut Vec<Violation>) {

@@ -16,7 +16,8 @@ mod memcmp;
 mod violation;
 
 pub use backend::{
-    Backend, Info, check_device_pool_vs_host_device, check_mode, check_mtu, check_network_id_length,
+    Backend, Info, check_device_pool_vs_host_device, check_link_backend, check_mode, check_mtu,
+    check_network_id_length, link_backend_info,
 };
 pub use cni::{Attachment, CniConfig, TranslateError, fakeipam};
 pub use decode::{
