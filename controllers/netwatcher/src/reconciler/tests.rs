@@ -35,6 +35,14 @@ fn reconciler(fake: &FakeNetlink) -> LinkReconciler {
     LinkReconciler::new(Arc::new(fake.clone()), Netns::Host, Metrics::default())
 }
 
+/// A reconciler that has made the links of `sources`, with the fake's call log cleared.
+async fn reconciled(fake: &FakeNetlink, sources: &[LinkSource]) -> LinkReconciler {
+    let r = reconciler(fake);
+    r.reconcile(&desired_links(sources)).await.unwrap();
+    fake.clear_calls();
+    r
+}
+
 async fn names(fake: &FakeNetlink) -> Vec<String> {
     let mut names: Vec<String> = fake
         .links(&Netns::Host)
@@ -72,11 +80,7 @@ async fn vlan_links_are_created_up_on_the_host_device_and_marked() {
 #[tokio::test]
 async fn changing_the_vlan_replaces_the_link_and_unrelated_changes_touch_nothing() {
     let fake = host().await;
-    let r = reconciler(&fake);
-    r.reconcile(&desired_links(&[src("ext", "ext", "ens4", 700, 0)]))
-        .await
-        .unwrap();
-    fake.clear_calls();
+    let r = reconciled(&fake, &[src("ext", "ext", "ens4", 700, 0)]).await;
     let again = r
         .reconcile(&desired_links(&[src("ext", "ext", "ens4", 700, 0)]))
         .await
@@ -177,14 +181,11 @@ async fn a_link_deleted_by_hand_is_recreated_and_counted_as_drift() {
 #[tokio::test]
 async fn a_new_reconciler_after_a_restart_adopts_its_marked_links_and_removes_unwanted_ones() {
     let fake = host().await;
-    reconciler(&fake)
-        .reconcile(&desired_links(&[
-            src("a", "a", "ens4", 10, 0),
-            src("b", "b", "ens4", 11, 0),
-        ]))
-        .await
-        .unwrap();
-    fake.clear_calls();
+    reconciled(
+        &fake,
+        &[src("a", "a", "ens4", 10, 0), src("b", "b", "ens4", 11, 0)],
+    )
+    .await;
     let restarted = reconciler(&fake);
     let out = restarted
         .reconcile(&desired_links(&[src("a", "a", "ens4", 10, 0)]))
@@ -248,15 +249,15 @@ async fn a_listing_failure_fails_the_whole_pass() {
 #[tokio::test]
 async fn links_no_network_wants_are_deleted_in_one_request() {
     let fake = host().await;
-    let r = reconciler(&fake);
-    r.reconcile(&desired_links(&[
-        src("a", "a", "ens4", 10, 0),
-        src("b", "b", "ens4", 11, 0),
-        src("c", "c", "ens3", 0, 600),
-    ]))
-    .await
-    .unwrap();
-    fake.clear_calls();
+    let r = reconciled(
+        &fake,
+        &[
+            src("a", "a", "ens4", 10, 0),
+            src("b", "b", "ens4", 11, 0),
+            src("c", "c", "ens3", 0, 600),
+        ],
+    )
+    .await;
     let out = r.reconcile(&desired_links(&[])).await.unwrap();
     assert_eq!(out.deleted, vec!["a.10", "b.11", "vx_c"]);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -273,15 +274,15 @@ async fn links_no_network_wants_are_deleted_in_one_request() {
 #[tokio::test]
 async fn when_the_joint_delete_fails_the_links_are_deleted_one_by_one_and_each_error_names_its_link() {
     let fake = host().await;
-    let r = reconciler(&fake);
-    r.reconcile(&desired_links(&[
-        src("a", "a", "ens4", 10, 0),
-        src("b", "b", "ens4", 11, 0),
-        src("c", "c", "ens4", 12, 0),
-    ]))
-    .await
-    .unwrap();
-    fake.clear_calls();
+    let r = reconciled(
+        &fake,
+        &[
+            src("a", "a", "ens4", 10, 0),
+            src("b", "b", "ens4", 11, 0),
+            src("c", "c", "ens4", 12, 0),
+        ],
+    )
+    .await;
     fake.fail_when(|c| matches!(c, Call::DeleteLinks { .. }), 16, None);
     fake.fail_when(
         |c| matches!(c, Call::DeleteLink { name, .. } if name == "b.11"),
