@@ -187,7 +187,7 @@ impl Clock {
     /// Makes sure the epoch advances while the caller runs guest code, until the guard is dropped: arms a timer for
     /// the calling thread, or (thread mode, or when the timer cannot be made) relies on the ticker thread.
     pub(crate) fn during_call(&self) -> Result<CallGuard, String> {
-        if self.timer && self.thread.get().is_none() {
+        if self.kind() == EpochClock::CallTimer {
             match CallTimer::arm(self.tick) {
                 Ok(t) => return Ok(CallGuard { _timer: Some(t) }),
                 Err(e) => tracing::warn!("cannot arm the call timer ({e}); starting an epoch ticker thread"),
