@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde_json::{Value, json};
 
-use crate::{DanmEpSpec, InterfaceProfile, NadSpec, NetworkKind, NetworkSpec};
+use crate::{DanmEpSpec, DanmIpBlockSpec, InterfaceProfile, NadSpec, NetworkKind, NetworkSpec};
 
 /// The OpenAPI v3 structural schema of `T`, generated as kube-derive does for its own CRDs.
 fn schema_of<T: JsonSchema>() -> Value {
@@ -115,6 +115,27 @@ pub fn danmep_crd() -> Value {
     )
 }
 
+/// The DanmIpBlock CRD (the `blocks` IPAM mode's allocation state).
+pub fn ipblock_crd() -> Value {
+    let columns = vec![
+        column("Network", "string", ".spec.network"),
+        column("CIDR", "string", ".spec.cidr"),
+        column("Node", "string", ".spec.node"),
+    ];
+    crd(
+        Names {
+            group: crate::GROUP,
+            kind: "DanmIpBlock",
+            plural: "danmipblocks",
+            singular: "danmipblock",
+            short: &["dib"],
+            namespaced: false,
+        },
+        json!({"spec": schema_of::<DanmIpBlockSpec>()}),
+        columns,
+    )
+}
+
 /// The TenantConfig CRD (no `spec`: `hostDevices` and `networkIds` are top-level).
 pub fn tenantconfig_crd() -> Value {
     let profiles = schema_of::<Vec<InterfaceProfile>>();
@@ -156,6 +177,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("tenantnetwork.yaml", network_crd(NetworkKind::TenantNetwork)),
         ("clusternetwork.yaml", network_crd(NetworkKind::ClusterNetwork)),
         ("danmep.yaml", danmep_crd()),
+        ("danmipblock.yaml", ipblock_crd()),
         ("tenantconfig.yaml", tenantconfig_crd()),
         ("network-attachment-definition.yaml", nad_crd()),
     ]

@@ -6,6 +6,7 @@
 //! build without it and get plain serde types.
 
 mod danmep;
+mod ipblock;
 pub mod nad;
 mod network;
 mod nullable;
@@ -17,6 +18,7 @@ mod tenantconfig;
 pub mod crd;
 
 pub use danmep::{DanmEp, DanmEpInterface, DanmEpSpec};
+pub use ipblock::{DanmIpBlock, DanmIpBlockSpec};
 pub use nad::{NadSpec, NetworkAttachmentDefinition};
 pub use network::{Ip6Pool, IpPool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind};
 pub use tenantconfig::{InterfaceProfile, TenantConfig};
@@ -45,4 +47,21 @@ pub mod labels {
     pub const CONTAINER_ID: &str = "danm.k8s.io/container-id";
     /// The pod UID the DanmEp belongs to.
     pub const POD_UID: &str = "danm.k8s.io/pod-uid";
+    /// On a DanmIpBlock: a short hash of the network it belongs to (see `danm_core::ipam::blocks`).
+    pub const NETWORK_ID: &str = "danm.k8s.io/network-id";
+    /// On a DanmIpBlock: the node holding it (its name, or a hash when the name is no valid label value).
+    pub const NODE: &str = "danm.k8s.io/node";
+    /// On a DanmIpBlock: `v4` or `v6`.
+    pub const FAMILY: &str = "danm.k8s.io/family";
+}
+
+/// Network annotations of danm's IPAM (danm's own; DANM objects carry none of them).
+pub mod annotations {
+    /// `bitmap` or `blocks`: where the network's allocations live. Without it, a network whose `alloc`/`alloc6` is
+    /// set is in `bitmap` mode and any other network in the cluster default mode.
+    pub const IPAM_MODE: &str = "danm.k8s.io/ipam-mode";
+    /// The prefix length of the network's IPv4 blocks (`blocks` mode), e.g. `26`.
+    pub const BLOCK_PREFIX_V4: &str = "danm.k8s.io/ipam-block-prefix";
+    /// The prefix length of the network's IPv6 blocks (`blocks` mode), e.g. `122`.
+    pub const BLOCK_PREFIX_V6: &str = "danm.k8s.io/ipam-block-prefix6";
 }

@@ -35,6 +35,7 @@ fn network_crds_carry_danms_names_scopes_and_bounds() {
             vec!["cn", "cnet"],
         ),
         ("danmep.yaml", "DanmEp", "Namespaced", vec!["de", "dep"]),
+        ("danmipblock.yaml", "DanmIpBlock", "Cluster", vec!["dib"]),
         (
             "tenantconfig.yaml",
             "TenantConfig",

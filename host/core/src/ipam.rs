@@ -18,6 +18,7 @@
 //!   allocatable.
 
 mod bitmap;
+pub mod blocks;
 mod defaults;
 mod release;
 mod reserve;
@@ -147,6 +148,12 @@ pub enum IpamError {
     /// v6 start/end outside the pool CIDR, or the pool CIDR not inside `net6` (V17).
     #[error("IPv6 allocation pool is outside of the defined IPv6 subnet!")]
     Pool6OutsideNet6 { pool_cidr: String, net6: String },
+    /// A `danm.k8s.io/ipam-mode` value other than `bitmap` and `blocks`.
+    #[error("unknown IPAM mode {mode:?} (danm.k8s.io/ipam-mode is bitmap or blocks)")]
+    UnknownMode { mode: String },
+    /// A network's block-size annotation is not a prefix length of its family.
+    #[error("{annotation}={value:?} is not a prefix length of the family")]
+    InvalidBlockPrefix { annotation: String, value: String },
     /// An error while allocating on a named network (DANM's wrapper text).
     #[error("failed to allocate IP address for network:{network} with error:{source}")]
     Reserve {
