@@ -207,14 +207,18 @@ async fn bench(pods: usize) {
                         .await
                         .expect("read the network")
                         .expect("the network exists");
-                    let (reserved, _) = danm_cni::ipam::reserve_batch(
+                    let owner = format!("bench-{}", got.len());
+                    let ipam = danm_cni::ipam::Ipam::new(
                         api.as_ref(),
-                        &net,
-                        &[(&dynamic, &absent)],
-                        danm_cni::ipam::Retry::default(),
-                    )
-                    .await
-                    .expect("reserve");
+                        "bench-node",
+                        danm_cni::ipam::IpamConfig::default(),
+                    );
+                    let request = danm_cni::ipam::Request {
+                        ip4: dynamic,
+                        ip6: absent,
+                        owner: &owner,
+                    };
+                    let (reserved, _) = ipam.reserve(&net, &[request]).await.expect("reserve");
                     got.push(reserved[0].ip4.clone());
                 }
                 got

@@ -51,6 +51,8 @@ struct Plan {
     device_id: Option<String>,
     /// danm's IPAM allocates the interface's addresses.
     danm_ipam: bool,
+    /// The name of the interface's DanmEp: chosen before anything is reserved, it owns the addresses.
+    ep_name: String,
 }
 
 /// What a running ADD has done so far, kept outside the deadline so a cancelled ADD can still be rolled back: the
@@ -212,6 +214,7 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
             ifname,
             device_id,
             danm_ipam,
+            ep_name: uuid::Uuid::new_v4().to_string(),
         });
     }
 
@@ -349,7 +352,7 @@ async fn add_interface(
     let danm_ipam = plan.danm_ipam;
     let (reserved, network) = reservation.unwrap_or_else(|| (Reserved::default(), plan.network.clone()));
 
-    let ep_name = uuid::Uuid::new_v4().to_string();
+    let ep_name = plan.ep_name.clone();
     let mut ep_labels = pod.labels.clone();
     ep_labels.insert(
         labels::CONTAINER_ID.to_owned(),
@@ -532,16 +535,23 @@ async fn reserve_all(
         let (tx, rx) = tokio::sync::oneshot::channel();
         let ctx = ctx.clone();
         let network = plans[members[0]].network.clone();
-        let requests: Vec<(IpRequest, IpRequest)> = members
+        let requests: Vec<(IpRequest, IpRequest, String)> = members
             .iter()
-            .map(|&i| (plans[i].req.ip, plans[i].req.ip6))
+            .map(|&i| (plans[i].req.ip, plans[i].req.ip6, plans[i].ep_name.clone()))
             .collect();
         let member_journals: Vec<Journal> = members.iter().map(|&i| journals[i].clone()).collect();
         let handle = tokio::spawn(async move {
-            let refs: Vec<ipam::Request<'_>> = requests.iter().map(|(a, b)| (a, b)).collect();
-            let outcome = ipam::reserve_batch(ctx.api.as_ref(), &network, &refs, ctx.retry).await;
+            let refs: Vec<ipam::Request<'_>> = requests
+                .iter()
+                .map(|(ip4, ip6, owner)| ipam::Request {
+                    ip4: *ip4,
+                    ip6: *ip6,
+                    owner,
+                })
+                .collect();
+            let outcome = ctx.ipam().reserve(&network, &refs).await;
             if let Ok((reserved, _)) = &outcome {
-                for (r, journal) in reserved.iter().zip(&member_journals) {
+                for ((r, journal), (_, _, owner)) in reserved.iter().zip(&member_journals).zip(&requests) {
                     if r.holds_addresses() {
                         journal.push(Undo::Ips {
                             kind,
@@ -549,6 +559,7 @@ async fn reserve_all(
                             network: name.clone(),
                             ip4: r.ip4.clone(),
                             ip6: r.ip6.clone(),
+                            owner: owner.clone(),
                         });
                     }
                 }

@@ -8,63 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use danm_api::{DanmEp, Network, NetworkKind};
+use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// Errors of the API layer; each names the object it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("could not build a Kubernetes client from kubeconfig {path:?}: {reason}")]
-    Client { path: String, reason: String },
-    #[error("{object} was modified concurrently (HTTP 409 conflict)")]
-    Conflict { object: String },
-    #[error("{object} does not exist")]
-    NotFound { object: String },
-    #[error("API request for {object} failed: {reason}")]
-    Request { object: String, reason: String },
-}
+pub use danm_ipam::store::{ApiError, IpamStore, network_object};
 
-impl ApiError {
-    fn from_kube(object: String, err: kube::Error) -> Self {
-        match &err {
-            kube::Error::Api(status) if status.code == 409 => ApiError::Conflict { object },
-            kube::Error::Api(status) if status.code == 404 => ApiError::NotFound { object },
-            _ => ApiError::Request {
-                object,
-                reason: err.to_string(),
-            },
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ApiError::NotFound { .. })
-    }
-}
-
-/// Human-readable name of a network object for errors: `DanmNet ns/name`, `ClusterNetwork name`.
-pub fn network_object(kind: NetworkKind, namespace: &str, name: &str) -> String {
-    if kind.namespaced() {
-        format!("{kind} {namespace}/{name}")
-    } else {
-        format!("{kind} {name}")
-    }
-}
-
-/// The API operations the CNI flows need.
+/// The API operations the CNI flows need: IPAM's ([`IpamStore`]: networks and blocks) and these.
 #[async_trait]
-pub trait Api: Send + Sync {
+pub trait Api: IpamStore {
     async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
-    /// The network, or `None` if it does not exist. `namespace` is ignored for ClusterNetworks.
-    async fn get_network(
-        &self,
-        kind: NetworkKind,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Network>, ApiError>;
-    /// Conditional PUT of the whole network (its metadata carries the resourceVersion that was read).
-    async fn replace_network(&self, network: &Network) -> Result<Network, ApiError>;
     async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError>;
     async fn replace_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError>;
     /// Deletes a DanmEp; `Ok(false)` if it was already gone.
@@ -117,14 +71,6 @@ impl KubeApi {
         KubeApi { client }
     }
 
-    fn networks(&self, kind: NetworkKind, namespace: &str) -> kube::Api<Network> {
-        if kind.namespaced() {
-            kube::Api::namespaced_with(self.client.clone(), namespace, &kind)
-        } else {
-            kube::Api::all_with(self.client.clone(), &kind)
-        }
-    }
-
     fn eps(&self, namespace: &str) -> kube::Api<DanmEp> {
         kube::Api::namespaced(self.client.clone(), namespace)
     }
@@ -135,36 +81,42 @@ fn ep_object(namespace: &str, name: &str) -> String {
 }
 
 #[async_trait]
-impl Api for KubeApi {
-    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
-        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
-        pods.get(name)
-            .await
-            .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
-    }
-
+impl IpamStore for KubeApi {
     async fn get_network(
         &self,
         kind: NetworkKind,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Network>, ApiError> {
-        self.networks(kind, namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| ApiError::from_kube(network_object(kind, namespace, name), e))
+        self.client.get_network(kind, namespace, name).await
     }
-
     async fn replace_network(&self, network: &Network) -> Result<Network, ApiError> {
-        let kind = network.network_kind().map_err(|e| ApiError::Request {
-            object: format!("network {}", network.name()),
-            reason: e.to_string(),
-        })?;
-        let ns = network.namespace().unwrap_or_default().to_owned();
-        self.networks(kind, &ns)
-            .replace(network.name(), &PostParams::default(), network)
+        self.client.replace_network(network).await
+    }
+    async fn list_blocks(&self, selector: &str) -> Result<Vec<DanmIpBlock>, ApiError> {
+        self.client.list_blocks(selector).await
+    }
+    async fn get_block(&self, name: &str) -> Result<Option<DanmIpBlock>, ApiError> {
+        self.client.get_block(name).await
+    }
+    async fn create_block(&self, block: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.client.create_block(block).await
+    }
+    async fn replace_block(&self, block: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.client.replace_block(block).await
+    }
+    async fn delete_block(&self, name: &str, resource_version: &str) -> Result<bool, ApiError> {
+        self.client.delete_block(name, resource_version).await
+    }
+}
+
+#[async_trait]
+impl Api for KubeApi {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), namespace);
+        pods.get(name)
             .await
-            .map_err(|e| ApiError::from_kube(network_object(kind, &ns, network.name()), e))
+            .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
     }
 
     async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {

@@ -185,24 +185,19 @@ async fn cleanup_eps_after(
     }
     let releases = groups
         .into_iter()
-        .map(|((kind, ns, name), (members, read))| async move {
-            let addresses: Vec<(&str, &str)> = members
+        .map(|(_, (members, read))| async move {
+            let addresses: Vec<ipam::Release<'_>> = members
                 .iter()
                 .map(|&i| {
                     let iface = &eps[i].spec.interface;
-                    (iface.address.as_str(), iface.address_ipv6.as_str())
+                    ipam::Release {
+                        ip4: &iface.address,
+                        ip6: &iface.address_ipv6,
+                        owner: eps[i].metadata.name.as_deref().unwrap_or_default(),
+                    }
                 })
                 .collect();
-            let released = ipam::release_batch(
-                ctx.api.as_ref(),
-                kind,
-                &ns,
-                &name,
-                Some(read),
-                &addresses,
-                ctx.retry,
-            )
-            .await;
+            let released = ctx.ipam().release(&read, &addresses).await;
             (members, released)
         });
     for (members, released) in futures::future::join_all(releases).await {

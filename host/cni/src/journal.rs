@@ -11,13 +11,15 @@ use crate::delegate::Chain;
 /// One thing to undo.
 #[derive(Clone, Debug)]
 pub enum Undo {
-    /// Addresses reserved in a network's bitmap.
+    /// Addresses reserved on a network (its bitmap or its blocks).
     Ips {
         kind: NetworkKind,
         namespace: String,
         network: String,
         ip4: String,
         ip6: String,
+        /// The DanmEp name that owns them.
+        owner: String,
     },
     /// A DanmEp (possibly) created.
     Ep { namespace: String, name: String },

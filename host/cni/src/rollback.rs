@@ -58,7 +58,10 @@ async fn undo_one(ctx: &Ctx, undo: &Undo) -> Result<(), crate::error::Error> {
             network,
             ip4,
             ip6,
-        } => ipam::release(ctx.api.as_ref(), *kind, namespace, network, ip4, ip6, ctx.retry)
+            owner,
+        } => ctx
+            .ipam()
+            .release_on(*kind, namespace, network, &[ipam::Release { ip4, ip6, owner }])
             .await
             .map(|_| ())
             .map_err(Into::into),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::lab::{Call, Lab, Services, ctx, lab, plugins};
-use danm_api::{DanmEp, Network, NetworkKind};
-use danm_cni::api::{Api, ApiError};
+use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
+use danm_cni::api::{Api, ApiError, IpamStore};
 use danm_cni::error::Error;
 use danm_cni::ipam::Retry;
 use danm_cni::native::Sysfs;
@@ -46,10 +46,7 @@ impl Counting {
 }
 
 #[async_trait]
-impl Api for Counting {
-    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
-        self.inner.get_pod(namespace, name).await
-    }
+impl IpamStore for Counting {
     async fn get_network(
         &self,
         kind: NetworkKind,
@@ -71,6 +68,28 @@ impl Api for Counting {
         let delay = *self.answer_delay.lock().unwrap();
         tokio::time::sleep(delay).await;
         written
+    }
+    async fn list_blocks(&self, selector: &str) -> Result<Vec<DanmIpBlock>, ApiError> {
+        self.inner.list_blocks(selector).await
+    }
+    async fn get_block(&self, name: &str) -> Result<Option<DanmIpBlock>, ApiError> {
+        self.inner.get_block(name).await
+    }
+    async fn create_block(&self, block: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.inner.create_block(block).await
+    }
+    async fn replace_block(&self, block: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.inner.replace_block(block).await
+    }
+    async fn delete_block(&self, name: &str, resource_version: &str) -> Result<bool, ApiError> {
+        self.inner.delete_block(name, resource_version).await
+    }
+}
+
+#[async_trait]
+impl Api for Counting {
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError> {
+        self.inner.get_pod(namespace, name).await
     }
     async fn create_ep(&self, ep: &DanmEp) -> Result<DanmEp, ApiError> {
         self.inner.create_ep(ep).await

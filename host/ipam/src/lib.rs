@@ -139,7 +139,8 @@ pub struct Release<'a> {
 }
 
 /// Why a batch reservation failed: `index` names the request that could not be served, `None` the whole batch.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
 pub struct BatchError {
     pub index: Option<usize>,
     pub error: IpamApiError,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use danm_api::{DanmEp, Network, NetworkKind, NetworkSpec};
-use danm_cni::api::{Api, KubeApi};
+use danm_cni::api::{Api, IpamStore, KubeApi};
 use danm_cni::context::Ctx;
 use danm_cni::ipam::Retry;
 use danm_cni::native::Sysfs;

@@ -65,6 +65,19 @@ pub struct CniConfig {
     /// danm: the deadline of one ADD/DEL/CHECK, after which outstanding work is cancelled (spec §10 B1).
     #[serde(rename = "timeoutSeconds", default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// danm: the IPAM mode of networks that neither name one (`danm.k8s.io/ipam-mode`) nor carry a bitmap:
+    /// `blocks` (the default) or `bitmap`.
+    #[serde(rename = "ipamMode", default, skip_serializing_if = "Option::is_none")]
+    pub ipam_mode: Option<String>,
+    /// danm: the default prefix length of IPv4 blocks (`blocks` mode); 26 when unset.
+    #[serde(rename = "ipamBlockPrefix", default, skip_serializing_if = "Option::is_none")]
+    pub ipam_block_prefix: Option<u8>,
+    /// danm: the default prefix length of IPv6 blocks (`blocks` mode); 122 when unset.
+    #[serde(rename = "ipamBlockPrefix6", default, skip_serializing_if = "Option::is_none")]
+    pub ipam_block_prefix6: Option<u8>,
+    /// danm: seconds a block of this node stays empty before it is handed back; 600 when unset.
+    #[serde(rename = "ipamIdleSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub ipam_idle_seconds: Option<u64>,
     /// danm: overrides `CNI_PATH` for finding delegate binaries.
     #[serde(rename = "cniPath", default, skip_serializing_if = "Option::is_none")]
     pub cni_path: Option<String>,
@@ -121,6 +134,12 @@ impl CniConfig {
             );
         }
         self.naming_scheme()?;
+        self.ipam_mode()?;
+        if self.ipam_block_prefix.is_some_and(|p| p > 32) || self.ipam_block_prefix6.is_some_and(|p| p > 128) {
+            return Err(CniError::invalid_config(
+                "ipamBlockPrefix must be at most 32 and ipamBlockPrefix6 at most 128",
+            ));
+        }
         if self.timeout_seconds == 0 {
             return Err(CniError::invalid_config("timeoutSeconds must be at least 1"));
         }
@@ -134,6 +153,16 @@ impl CniConfig {
 
     pub fn naming_scheme(&self) -> Result<NamingScheme, CniError> {
         Ok(self.naming_scheme.parse()?)
+    }
+
+    /// The cluster's default IPAM mode (`ipamMode`; `blocks` when unset).
+    pub fn ipam_mode(&self) -> Result<crate::ipam::blocks::IpamMode, CniError> {
+        match self.ipam_mode.as_deref() {
+            None | Some("") => Ok(crate::ipam::blocks::IpamMode::Blocks),
+            Some(text) => text
+                .parse()
+                .map_err(|_| CniError::invalid_config("ipamMode must be blocks or bitmap").with_details(text)),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
