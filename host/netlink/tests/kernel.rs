@@ -268,7 +268,7 @@ async fn addresses_are_added_replaced_listed_and_deleted() {
     assert!(err.is_exists(), "{err}");
     let before = nl.addresses(host, "ad0").await.unwrap();
     assert!(!before.iter().find(|a| a.addr == v6).unwrap().nodad);
-    // Post-processing re-adds delegated IPv6 addresses with NODAD (spec §4.10 step 4).
+    // Post-processing re-adds delegated IPv6 addresses with NODAD (behaviour §4.10 step 4).
     nl.add_address(host, "ad0", &NewAddress::new(v6).replace())
         .await
         .unwrap();
