@@ -526,7 +526,7 @@ async fn a_namespace_recreated_under_the_same_name_gets_a_fresh_socket() {
 
 #[tokio::test]
 async fn kinds_missing_from_the_kernel_fail_with_not_supported() {
-    // This kernel has no ipvlan, 802.1q or dummy driver (ENVIRONMENT.md). On a kernel that has them, the link
+    // The build machines' kernel has no ipvlan, 802.1q or dummy driver. On a kernel that has them, the link
     // must come back with the right kind instead.
     let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);
