@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: DANM's multi-domain service-discovery demo (../shared/spec/scenarios.md) on one machine.
+# The main job: DANM's multi-domain service-discovery demo (docs/demo.md) on one machine.
 # Everything is real except the cluster: the embedded lab API server, the danm webhook validating and completing the
 # networks through the .wasm plugins, netwatcher creating the VxLAN host link, svcwatcher publishing EndpointSlices,
 # and the `danm` CNI binary wiring pods (network namespaces) exactly as kubelet would invoke it.

@@ -7,7 +7,7 @@ use crate::source::{LinkSource, SourceRef, vlan_link_name, vxlan_link_name};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ − 1).
 pub const MAX_IFNAME: usize = 15;
-/// VxLAN UDP port netwatcher uses (spec §6).
+/// VxLAN UDP port netwatcher uses (behaviour §6).
 pub const VXLAN_PORT: u16 = 4789;
 
 /// A host link's configuration, as netwatcher wants it.
@@ -15,7 +15,8 @@ pub const VXLAN_PORT: u16 = 4789;
 pub enum LinkSpec {
     /// 802.1q VLAN `id` on `parent`.
     Vlan { parent: String, id: u16 },
-    /// VxLAN `vni` over `underlay`; local address and group follow from the underlay's addresses (spec §6).
+    /// VxLAN `vni` over `underlay`; local address and group follow from the underlay's addresses
+    /// (behaviour §6).
     Vxlan { underlay: String, vni: u32 },
 }
 
@@ -82,7 +83,7 @@ fn valid_ifname(name: &str) -> bool {
         && !name.chars().any(char::is_whitespace)
 }
 
-/// The links one source wants, or why it cannot have them. No `host_device` → nothing (spec §6).
+/// The links one source wants, or why it cannot have them. No `host_device` → nothing (behaviour §6).
 pub fn links_of(source: &LinkSource) -> Vec<Result<(String, LinkSpec), SourceProblem>> {
     let mut out = Vec::new();
     if source.host_device.is_empty() {

@@ -1,5 +1,5 @@
-//! netwatcher: keeps the host VLAN/VxLAN links that DANM networks and NetworkAttachmentDefinitions need (spec §6,
-//! with §10 B15 fixed).
+//! netwatcher: keeps the host VLAN/VxLAN links that DANM networks and NetworkAttachmentDefinitions need
+//! (behaviour §6, with §10 B15 fixed).
 //!
 //! The core is pure: [`source`] turns watched objects into [`source::LinkSource`]s, [`desired::desired_links`]
 //! computes the reference-counted set of wanted links, and [`plan::plan`] diffs it against the kernel's links.

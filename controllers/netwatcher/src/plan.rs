@@ -48,8 +48,8 @@ pub fn vxlan_group_v6(vni: u32) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0)) + u128::from(vni))
 }
 
-/// Local address and group of a VxLAN over a device with `addresses` (spec §6): the first universe-scope IPv4
-/// with group `239.0.0.0+VNI`, else the first global IPv6 with `ff02::+VNI`; `None` without either.
+/// Local address and group of a VxLAN over a device with `addresses` (behaviour §6): the first universe-scope
+/// IPv4 with group `239.0.0.0+VNI`, else the first global IPv6 with `ff02::+VNI`; `None` without either.
 pub fn vxlan_addressing(vni: u32, addresses: &[Address]) -> Option<(IpAddr, IpAddr)> {
     if let Some(v4) = addresses
         .iter()

@@ -1,5 +1,5 @@
 //! What each watched object asks of the host: DANM networks and NADs turned into [`LinkSource`]s, and the NAD
-//! `master` rewrite (spec §6) without the self-deletion bug (§10 B15).
+//! `master` rewrite (behaviour §6) without the self-deletion bug (§10 B15).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -191,10 +191,11 @@ fn sorted(value: Value) -> Value {
     }
 }
 
-/// Reads a NAD (spec §6): `name` → NetworkID, `master` → host_device, `vlan`, `vxlan`; a config without a
-/// top-level `type` is ignored. With a VLAN or VxLAN, `master` must name netwatcher's link (`<name>.<vlan>`, else
-/// `vx_<name>`); the NIC is kept in [`ORIGINAL_MASTER_ANNOTATION`] so the rewrite's own update event does not move
-/// the link onto itself (B15). Without one, a master netwatcher rewrote earlier is restored.
+/// Reads a NAD (behaviour §6): `name` → NetworkID, `master` → host_device, `vlan`, `vxlan`; a config without
+/// a top-level `type` is ignored. With a VLAN or VxLAN, `master` must name netwatcher's link
+/// (`<name>.<vlan>`, else `vx_<name>`); the NIC is kept in [`ORIGINAL_MASTER_ANNOTATION`] so the rewrite's
+/// own update event does not move the link onto itself (B15). Without one, a master netwatcher rewrote
+/// earlier is restored.
 pub fn nad_view(nad: &NetworkAttachmentDefinition) -> Result<NadView, SourceError> {
     let owner = SourceRef::new(
         SourceKind::Nad,

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::reconciler::LinkReconciler;
 use crate::source::{LinkSource, NadUpdate, SourceKind, nad_view, network_source};
 
-/// The start-up failure when none of the four kinds can be listed (spec §6).
+/// The start-up failure when none of the four kinds can be listed (behaviour §6).
 pub const NO_APIS_MESSAGE: &str =
     "no network management APIs are installed in the cluster, netwatcher cannot start!";
 
@@ -52,8 +52,8 @@ async fn can_list(client: &Client, kind: SourceKind) -> Result<(), kube::Error> 
     }
 }
 
-/// The kinds whose List works, each tried up to `attempts` times `delay` apart (spec §6: 5 × 100 ms). Fails with
-/// [`WatchError::NoApis`] when none does.
+/// The kinds whose List works, each tried up to `attempts` times `delay` apart (behaviour §6: 5 × 100 ms).
+/// Fails with [`WatchError::NoApis`] when none does.
 pub async fn installed_kinds(
     client: &Client,
     attempts: u32,

@@ -346,8 +346,9 @@ fn service_ref(svc: &Service) -> ObjectRef<Service> {
     ObjectRef::from_obj(svc)
 }
 
-/// Copies pod labels onto the pod's DanmEps (spec §7) for tools that read DanmEp labels; selection itself reads
-/// the pod's labels. Pod events are taken in batches, with one index of the DanmEp cache per batch.
+/// Copies pod labels onto the pod's DanmEps (behaviour §7) for tools that read DanmEp labels; selection
+/// itself reads the pod's labels. Pod events are taken in batches, with one index of the DanmEp cache per
+/// batch.
 async fn label_sync(
     client: Client,
     danmeps: Store<DanmEp>,

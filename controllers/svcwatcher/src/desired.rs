@@ -94,7 +94,7 @@ pub fn ep_of_pod(ep: &DanmEp, pod: &Pod) -> bool {
                 .is_none_or(|uid| uid == ep.spec.pod_uid))
 }
 
-/// Whether `ep` is on one of the selected networks (an empty `apiType` is a DanmNet, spec §1.3).
+/// Whether `ep` is on one of the selected networks (an empty `apiType` is a DanmNet, behaviour §1.3).
 pub fn ep_on_network(sel: &Selection, ep: &DanmEp) -> bool {
     NetworkKind::from_api_type(&ep.spec.api_type)
         .is_ok_and(|kind| sel.selects_network(kind, &ep.spec.network_name))
@@ -139,7 +139,7 @@ fn target_ref(pod: &Pod) -> ObjectReference {
     }
 }
 
-/// The Service's ports as `(name, port, protocol)`; `targetPort` is ignored (spec §7).
+/// The Service's ports as `(name, port, protocol)`; `targetPort` is ignored (behaviour §7).
 fn ports(svc: &Service) -> Vec<(Option<String>, i32, String)> {
     svc.spec
         .as_ref()
@@ -387,9 +387,9 @@ pub fn is_managed_endpoints(ep: &Endpoints) -> bool {
         .is_some_and(|v| v == MANAGER)
 }
 
-/// The label changes that make a DanmEp's labels equal the pod's (spec §7: svcwatcher keeps them in sync), as a
-/// JSON merge patch of `metadata.labels` (`None` removes a key), or `None` when nothing differs. danm's own
-/// bookkeeping labels (`danm.k8s.io/...`) are kept.
+/// The label changes that make a DanmEp's labels equal the pod's (behaviour §7: svcwatcher keeps them in
+/// sync), as a JSON merge patch of `metadata.labels` (`None` removes a key), or `None` when nothing differs.
+/// danm's own bookkeeping labels (`danm.k8s.io/...`) are kept.
 pub fn danmep_label_changes(pod: &Pod, ep: &DanmEp) -> Option<BTreeMap<String, Option<String>>> {
     let empty = BTreeMap::new();
     let want = pod.metadata.labels.as_ref().unwrap_or(&empty);

@@ -1,5 +1,5 @@
-//! Leader election with a `coordination.k8s.io/v1` Lease (spec §10 B13: no Endpoints lock), written against
-//! kube's `Api<Lease>` with conditional (resourceVersion) replaces.
+//! Leader election with a `coordination.k8s.io/v1` Lease (behaviour §10 B13: no Endpoints lock), written
+//! against kube's `Api<Lease>` with conditional (resourceVersion) replaces.
 //!
 //! Like client-go, expiry is judged on the local clock: a candidate takes over when the Lease record has not
 //! changed for `lease_duration` since it first saw it, so clock skew between nodes does not matter.

@@ -1,5 +1,5 @@
 //! svcwatcher: EndpointSlices (one per address family) and the legacy Endpoints of selectorless Services that
-//! select pods by DANM network (spec §7, with §10 B13/B14 fixed), leader-elected with a Lease.
+//! select pods by DANM network (behaviour §7, with §10 B13/B14 fixed), leader-elected with a Lease.
 //!
 //! The core is pure: [`selection::selection`] reads a Service's annotations and [`desired::desired_endpoints`]
 //! computes its objects from the DanmEps and pods of its namespace. [`controller`] runs it level-triggered per

@@ -1,4 +1,5 @@
-//! Which Services svcwatcher manages and what they select: the `danm.k8s.io/*` (or `danm.io/*`) annotations of spec §7.
+//! Which Services svcwatcher manages and what they select: the `danm.k8s.io/*` (or `danm.io/*`) annotations
+//! of behaviour §7.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,7 +55,7 @@ fn annotation<'a>(annotations: &'a BTreeMap<String, String>, suffix: &str) -> Op
 
 /// What `svc` selects, or `None` if svcwatcher does not manage it: managed are Services without `spec.selector`
 /// (Kubernetes' own controllers fill the endpoints of the others) carrying a non-empty selector annotation and at
-/// least one network annotation (spec §7).
+/// least one network annotation (behaviour §7).
 pub fn selection(svc: &Service) -> Result<Option<Selection>, SelectionError> {
     let Some(annotations) = svc.metadata.annotations.as_ref() else {
         return Ok(None);

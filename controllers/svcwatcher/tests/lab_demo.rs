@@ -1,4 +1,4 @@
-//! End-to-end in the lab: the seed's svcwatcher demo (scenarios.md) with svcwatcher running against the lab API
+//! End-to-end in the lab: DANM's svcwatcher demo (docs/demo.md) with svcwatcher running against the lab API
 //! server; each service's EndpointSlices and Endpoints are checked through readiness flips, label changes, pod
 //! deletion, service deletion, and a leader fail-over between two svcwatcher instances.
 

@@ -67,7 +67,8 @@ impl FromStr for Endpoint {
     }
 }
 
-/// Bounded retries of conditional TenantConfig writes (spec §10 B8): attempts and jittered exponential backoff.
+/// Bounded retries of conditional TenantConfig writes (behaviour §10 B8): attempts and jittered exponential
+/// backoff.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     pub attempts: u32,

@@ -1,4 +1,4 @@
-//! `/confvalidation` and `/netdeletion` through the router: spec §11 items 94, 95 and 97–100.
+//! `/confvalidation` and `/netdeletion` through the router: behaviour §11 items 94, 95 and 97–100.
 
 mod common;
 
@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn deleting_a_network_used_by_a_danmep_is_denied_naming_the_pod() {
-    // §11 94, B11 (empty apiType = DanmNet), ClusterNetworks across namespaces
+    // behaviour §11 94, B11 (empty apiType = DanmNet), ClusterNetworks across namespaces
     let rig = rig(vec![
         danmep("default", "p1", "dn", "DanmNet"),
         danmep("default", "p2", "legacy", ""),
@@ -36,7 +36,7 @@ async fn deleting_a_network_used_by_a_danmep_is_denied_naming_the_pod() {
 
 #[tokio::test]
 async fn deleting_a_vlan_tenantnetwork_frees_its_vni_for_the_next_one() {
-    // §11 95
+    // behaviour §11 95
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "1000-2000")]), json!({}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkID": "nid", "Options": {"host_device": "ens4"}});
@@ -89,7 +89,7 @@ async fn a_delete_without_a_matching_profile_is_allowed_and_a_failing_write_deni
 
 #[tokio::test]
 async fn deleting_a_dynamic_tenantnetwork_needs_a_tenantconfig() {
-    // §8.5: the TenantConfig is read for every dynamic TenantNetwork; static ones do not need it.
+    // behaviour §8.5: the TenantConfig is read for every dynamic TenantNetwork; static ones do not need it.
     let rig = rig(vec![]);
     let tn = net(
         "TenantNetwork",
@@ -132,7 +132,7 @@ async fn a_deleted_network_with_unknown_fields_is_denied() {
 
 #[tokio::test]
 async fn a_tenantconfig_with_neither_host_devices_nor_network_ids_is_rejected() {
-    // §11 97
+    // behaviour §11 97
     let rig = rig(vec![]);
     let tc = json!({"apiVersion": "danm.k8s.io/v1", "kind": "TenantConfig", "metadata": {"name": "tc"}});
     conf(&rig, "CREATE", tc, Value::Null)
@@ -142,7 +142,7 @@ async fn a_tenantconfig_with_neither_host_devices_nor_network_ids_is_rejected() 
 
 #[tokio::test]
 async fn bad_vni_settings_in_a_tenantconfig_are_rejected() {
-    // §11 98
+    // behaviour §11 98
     let rig = rig(vec![]);
     for (dev, needle) in [
         (
@@ -175,7 +175,7 @@ async fn bad_vni_settings_in_a_tenantconfig_are_rejected() {
 
 #[tokio::test]
 async fn a_valid_tenantconfig_gets_one_host_devices_patch_with_fresh_vni_maps() {
-    // §11 99 (add instead of DANM's replace, so it applies to the incoming object)
+    // behaviour §11 99 (add instead of DANM's replace, so it applies to the incoming object)
     let rig = rig(vec![]);
     let devices = json!([{"name": "ens4", "vniType": "vxlan", "vniRange": "900-4999,5000"}, {"name": "ens5"},
         {"name": "nokia.k8s.io/sriov_ens1f0", "vniType": "vlan", "vniRange": "500-600"}]);
@@ -239,7 +239,7 @@ async fn a_tenantconfig_update_keeps_the_stored_vni_maps_of_profiles_that_lost_t
 
 #[tokio::test]
 async fn network_ids_longer_than_ten_characters_are_rejected_only_for_dynamic_types() {
-    // §11 100
+    // behaviour §11 100
     let rig = rig(vec![]);
     conf(
         &rig,

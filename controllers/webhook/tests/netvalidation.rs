@@ -1,5 +1,5 @@
-//! `/netvalidation` through the router with the wasm plugins: spec §11 items 73–93 and 96, plus UPDATE handling,
-//! listing every violation, and the VNI bookkeeping around denials (§10 B12).
+//! `/netvalidation` through the router with the wasm plugins: behaviour §11 items 73–93 and 96, plus UPDATE
+//! handling, listing every violation, and the VNI bookkeeping around denials (§10 B12).
 
 mod common;
 
@@ -12,7 +12,7 @@ fn pools() -> Value {
 
 #[tokio::test]
 async fn a_danmnet_without_network_type_is_patched_to_ipvlan() {
-    // §11 73
+    // behaviour §11 73
     let rig = rig(vec![]);
     let out = create(&rig, danmnet("n", json!({"NetworkID": "nid", "Options": {}}))).await;
     out.assert_allowed();
@@ -22,7 +22,7 @@ async fn a_danmnet_without_network_type_is_patched_to_ipvlan() {
 
 #[tokio::test]
 async fn a_cidr_gets_its_alloc_bitmap_and_default_pool() {
-    // §11 74, 72
+    // behaviour §11 74, 72
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "NetworkType": "ipvlan",
         "Options": {"cidr": "192.168.1.64/26", "allocation_pool": pools()}});
@@ -46,7 +46,7 @@ async fn a_cidr_gets_its_alloc_bitmap_and_default_pool() {
 
 #[tokio::test]
 async fn prefixes_shorter_than_slash_nine_are_rejected_and_slash_nine_is_accepted() {
-    // §11 75
+    // behaviour §11 75
     let rig = rig(vec![]);
     for cidr in ["10.0.0.0/7", "10.0.0.0/8"] {
         let spec = json!({"NetworkID": "nid", "Options": {"cidr": cidr}});
@@ -63,7 +63,7 @@ async fn prefixes_shorter_than_slash_nine_are_rejected_and_slash_nine_is_accepte
 
 #[tokio::test]
 async fn a_route_gateway_outside_the_cidr_is_rejected() {
-    // §11 76
+    // behaviour §11 76
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "Options": {"cidr": "10.0.0.0/24", "routes": {"10.1.0.0/24": "10.9.9.9"}}});
     create(&rig, danmnet("n", spec)).await.assert_denied("10.9.9.9");
@@ -71,7 +71,7 @@ async fn a_route_gateway_outside_the_cidr_is_rejected() {
 
 #[tokio::test]
 async fn routes_without_a_cidr_are_rejected_even_when_empty() {
-    // §11 77
+    // behaviour §11 77
     let rig = rig(vec![]);
     for routes in [json!({"10.1.0.0/24": "10.0.0.1"}), json!({})] {
         let spec = json!({"NetworkID": "nid", "Options": {"routes": routes}});
@@ -83,7 +83,7 @@ async fn routes_without_a_cidr_are_rejected_even_when_empty() {
 
 #[tokio::test]
 async fn an_alloc_supplied_on_create_is_rejected() {
-    // §11 78
+    // behaviour §11 78
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "Options": {"cidr": "10.0.0.0/30", "alloc": "kA=="}});
     create(&rig, danmnet("n", spec))
@@ -93,7 +93,7 @@ async fn an_alloc_supplied_on_create_is_rejected() {
 
 #[tokio::test]
 async fn pools_outside_the_cidr_or_with_start_equal_to_end_are_rejected() {
-    // §11 79
+    // behaviour §11 79
     let rig = rig(vec![]);
     let outside = json!({"start": "10.0.1.1", "end": "10.0.0.9", "lastIp": ""});
     let spec = json!({"NetworkID": "nid", "Options": {"cidr": "10.0.0.0/24", "allocation_pool": outside}});
@@ -109,7 +109,7 @@ async fn pools_outside_the_cidr_or_with_start_equal_to_end_are_rejected() {
 
 #[tokio::test]
 async fn vlan_and_vxlan_together_are_rejected_on_danmnets_and_clusternetworks() {
-    // §11 80
+    // behaviour §11 80
     let rig = rig(vec![]);
     for kind in ["DanmNet", "ClusterNetwork"] {
         let spec = json!({"NetworkID": "nid", "Options": {"host_device": "eth1", "vlan": 5, "vxlan": 6}});
@@ -121,7 +121,7 @@ async fn vlan_and_vxlan_together_are_rejected_on_danmnets_and_clusternetworks() 
 
 #[tokio::test]
 async fn a_missing_network_id_is_rejected() {
-    // §11 81
+    // behaviour §11 81
     let rig = rig(vec![]);
     create(
         &rig,
@@ -133,7 +133,7 @@ async fn a_missing_network_id_is_rejected() {
 
 #[tokio::test]
 async fn an_eleven_character_network_id_is_rejected_for_ipvlan_with_vlan_but_accepted_for_flannel() {
-    // §11 82
+    // behaviour §11 82
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "abcdefghijk", "NetworkType": "ipvlan", "Options": {"host_device": "eth1", "vlan": 50}});
     create(&rig, danmnet("n", spec))
@@ -145,7 +145,7 @@ async fn an_eleven_character_network_id_is_rejected_for_ipvlan_with_vlan_but_acc
 
 #[tokio::test]
 async fn allowed_tenants_is_rejected_on_danmnets_and_tenantnetworks_but_accepted_on_clusternetworks() {
-    // §11 83
+    // behaviour §11 83
     let tc = tenantconfig("tc", json!([{"name": "ens4"}]), json!({}));
     let rig = rig(vec![tc]);
     for kind in ["DanmNet", "TenantNetwork"] {
@@ -162,7 +162,7 @@ async fn allowed_tenants_is_rejected_on_danmnets_and_tenantnetworks_but_accepted
 
 #[tokio::test]
 async fn sriov_needs_a_device_pool_and_no_host_device() {
-    // §11 84
+    // behaviour §11 84
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "NetworkType": "sriov", "Options": {}});
     create(&rig, danmnet("n", spec))
@@ -179,7 +179,7 @@ async fn sriov_needs_a_device_pool_and_no_host_device() {
 
 #[tokio::test]
 async fn ipvlan_with_host_device_and_device_pool_is_rejected() {
-    // §11 85
+    // behaviour §11 85
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "NetworkType": "ipvlan", "Options": {"host_device": "eth1", "device_pool": "x/y"}});
     create(&rig, danmnet("n", spec))
@@ -189,7 +189,7 @@ async fn ipvlan_with_host_device_and_device_pool_is_rejected() {
 
 #[tokio::test]
 async fn unknown_fields_are_rejected_naming_their_path() {
-    // §11 86
+    // behaviour §11 86
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "Options": {"cidr": "10.0.0.0/24", "colour": "red"}});
     let out = create(&rig, danmnet("n", spec)).await;
@@ -220,7 +220,7 @@ async fn every_violated_rule_is_listed_with_its_field() {
 
 #[tokio::test]
 async fn a_tenantnetwork_with_a_vlan_on_create_is_rejected() {
-    // §11 87
+    // behaviour §11 87
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "1000-2000")]), json!({}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkID": "nid", "Options": {"host_device": "ens4", "vlan": 1500}});
@@ -232,7 +232,7 @@ async fn a_tenantnetwork_with_a_vlan_on_create_is_rejected() {
 
 #[tokio::test]
 async fn a_tenantnetwork_without_host_device_gets_a_random_nic_profile_and_its_vni() {
-    // §11 88: candidates are the profiles without '/', chosen uniformly.
+    // behaviour §11 88: candidates are the profiles without '/', chosen uniformly.
     let devices = json!([profile("ens4", "vlan", "100-200"), {"name": "ens5"}, profile("nokia.k8s.io/pool", "vlan", "5-6")]);
     let mut seen = std::collections::BTreeSet::new();
     for seed in 0..16 {
@@ -269,7 +269,7 @@ async fn a_tenantnetwork_without_host_device_gets_a_random_nic_profile_and_its_v
 
 #[tokio::test]
 async fn consecutive_tenantnetworks_on_a_vlan_profile_get_consecutive_vlans() {
-    // §11 89
+    // behaviour §11 89
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "1000-2000")]), json!({}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkID": "nid", "NetworkType": "ipvlan", "Options": {"host_device": "ens4"}});
@@ -288,7 +288,7 @@ async fn consecutive_tenantnetworks_on_a_vlan_profile_get_consecutive_vlans() {
 
 #[tokio::test]
 async fn a_host_device_missing_from_the_tenantconfig_is_not_allowed() {
-    // §11 90
+    // behaviour §11 90
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "1000-2000")]), json!({}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkID": "nid", "Options": {"host_device": "ens9"}});
@@ -299,7 +299,7 @@ async fn a_host_device_missing_from_the_tenantconfig_is_not_allowed() {
 
 #[tokio::test]
 async fn a_tenantnetwork_is_rejected_when_no_tenantconfig_exists() {
-    // §11 91
+    // behaviour §11 91
     let rig = rig(vec![]);
     let spec = json!({"NetworkID": "nid", "Options": {}});
     create(&rig, net("TenantNetwork", "t", spec))
@@ -309,7 +309,7 @@ async fn a_tenantnetwork_is_rejected_when_no_tenantconfig_exists() {
 
 #[tokio::test]
 async fn network_ids_overwrite_the_network_id_by_case_insensitive_type() {
-    // §11 92
+    // behaviour §11 92
     let tc = tenantconfig("tc", json!([{"name": "ens4"}]), json!({"Flannel": "flannel-net"}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkID": "hupak", "NetworkType": "flannel", "Options": {}});
@@ -321,7 +321,7 @@ async fn network_ids_overwrite_the_network_id_by_case_insensitive_type() {
 
 #[tokio::test]
 async fn a_calico_tenantnetwork_without_network_id_or_mapping_is_rejected() {
-    // §11 93
+    // behaviour §11 93
     let tc = tenantconfig("tc", json!([{"name": "ens4"}]), json!({"flannel": "f"}));
     let rig = rig(vec![tc]);
     let spec = json!({"NetworkType": "calico", "Options": {}});
@@ -332,7 +332,7 @@ async fn a_calico_tenantnetwork_without_network_id_or_mapping_is_rejected() {
 
 #[tokio::test]
 async fn changing_the_vlan_of_a_network_with_pods_is_denied_but_changing_the_network_id_is_allowed() {
-    // §11 96, including a DanmEp of a default DanmNet (empty apiType, B11)
+    // behaviour §11 96, including a DanmEp of a default DanmNet (empty apiType, B11)
     for api_type in ["DanmNet", ""] {
         let rig = rig(vec![danmep("default", "blurp", "n", api_type)]);
         let old = danmnet(
@@ -388,7 +388,7 @@ async fn changing_the_vlan_without_pods_is_allowed_and_a_danmep_list_error_denie
 
 #[tokio::test]
 async fn an_update_that_changes_the_cidr_rebuilds_the_bitmap_and_the_emptied_pool() {
-    // §10 B12: UPDATE is validated and mutated too.
+    // behaviour §10 B12: UPDATE is validated and mutated too.
     let rig = rig(vec![]);
     let old_spec = json!({"NetworkID": "nid", "NetworkType": "ipvlan", "Options": {"cidr": "10.0.0.0/24",
         "alloc": "wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=", "allocation_pool": {"start": "10.0.0.1", "end": "10.0.0.254", "lastIp": ""}}});
@@ -446,7 +446,7 @@ async fn a_tenantnetwork_update_may_not_change_its_vlan() {
 
 #[tokio::test]
 async fn a_tenantnetwork_denied_by_a_backend_rule_reserves_no_vni() {
-    // §10 B12: validation (here V21 on the planned vlan) runs before the reservation.
+    // behaviour §10 B12: validation (here V21 on the planned vlan) runs before the reservation.
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "1000-2000")]), json!({}));
     let rig = rig(vec![tc.clone()]);
     let spec =
@@ -460,7 +460,7 @@ async fn a_tenantnetwork_denied_by_a_backend_rule_reserves_no_vni() {
 
 #[tokio::test]
 async fn a_conflicting_tenantconfig_write_is_retried_on_a_fresh_copy() {
-    // §8.4 with §10 B8: 409 → re-read → retry (bounded).
+    // behaviour §8.4 with §10 B8: 409 → re-read → retry (bounded).
     let tc = tenantconfig("tc", json!([profile("ens4", "vxlan", "10-20")]), json!({}));
     let rig = rig(vec![tc]);
     rig.cluster.inject(danm_webhook::cluster::ApiFault {
@@ -510,7 +510,7 @@ async fn a_dry_run_plans_the_vni_without_writing_the_tenantconfig() {
 
 #[tokio::test]
 async fn an_ipv6_network_gets_its_pool_cidr_range_and_bitmap() {
-    // §5.6 / §11 65-66
+    // behaviour §5.6 / §11 65-66
     let rig = rig(vec![]);
     let spec =
         json!({"NetworkID": "nid", "Options": {"cidr": "10.0.0.0/24", "net6": "2a00:8a00:a000:1193::/64"}});

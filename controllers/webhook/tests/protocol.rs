@@ -1,5 +1,5 @@
-//! The AdmissionReview protocol through the router: §11 item 101, v1beta1, and bodies that are empty, malformed, of
-//! unknown kinds, or very large; plus the health and metrics endpoints.
+//! The AdmissionReview protocol through the router: behaviour §11 item 101, v1beta1, and bodies that are
+//! empty, malformed, of unknown kinds, or very large; plus the health and metrics endpoints.
 
 mod common;
 
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn denials_carry_uid_and_message_and_successes_carry_no_status() {
-    // §11 101
+    // behaviour §11 101
     let rig = rig(vec![]);
     let denied = create(&rig, danmnet("n", json!({"Options": {}}))).await;
     assert_eq!(denied.response["allowed"], false);

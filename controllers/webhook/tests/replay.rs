@@ -1,5 +1,6 @@
-//! Replays the shared acceptance corpus (`../shared/acceptance`) through the offline `review` command, with API
-//! faults and strict RFC 6902 patch application when the `jsonpatch` Python package is installed.
+//! Replays DANM's acceptance corpus of admission cases through the offline `review` command, with API faults and
+//! strict RFC 6902 patch application when the `jsonpatch` Python package is installed. The corpus is a test
+//! fixture kept outside the repository; the test skips when it is absent.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! Mapping: bridge name = `spec.Options.host_device` if set, else `br_<NetworkID>`; `spec.Options.mode` selects the
 //! gateway behaviour: `l2` (default: the bridge gets no address), `gateway` (`isGateway`: the bridge gets the subnet's
 //! gateway address), `masquerade` (`isGateway` + `ipMasq`). `mtu` defaults to 1500. Routes are not part of the config:
-//! danm's own post-processing adds `routes`/`routes6` in the pod for every backend (spec §4.10).
+//! danm's own post-processing adds `routes`/`routes6` in the pod for every backend (behaviour §4.10).
 
 use danm_guest_sdk::{
     Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation,

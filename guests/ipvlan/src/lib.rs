@@ -1,5 +1,6 @@
-//! The ipvlan backend (DANM's built-in, spec §4.9): validates ipvlan networks and translates them into configs for the
-//! reference ipvlan plugin. Mode defaults to DANM's `l2`; MTU 0 (the default) inherits the parent's MTU, as DANM did.
+//! The ipvlan backend (DANM's built-in, behaviour §4.9): validates ipvlan networks and translates them into
+//! configs for the reference ipvlan plugin. Mode defaults to DANM's `l2`; MTU 0 (the default) inherits the
+//! parent's MTU, as DANM did.
 
 use danm_guest_sdk::{
     Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,

@@ -1,5 +1,5 @@
 //! The macvlan backend: validates macvlan networks and translates them into configs for the reference macvlan plugin
-//! (DANM's shape, spec §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
+//! (DANM's shape, behaviour §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
 
 use danm_guest_sdk::{
     Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,

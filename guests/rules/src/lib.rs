@@ -1,10 +1,11 @@
-//! The rules plugin: every API-level validation rule of DANM's webhook (spec §8.2 V1–V24 and V26, §8.6 C1–C9), plus
-//! strict decoding (`U1`, unknown members) — returning all violations, not only the first as DANM did.
+//! The rules plugin: every API-level validation rule of DANM's webhook (behaviour §8.2 V1–V24 and V26,
+//! §8.6 C1–C9), plus strict decoding (`U1`, unknown members) — returning all violations, not only the first
+//! as DANM did.
 //!
-//! Differences from DANM, on purpose: UPDATE is validated (spec §10 B12); V21 (NetworkID length) and V25 (sriov) are
-//! the backends' rules (their `validate`); V26 is checked here only for types no backend plugin serves (the backends
-//! check it for theirs); C9 treats every type served by a backend plugin as dynamic; V27 needs DanmEps and stays in the
-//! webhook host.
+//! Differences from DANM, on purpose: UPDATE is validated (behaviour §10 B12); V21 (NetworkID length) and V25
+//! (sriov) are the backends' rules (their `validate`); V26 is checked here only for types no backend plugin
+//! serves (the backends check it for theirs); C9 treats every type served by a backend plugin as dynamic; V27
+//! needs DanmEps and stays in the webhook host.
 
 mod cidr;
 mod network;

@@ -1,4 +1,5 @@
-//! Network rules (DanmNet, TenantNetwork, ClusterNetwork; spec §8.2), in DANM's order, all violations reported.
+//! Network rules (DanmNet, TenantNetwork, ClusterNetwork; behaviour §8.2), in DANM's order, all violations
+//! reported.
 
 use std::collections::BTreeMap;
 
@@ -172,7 +173,7 @@ fn alloc_v4(spec: &NetworkSpec, v4: Option<&Cidr>, out: &mut Vec<Violation>) {
         ));
         return;
     }
-    // The webhook's defaults (spec §5.2) before the range checks.
+    // The webhook's defaults (behaviour §5.2) before the range checks.
     let start = or_default_addr(&pool.start, net, net.base().wrapping_add(1));
     let end = or_default_addr(&pool.end, net, net.last().wrapping_sub(1));
     range_checks(
@@ -209,7 +210,7 @@ fn alloc_v6(spec: &NetworkSpec, v4: Option<&Cidr>, v6: Option<&Cidr>, out: &mut 
     }
     // 128 when the IPv4 pool leaves no room (which V16 then rejects).
     let max_prefix = max_v6_pool_prefix(v4.filter(|c| c.is_v4() && c.prefix >= 9).map(|c| c.prefix));
-    // Default pool cidr (spec §5.6): net6's base with prefix max(P, net6 prefix).
+    // Default pool cidr (behaviour §5.6): net6's base with prefix max(P, net6 prefix).
     let pool_cidr = if pool.cidr.is_empty() {
         let p = max_prefix.max(net6.prefix);
         Some(Cidr {

@@ -1,4 +1,4 @@
-//! TenantConfig rules (spec §8.6, C1–C9), all violations reported.
+//! TenantConfig rules (behaviour §8.6, C1–C9), all violations reported.
 
 use danm_api::TenantConfig;
 use danm_guest_sdk::{Operation, Violation};

@@ -42,8 +42,9 @@ pub fn check_link_backend(spec: &NetworkSpec, kind: &str, modes: &[&str], out: &
     check_mtu(spec, out);
 }
 
-/// V21 as DANM documents it (spec §10 B12): a dynamic network's NetworkID may not exceed `max` characters, VNI or not,
-/// since netwatcher's `<NetworkID>.<vlan>` / `vx_<NetworkID>` links must fit in IFNAMSIZ.
+/// V21 as DANM documents it (behaviour §10 B12): a dynamic network's NetworkID may not exceed `max`
+/// characters, VNI or not, since netwatcher's `<NetworkID>.<vlan>` / `vx_<NetworkID>` links must fit in
+/// IFNAMSIZ.
 pub fn check_network_id_length(spec: &NetworkSpec, max: usize, out: &mut Vec<Violation>) {
     if spec.network_id.chars().count() > max {
         out.push(Violation::new(

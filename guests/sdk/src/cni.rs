@@ -34,7 +34,7 @@ impl TranslateError {
 }
 
 /// `{"type":"fakeipam","ips":[{"ipcidr":..,"version":4},{"ipcidr":..,"version":6}]}`, or `None` when danm allocated
-/// nothing (`""` and `none` are not addresses, spec §4.6).
+/// nothing (`""` and `none` are not addresses, behaviour §4.6).
 pub fn fakeipam(ip4: Option<&str>, ip6: Option<&str>) -> Option<Value> {
     let real = |ip: Option<&str>| ip.filter(|s| !s.is_empty() && *s != "none").map(str::to_owned);
     let mut ips = Vec::new();

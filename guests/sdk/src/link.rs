@@ -1,4 +1,5 @@
-//! The parent link of an interface, named the way netwatcher names the host links it creates (spec §4.9, §6).
+//! The parent link of an interface, named the way netwatcher names the host links it creates
+//! (behaviour §4.9, §6).
 
 use danm_api::NetworkSpec;
 

@@ -1,4 +1,4 @@
-//! DanmEp: one object per pod interface, written by the CNI (spec §1.3).
+//! DanmEp: one object per pod interface, written by the CNI (behaviour §1.3).
 
 use std::collections::BTreeMap;
 

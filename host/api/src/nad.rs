@@ -1,4 +1,4 @@
-//! NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`), read by netwatcher (spec §1.5, §6).
+//! NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`), read by netwatcher (behaviour §1.5, §6).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};

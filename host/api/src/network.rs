@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nullable::{is_zero, or_default};
 
-/// The three network kinds. They share one spec type (spec §1.2).
+/// The three network kinds. They share one spec type (behaviour §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NetworkKind {
     DanmNet,
@@ -53,7 +53,7 @@ impl NetworkKind {
         !matches!(self, Self::ClusterNetwork)
     }
     /// The DanmEp `apiType` value that refers to this kind. DANM wrote `""` for the namespace default DanmNet;
-    /// [`NetworkKind::from_api_type`] reads that back as DanmNet (spec §10 B11).
+    /// [`NetworkKind::from_api_type`] reads that back as DanmNet (behaviour §10 B11).
     pub fn from_api_type(api_type: &str) -> Result<Self, UnknownKind> {
         if api_type.is_empty() {
             Ok(Self::DanmNet)
@@ -264,13 +264,13 @@ impl Network {
 }
 
 impl NetworkSpec {
-    /// NetworkType lower-cased, with DANM's empty type meaning ipvlan (spec §10 B3).
+    /// NetworkType lower-cased, with DANM's empty type meaning ipvlan (behaviour §10 B3).
     pub fn backend(&self) -> String {
         let t = self.network_type.to_ascii_lowercase();
         if t.is_empty() { "ipvlan".to_owned() } else { t }
     }
 
-    /// Types whose CNI config danm generates from the network object ("dynamic" integration, spec §4.3).
+    /// Types whose CNI config danm generates from the network object ("dynamic" integration, behaviour §4.3).
     pub fn is_dynamic(&self) -> bool {
         matches!(self.backend().as_str(), "ipvlan" | "macvlan" | "sriov")
     }

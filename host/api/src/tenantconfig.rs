@@ -1,4 +1,5 @@
-//! TenantConfig: the cluster-scoped interface profiles and NetworkID mapping for TenantNetworks (spec §1.4).
+//! TenantConfig: the cluster-scoped interface profiles and NetworkID mapping for TenantNetworks
+//! (behaviour §1.4).
 
 use std::collections::BTreeMap;
 

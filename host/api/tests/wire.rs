@@ -145,7 +145,8 @@ fn unknown_network_kinds_are_named_in_the_error() {
     }
 }
 
-/// Every DANM object in the shared acceptance corpus (serialised by DANM's Go structs) reads into our types.
+/// Every DANM object in DANM's acceptance corpus (serialised by DANM's Go structs; a test fixture kept outside
+/// the repository, skipped when absent) reads into our types.
 #[test]
 fn every_object_of_the_acceptance_corpus_reads_into_our_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/acceptance/webhook");

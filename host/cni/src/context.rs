@@ -57,14 +57,15 @@ impl Ctx {
     }
 }
 
-/// The backend type of a network: lower-cased, empty meaning `ipvlan` (spec §10 B3).
+/// The backend type of a network: lower-cased, empty meaning `ipvlan` (behaviour §10 B3).
 pub fn backend_type(spec: &NetworkSpec) -> String {
     let t = spec.network_type.to_ascii_lowercase();
     if t.is_empty() { "ipvlan".to_owned() } else { t }
 }
 
-/// Whether danm's IPAM handles the interface (spec §4.5): always for plugin-served types that ask for it (and for
-/// ipvlan); for static delegates only for `none` requests or real requests on a family the network has a pool for.
+/// Whether danm's IPAM handles the interface (behaviour §4.5): always for plugin-served types that ask for it
+/// (and for ipvlan); for static delegates only for `none` requests or real requests on a family the network
+/// has a pool for.
 pub fn needs_danm_ipam(
     translator: &dyn Translator,
     ty: &str,
@@ -88,7 +89,7 @@ pub fn real(addr: &str) -> Option<String> {
 }
 
 /// Whether `addr` (`ip/len`) lies in the network's `cidr` or `net6`: the addresses danm allocated for a static
-/// delegate (spec §4.12).
+/// delegate (behaviour §4.12).
 pub fn in_network(spec: &NetworkSpec, addr: &str) -> bool {
     let Some(ip) = addr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()) else {
         return false;

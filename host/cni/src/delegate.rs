@@ -1,6 +1,7 @@
 //! Delegation: running `<CNI_PATH>/<type>` with a config (single plugin or a `.conflist` chain), loading static
-//! delegate configs from `cniDir` and swapping their IPAM for fakeipam (spec §4.3, §4.6, §4.7), and negotiating the
-//! CNI version each delegate binary speaks (`CNI_COMMAND=VERSION`, asked once per binary per process).
+//! delegate configs from `cniDir` and swapping their IPAM for fakeipam (behaviour §4.3, §4.6, §4.7), and
+//! negotiating the CNI version each delegate binary speaks (`CNI_COMMAND=VERSION`, asked once per binary per
+//! process).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 
-/// The environment a delegate gets: only these variables (spec §4.7), plus `CNI_COMMAND` and `CNI_IFNAME`.
+/// The environment a delegate gets: only these variables (behaviour §4.7), plus `CNI_COMMAND` and
+/// `CNI_IFNAME`.
 #[derive(Clone, Debug, Default)]
 pub struct DelegateEnv {
     pub container_id: String,
@@ -425,7 +427,7 @@ pub async fn check(chain: &Chain, ifname: &str, env: &DelegateEnv, added: &Value
     Ok(())
 }
 
-/// The fakeipam block for danm's addresses (spec §4.6); `None` when there is no address.
+/// The fakeipam block for danm's addresses (behaviour §4.6); `None` when there is no address.
 pub fn fakeipam_block(ip4: &str, ip6: &str) -> Option<Value> {
     let mut ips = Vec::new();
     if crate::ipam::is_real(ip4) {
@@ -439,7 +441,8 @@ pub fn fakeipam_block(ip4: &str, ip6: &str) -> Option<Value> {
 
 /// Loads the static delegate config of NetworkID `network_id` for NetworkType `network_type`:
 /// `<cni_dir>/<id>.conf`, else `<cni_dir>/<id>.conflist`. With `ipam` set, the IPAM of the config (every chain
-/// plugin that has one, else the first) is replaced by it. A `.conf`'s plugin binary is the NetworkType (spec §4.3).
+/// plugin that has one, else the first) is replaced by it. A `.conf`'s plugin binary is the NetworkType
+/// (behaviour §4.3).
 pub fn load_static(
     cni_dir: &str,
     network_id: &str,

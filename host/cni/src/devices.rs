@@ -1,4 +1,4 @@
-//! Device pools (spec §4.8): the devices kubelet allocated to the pod, per resource name, from kubelet's
+//! Device pools (behaviour §4.8): the devices kubelet allocated to the pod, per resource name, from kubelet's
 //! PodResources gRPC API when its socket exists, else from the kubelet checkpoint file. Each network on a pool takes
 //! the last remaining device, so successive networks on one pool get distinct devices in reverse order.
 

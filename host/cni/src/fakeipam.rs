@@ -1,5 +1,5 @@
-//! fakeipam: the IPAM plugin that echoes the addresses danm chose back to a delegate (spec §4.7), for every
-//! supported CNI version.
+//! fakeipam: the IPAM plugin that echoes the addresses danm chose back to a delegate (behaviour §4.7), for
+//! every supported CNI version.
 
 use ipnetwork::IpNetwork;
 use serde::Deserialize;

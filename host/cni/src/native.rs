@@ -1,7 +1,8 @@
 //! Native execution of the CNI configs whose `type` the host implements (ipvlan, macvlan, sriov) over netlink, with
 //! the meaning the reference plugins give their keys (`master`, `mode`, `mtu`, `vlan`, `deviceID`, `mac`,
 //! `ipam.ips`). Links are created directly inside the pod netns (`IFLA_NET_NS_FD`), never created and moved. An
-//! SR-IOV VF bound to a DPDK driver has no netdev: a dummy (or a VLAN on a dummy) stands in for it (spec §4.10).
+//! SR-IOV VF bound to a DPDK driver has no netdev: a dummy (or a VLAN on a dummy) stands in for it
+//! (behaviour §4.10).
 
 use std::path::{Path, PathBuf};
 
@@ -88,7 +89,7 @@ fn ipam_ips(config: &Value) -> Result<Vec<IpNetwork>, Error> {
     Ok(out)
 }
 
-/// `Some` when the config's `type` is native. The type is compared case-insensitively (spec §10 B3).
+/// `Some` when the config's `type` is native. The type is compared case-insensitively (behaviour §10 B3).
 pub fn parse(config: &Value) -> Option<Result<NativeConfig, Error>> {
     let ty = config
         .get("type")
@@ -156,7 +157,7 @@ fn parse_native(ty: &str, config: &Value) -> Result<NativeConfig, Error> {
     }
 }
 
-/// The user-space drivers whose VFs get a dummy in the pod instead of a netdev (spec §4.10 item 1).
+/// The user-space drivers whose VFs get a dummy in the pod instead of a netdev (behaviour §4.10 item 1).
 pub const DPDK_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "igb_uio"];
 
 /// Where SR-IOV devices are looked up (`/sys`, or a fake tree in tests).
@@ -439,9 +440,10 @@ pub fn dpdk_dummy_name(ep_name: &str) -> String {
     ep_name.chars().take(14).collect()
 }
 
-/// Spec §4.10 item 1: vlan 0 → a dummy named as the interface; otherwise a dummy named after the DanmEp (up, with
-/// the interface's IPv6 sysctls) and a VLAN link on it named as the interface. The interface gets the VF MAC (the
-/// config's `mac`, else what the PF reports for the VF; when set and not all-zero) and the PCI address as alias; [`finish`] adds the addresses and brings it up.
+/// behaviour §4.10 item 1: vlan 0 → a dummy named as the interface; otherwise a dummy named after the DanmEp
+/// (up, with the interface's IPv6 sysctls) and a VLAN link on it named as the interface. The interface gets
+/// the VF MAC (the config's `mac`, else what the PF reports for the VF; when set and not all-zero) and the
+/// PCI address as alias; [`finish`] adds the addresses and brings it up.
 async fn dpdk_stand_in(
     netlink: &dyn Netlink,
     pod: &Netns,

@@ -1,7 +1,7 @@
-//! Kubelet's PodResources gRPC API v1 (spec §4.8): `List` over kubelet's unix socket, reduced to the device ids one
-//! pod holds per resource name. The messages are hand-written prost structs carrying the field numbers of
-//! `k8s.io/kubelet/pkg/apis/podresources/v1/api.proto` (fields danm does not read are skipped by prost), so the build
-//! needs no protoc.
+//! Kubelet's PodResources gRPC API v1 (behaviour §4.8): `List` over kubelet's unix socket, reduced to the
+//! device ids one pod holds per resource name. The messages are hand-written prost structs carrying the field
+//! numbers of `k8s.io/kubelet/pkg/apis/podresources/v1/api.proto` (fields danm does not read are skipped by
+//! prost), so the build needs no protoc.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

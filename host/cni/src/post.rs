@@ -1,4 +1,4 @@
-//! Post-processing of every interface inside the pod netns (spec §4.10): IPv6 sysctls, NODAD re-add of a
+//! Post-processing of every interface inside the pod netns (behaviour §4.10): IPv6 sysctls, NODAD re-add of a
 //! delegate's IPv6, link up, the network's `routes`/`routes6` in the main table, and `proutes`/`proutes6` in the
 //! network's `rt_tables` with the `from <ip>/<prefix>` source rule.
 
@@ -25,7 +25,7 @@ pub struct PostInput<'a> {
     pub delegated: bool,
 }
 
-/// The sysctls of spec §4.10 step 3.
+/// The sysctls of behaviour §4.10 step 3.
 pub fn ipv6_sysctls(ifname: &str, ip6: &str) -> Vec<Sysctl> {
     if ip6.is_empty() {
         vec![Sysctl::ipv6_conf(ifname, "disable_ipv6", "1")]
@@ -95,7 +95,7 @@ pub fn policy(input: &PostInput<'_>) -> Vec<(Rule, Vec<Route>)> {
 }
 
 /// Runs post-processing. A missing interface (a user-space device, or a delegate that ignored CNI_IFNAME) is
-/// logged and skipped (spec §4.10 step 2).
+/// logged and skipped (behaviour §4.10 step 2).
 pub async fn run(
     netlink: &dyn Netlink,
     pod: &Netns,

@@ -1,7 +1,7 @@
-//! Kernel-lane tests of the DPDK VF stand-in (spec §4.10 item 1) on a real kernel: danm's native SR-IOV backend,
-//! given a VF that a fake sysfs tree shows bound to a user-space driver, creates a dummy (VLAN 0) or a VLAN link on a
-//! dummy named after the DanmEp in a real pod namespace, with the VF MAC, the PCI address as alias and the
-//! addresses; DEL deletes them.
+//! Kernel-lane tests of the DPDK VF stand-in (behaviour §4.10 item 1) on a real kernel: danm's native SR-IOV
+//! backend, given a VF that a fake sysfs tree shows bound to a user-space driver, creates a dummy (VLAN 0) or
+//! a VLAN link on a dummy named after the DanmEp in a real pod namespace, with the VF MAC, the PCI address as
+//! alias and the addresses; DEL deletes them.
 //!
 //! Neither the build machines nor the lane's VM have SR-IOV hardware, so the one PF request (`set_vf`) is recorded
 //! instead of sent; every other request goes to the kernel through rtnetlink and the results are read back through

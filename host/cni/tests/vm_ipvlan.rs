@@ -317,7 +317,7 @@ async fn danm_adds_checks_and_deletes_ipvlan_interfaces_on_a_dummy_a_vlan_and_a_
         "NetworkType": "ipvlan", "Options": {"host_device": nic, "vlan": 500, "cidr": "10.172.0.0/24"}}),
     )
     .await;
-    // An empty NetworkType is ipvlan (spec §10 B3).
+    // An empty NetworkType is ipvlan (behaviour §10 B3).
     lab.network(
         NetworkKind::DanmNet,
         "default",
@@ -326,7 +326,7 @@ async fn danm_adds_checks_and_deletes_ipvlan_interfaces_on_a_dummy_a_vlan_and_a_
         "Options": {"host_device": nic, "vxlan": 50, "cidr": "10.173.0.0/24"}}),
     )
     .await;
-    // danm's extensions (spec §10 B17): the network's mode and MTU instead of L2 and the parent's MTU.
+    // danm's extensions (behaviour §10 B17): the network's mode and MTU instead of L2 and the parent's MTU.
     lab.network(
         NetworkKind::DanmNet,
         "default",

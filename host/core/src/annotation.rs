@@ -1,4 +1,4 @@
-//! Parsing of the pod's `danm.k8s.io/interfaces` annotation (spec §2) into typed interface requests.
+//! Parsing of the pod's `danm.k8s.io/interfaces` annotation (behaviour §2) into typed interface requests.
 //!
 //! Decisions (recorded here because the CNI is written against them):
 //! - The annotation is looked up under the exact key `danm.k8s.io/interfaces`, then `danm.io/interfaces`, then, as
@@ -6,15 +6,15 @@
 //!   case-insensitively.
 //! - Element keys are matched case-insensitively, as Go's `encoding/json` did, but two keys that fold to the same
 //!   name are an error. Unknown keys are an error; so are DANM's internal keys `DefaultIfaceName`, `Device` and
-//!   `SequenceId` (spec §10 B18).
+//!   `SequenceId` (behaviour §10 B18).
 //! - A `null` member means the same as an absent one (Go decoded it that way). A `null` annotation value or `[]`
 //!   means "no interfaces requested" (the caller then resolves the default network, see [`crate::resolve`]).
 //! - `ip`/`ip6` are validated here into IPAM's [`IpRequest`] (re-exported): `ip` must be IPv4 and `ip6` IPv6; the
 //!   optional `/len` suffix must be a valid prefix length for the family but is otherwise ignored (the network's
-//!   prefix is used, spec §2).
+//!   prefix is used, behaviour §2).
 //! - `proutes`/`proutes6` are kept as the strings the user wrote (they are copied verbatim into the DanmEp); invalid
-//!   entries are skipped at post-processing, as DANM did (spec §4.10). [`InterfaceRequest::policy_routes`] gives the
-//!   valid ones, typed.
+//!   entries are skipped at post-processing, as DANM did (behaviour §4.10).
+//!   [`InterfaceRequest::policy_routes`] gives the valid ones, typed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +30,7 @@ pub const ANNOTATION_KEYS: [&str; 2] = [
     danm_api::INTERFACES_ANNOTATION_ALT,
 ];
 
-/// Element keys DANM's Go struct accepted but that are internal; rejected (spec §10 B18).
+/// Element keys DANM's Go struct accepted but that are internal; rejected (behaviour §10 B18).
 pub const INTERNAL_KEYS: [&str; 3] = ["DefaultIfaceName", "Device", "SequenceId"];
 
 /// A reference to one network object: its kind and name. The namespace is the pod's for DanmNet and
@@ -62,7 +62,7 @@ impl fmt::Display for NetworkRef {
 pub use crate::ipam::IpRequest;
 
 /// Parses one `ip`/`ip6` value. `v6` selects the family a static address must have; a `/len` suffix must be a
-/// valid prefix length for that family and is then dropped (the network's prefix is used, spec §2).
+/// valid prefix length for that family and is then dropped (the network's prefix is used, behaviour §2).
 pub fn parse_ip_request(value: &str, v6: bool) -> Result<IpRequest, String> {
     match value {
         "" => return Ok(IpRequest::Absent),
@@ -96,7 +96,7 @@ pub fn parse_ip_request(value: &str, v6: bool) -> Result<IpRequest, String> {
 /// One element of the annotation: one interface the pod wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceRequest {
-    /// The element's position in the annotation; it is the interface's sequence id (spec §4.4).
+    /// The element's position in the annotation; it is the interface's sequence id (behaviour §4.4).
     pub index: usize,
     pub network: NetworkRef,
     pub ip: IpRequest,
@@ -117,7 +117,7 @@ pub struct PolicyRoute {
 impl InterfaceRequest {
     /// The valid policy routes of one family (`v6` = false: `proutes`, true: `proutes6`), in destination order.
     /// Entries whose destination or gateway does not parse, or has the wrong family, are left out, as DANM's
-    /// post-processing skipped them quietly (spec §4.10).
+    /// post-processing skipped them quietly (behaviour §4.10).
     pub fn policy_routes(&self, v6: bool) -> Vec<PolicyRoute> {
         let map = if v6 { &self.proutes6 } else { &self.proutes };
         valid_routes(map.iter().flatten(), v6)

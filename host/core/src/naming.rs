@@ -1,4 +1,5 @@
-//! Interface names inside the pod (spec §4.4), checked for the kernel's rules and uniqueness (spec §10 B18).
+//! Interface names inside the pod (behaviour §4.4), checked for the kernel's rules and uniqueness
+//! (behaviour §10 B18).
 
 use std::fmt;
 use std::str::FromStr;
@@ -182,18 +183,18 @@ mod tests {
 
     #[test]
     fn two_unprefixed_networks_are_eth0_and_eth1() {
-        // §11 [CNI] 3
+        // behaviour §11 [CNI] 3
         assert_eq!(names(&["", ""], NamingScheme::Default).unwrap(), ["eth0", "eth1"]);
     }
 
     #[test]
     fn prefixes_get_the_sequence_id_and_unprefixed_ones_get_eth() {
-        // §11 [CNI] 4: [a(ext), b(int), c] → eth0, int1, eth2
+        // behaviour §11 [CNI] 4: [a(ext), b(int), c] → eth0, int1, eth2
         assert_eq!(
             names(&["ext", "int", ""], NamingScheme::Default).unwrap(),
             ["eth0", "int1", "eth2"]
         );
-        // §4.4 example: [mgmt, external(ext), internal(int)] → eth0, ext1, int2
+        // behaviour §4.4 example: [mgmt, external(ext), internal(int)] → eth0, ext1, int2
         assert_eq!(
             names(&["", "ext", "int"], NamingScheme::Default).unwrap(),
             ["eth0", "ext1", "int2"]
@@ -202,7 +203,7 @@ mod tests {
 
     #[test]
     fn legacy_naming_uses_the_prefix_exactly() {
-        // §11 [CNI] 5
+        // behaviour §11 [CNI] 5
         assert_eq!(
             names(&["", "ext"], NamingScheme::Legacy).unwrap(),
             ["eth0", "ext"]
@@ -215,7 +216,7 @@ mod tests {
 
     #[test]
     fn the_first_interface_is_eth0_whatever_its_prefix() {
-        // §11 [CNI] 6
+        // behaviour §11 [CNI] 6
         assert_eq!(interface_name(0, "foo", NamingScheme::Default), "eth0");
         assert_eq!(interface_name(0, "foo", NamingScheme::Legacy), "eth0");
     }

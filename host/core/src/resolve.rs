@@ -1,4 +1,5 @@
-//! Which networks a pod connects to: default-network resolution and the AllowedTenants check (spec §2, §4.1).
+//! Which networks a pod connects to: default-network resolution and the AllowedTenants check
+//! (behaviour §2, §4.1).
 //!
 //! The functions are pure: the caller says which `default` networks exist (it may look them up lazily, in
 //! [`DEFAULT_ORDER`], or fetch all three up front) and passes the network objects it fetched.
@@ -52,8 +53,8 @@ impl ResolveError {
 }
 
 /// The request used for a default network of `kind`: sequence 0 (so `eth0`), `ip: dynamic`, no IPv6, no policy
-/// routes (spec §2). IPAM only allocates when the network has a `cidr` (or, for a static delegate, it is not used at
-/// all: spec §4.5).
+/// routes (behaviour §2). IPAM only allocates when the network has a `cidr` (or, for a static delegate, it is
+/// not used at all: behaviour §4.5).
 pub fn default_request(kind: NetworkKind) -> InterfaceRequest {
     InterfaceRequest {
         index: 0,
@@ -90,9 +91,9 @@ pub fn requested_or_default(
     }
 }
 
-/// The AllowedTenants check (spec §1.2): a ClusterNetwork with a non-empty `AllowedTenants` list only accepts pods
-/// of the listed namespaces. An absent or empty list allows every namespace; the list means nothing on DanmNets and
-/// TenantNetworks (the webhook rejects it there), so it is not consulted for them.
+/// The AllowedTenants check (behaviour §1.2): a ClusterNetwork with a non-empty `AllowedTenants` list only
+/// accepts pods of the listed namespaces. An absent or empty list allows every namespace; the list means
+/// nothing on DanmNets and TenantNetworks (the webhook rejects it there), so it is not consulted for them.
 pub fn check_allowed_tenants(
     network: &NetworkRef,
     spec: &NetworkSpec,
@@ -114,11 +115,11 @@ pub fn check_allowed_tenants(
     }
 }
 
-/// Whether danm's IPAM allocates for this interface (spec §4.5). Dynamic backends (ipvlan, macvlan, sriov) always
-/// use it (with neither family requested nothing is allocated and the interface is L2). A static delegate uses it only
-/// when a family says `none`, or asks for an address on a network that has that family (`cidr`; `net6` or the v6
-/// pool CIDR); otherwise the delegate's own `ipam` section is left alone. When danm's IPAM is used it handles both
-/// families.
+/// Whether danm's IPAM allocates for this interface (behaviour §4.5). Dynamic backends (ipvlan, macvlan,
+/// sriov) always use it (with neither family requested nothing is allocated and the interface is L2). A
+/// static delegate uses it only when a family says `none`, or asks for an address on a network that has that
+/// family (`cidr`; `net6` or the v6 pool CIDR); otherwise the delegate's own `ipam` section is left alone.
+/// When danm's IPAM is used it handles both families.
 pub fn needs_danm_ipam(spec: &NetworkSpec, ip: &IpRequest, ip6: &IpRequest) -> bool {
     if spec.is_dynamic() {
         return true;
@@ -147,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_namespace_danmnet_default_wins_over_the_cluster_network_default() {
-        // §11 [ANN] 11
+        // behaviour §11 [ANN] 11
         let (chosen, seen) = order_seen(&[NetworkKind::DanmNet, NetworkKind::ClusterNetwork]);
         assert_eq!(
             chosen.unwrap().network,
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_tenant_network_default_wins_over_the_cluster_network_default() {
-        // §11 [ANN] 12
+        // behaviour §11 [ANN] 12
         let (chosen, seen) = order_seen(&[NetworkKind::TenantNetwork, NetworkKind::ClusterNetwork]);
         assert_eq!(
             chosen.unwrap().network,
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn no_annotation_and_no_default_network_fails_with_danms_message() {
-        // §11 [ANN] 13
+        // behaviour §11 [ANN] 13
         let (chosen, seen) = order_seen(&[]);
         assert_eq!(
             chosen.unwrap_err().to_string(),
@@ -190,7 +191,7 @@ mod tests {
 
     #[test]
     fn the_default_network_is_sequence_zero_with_a_dynamic_ipv4_only() {
-        // §11 [ANN] 14 (the name eth0 follows from sequence 0, see naming)
+        // behaviour §11 [ANN] 14 (the name eth0 follows from sequence 0, see naming)
         let request = default_request(NetworkKind::ClusterNetwork);
         assert_eq!(request.index, 0);
         assert_eq!(request.ip, IpRequest::Dynamic);
@@ -200,7 +201,7 @@ mod tests {
 
     #[test]
     fn an_empty_annotation_falls_back_to_the_default_network() {
-        // §11 [ANN] 10
+        // behaviour §11 [ANN] 10
         let requested = parse_interfaces("k", "[]").unwrap();
         let resolved = requested_or_default(requested, |kind| kind == NetworkKind::TenantNetwork).unwrap();
         assert_eq!(resolved, vec![default_request(NetworkKind::TenantNetwork)]);
@@ -228,7 +229,7 @@ mod tests {
 
     #[test]
     fn allowed_tenants_refuses_a_pod_of_another_namespace() {
-        // §11 [CNI] 15
+        // behaviour §11 [CNI] 15
         let network = NetworkRef::new(NetworkKind::ClusterNetwork, "ext");
         let err =
             check_allowed_tenants(&network, &spec_with_tenants(Some(&["a"])), "web-0", "b").unwrap_err();
@@ -287,19 +288,19 @@ mod tests {
     fn a_static_delegate_uses_danm_ipam_only_for_none_or_an_address_on_a_network_with_that_family() {
         let dynamic = IpRequest::Dynamic;
         let absent = IpRequest::Absent;
-        // §11 [CNI] 40: cidr + dynamic → danm IPAM (fakeipam)
+        // behaviour §11 [CNI] 40: cidr + dynamic → danm IPAM (fakeipam)
         assert!(needs_danm_ipam(
             &static_spec("10.0.0.0/24", ""),
             &dynamic,
             &absent
         ));
-        // §11 [CNI] 41: no ip → the file's own ipam
+        // behaviour §11 [CNI] 41: no ip → the file's own ipam
         assert!(!needs_danm_ipam(
             &static_spec("10.0.0.0/24", ""),
             &absent,
             &absent
         ));
-        // §11 [CNI] 42: dynamic but no cidr → the file's own ipam
+        // behaviour §11 [CNI] 42: dynamic but no cidr → the file's own ipam
         assert!(!needs_danm_ipam(&static_spec("", ""), &dynamic, &absent));
         // "none" in either family → danm IPAM
         assert!(needs_danm_ipam(&static_spec("", ""), &IpRequest::None, &absent));
@@ -319,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_missing_network_reads_as_in_danm() {
-        // §11 [CNI] 16
+        // behaviour §11 [CNI] 16
         let err = ResolveError::not_found(&NetworkRef::new(NetworkKind::DanmNet, "x"), "ns");
         assert_eq!(
             err.to_string(),

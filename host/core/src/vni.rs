@@ -1,6 +1,6 @@
-//! TenantConfig VNI bookkeeping (spec §1.4, §8.4): the 5001-bit VNI bitmap of an interface profile, `vniRange`
-//! parsing (cpuset syntax), and reservation/release of VLAN ids and VxLAN VNIs. Pure; the webhook does the
-//! conditional writes and bounded retries (§10 B8).
+//! TenantConfig VNI bookkeeping (behaviour §1.4, §8.4): the 5001-bit VNI bitmap of an interface profile,
+//! `vniRange` parsing (cpuset syntax), and reservation/release of VLAN ids and VxLAN VNIs. Pure; the webhook
+//! does the conditional writes and bounded retries (§10 B8).
 
 use std::ops::RangeInclusive;
 
@@ -15,7 +15,7 @@ pub const VNI_BITS: u64 = MAX_VNI as u64 + 1;
 /// Bytes of a profile's `alloc` (626; 836 base64 characters).
 pub const VNI_BYTES: usize = (VNI_BITS as usize).div_ceil(8);
 
-/// Errors of the VNI layer, with DANM's wording (spec §8.4, §8.6 C6/C7).
+/// Errors of the VNI layer, with DANM's wording (behaviour §8.4, §8.6 C6/C7).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VniError {
     /// C6: the range is not comma-separated `N` or `N-M` (no spaces, N ≤ M).
@@ -142,7 +142,7 @@ pub fn release_vni(alloc: &str, vni: u32, profile: &str) -> Result<(String, bool
 }
 
 /// Gives every profile that has a `vniType` and an empty `alloc` a fresh bitmap (the `/confvalidation` mutation,
-/// spec §8.6). Returns whether anything changed.
+/// behaviour §8.6). Returns whether anything changed.
 pub fn init_profile_allocs(tc: &mut TenantConfig) -> bool {
     let mut changed = false;
     for p in tc
@@ -189,8 +189,8 @@ pub enum VniRelease {
     Freed(Box<TenantConfig>),
 }
 
-/// Releases the VNI of a deleted TenantNetwork (spec §8.4): the profile is `device_pool` if set, else `host_device`;
-/// the type is `vxlan` when vxlan ≠ 0, else `vlan`.
+/// Releases the VNI of a deleted TenantNetwork (behaviour §8.4): the profile is `device_pool` if set, else
+/// `host_device`; the type is `vxlan` when vxlan ≠ 0, else `vlan`.
 pub fn release_network_vni(tc: &TenantConfig, spec: &NetworkSpec) -> Result<VniRelease, VniError> {
     let o = &spec.options;
     let (vni_type, vni) = match (o.vlan, o.vxlan) {

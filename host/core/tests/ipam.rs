@@ -1,4 +1,4 @@
-//! IPAM rules of spec §5 and the [IPAM] items 54–72 of spec §11, on the pure core.
+//! IPAM rules of behaviour §5 and the [IPAM] items 54–72 of behaviour §11, on the pure core.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -41,7 +41,7 @@ fn dynamic4(spec: &NetworkSpec) -> (NetworkSpec, String) {
     (r.spec, r.ip4)
 }
 
-// ---- bitmap encoding (spec §5.1) ----
+// ---- bitmap encoding (behaviour §5.1) ----
 
 #[test]
 fn fresh_slash_24_bitmap_is_danms_vector() {
@@ -118,7 +118,7 @@ fn gateway_one_past_the_broadcast_is_not_marked() {
     assert_eq!(bm.encode(), FRESH_24);
 }
 
-// ---- pool defaults (spec §5.2, §5.6; checklist 74) ----
+// ---- pool defaults (behaviour §5.2, §5.6; checklist 74) ----
 
 #[test]
 fn defaults_of_a_slash_26_are_pool_65_to_126_and_the_fresh_alloc() {
@@ -386,7 +386,7 @@ fn v6_gateways_are_indexed_from_the_pool_base() {
     assert_eq!(set, vec![0, 5, 255]);
 }
 
-// ---- allocation (spec §5.3; checklist 54–69) ----
+// ---- allocation (behaviour §5.3; checklist 54–69) ----
 
 #[test]
 fn first_dynamic_ipv4_in_a_slash_26_is_dot_65() {

@@ -1,4 +1,4 @@
-//! TenantConfig VNI bitmaps and vniRange parsing (spec §1.4, §8.4, §8.6; checklist 89, 95, 98, 99).
+//! TenantConfig VNI bitmaps and vniRange parsing (behaviour §1.4, §8.4, §8.6; checklist 89, 95, 98, 99).
 
 use danm_api::{InterfaceProfile, NetworkSpec, TenantConfig};
 use danm_core::ipam::Bitmap;

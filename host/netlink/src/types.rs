@@ -299,7 +299,7 @@ pub struct VxlanSpec {
 }
 
 impl VxlanSpec {
-    /// VNI `vni` on port 4789, learning/l2miss/l3miss on (netwatcher's settings, spec §6).
+    /// VNI `vni` on port 4789, learning/l2miss/l3miss on (netwatcher's settings, behaviour §6).
     pub fn new(vni: u32) -> Self {
         VxlanSpec {
             vni,

@@ -268,7 +268,7 @@ async fn addresses_are_added_replaced_listed_and_deleted() {
     assert!(err.is_exists(), "{err}");
     let before = nl.addresses(host, "ad0").await.unwrap();
     assert!(!before.iter().find(|a| a.addr == v6).unwrap().nodad);
-    // Post-processing re-adds delegated IPv6 addresses with NODAD (spec §4.10 step 4).
+    // Post-processing re-adds delegated IPv6 addresses with NODAD (behaviour §4.10 step 4).
     nl.add_address(host, "ad0", &NewAddress::new(v6).replace())
         .await
         .unwrap();
@@ -526,7 +526,7 @@ async fn a_namespace_recreated_under_the_same_name_gets_a_fresh_socket() {
 
 #[tokio::test]
 async fn kinds_missing_from_the_kernel_fail_with_not_supported() {
-    // This kernel has no ipvlan, 802.1q or dummy driver (ENVIRONMENT.md). On a kernel that has them, the link
+    // The build machines' kernel has no ipvlan, 802.1q or dummy driver. On a kernel that has them, the link
     // must come back with the right kind instead.
     let spaces = namespaces!("danm-nl", 2);
     let (host, pod) = (&spaces[0].ns, &spaces[1].ns);

@@ -321,7 +321,7 @@ impl PluginSet {
     }
 }
 
-/// `spec.NetworkType` lower-cased, empty meaning `ipvlan` (DANM's default, spec §8.3 / §10 B3).
+/// `spec.NetworkType` lower-cased, empty meaning `ipvlan` (DANM's default, behaviour §8.3 / §10 B3).
 fn network_type_of(json: &str) -> String {
     #[derive(serde::Deserialize)]
     struct Doc {

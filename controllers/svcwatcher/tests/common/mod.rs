@@ -1,4 +1,4 @@
-//! The seed's svcwatcher demo (shared/spec/scenarios.md) as API objects in the lab: namespaces, networks, pods with
+//! DANM's svcwatcher demo (docs/demo.md) as API objects in the lab: namespaces, networks, pods with
 //! their DanmEps (written directly, as the CNI would), and the three services.
 
 #![allow(dead_code)]

@@ -1,5 +1,6 @@
-//! `/netdeletion` (spec §8.5): a network still used by a DanmEp cannot be deleted (an empty `apiType` counts as
-//! DanmNet, §10 B11); an allowed delete of a TenantNetwork of a dynamic type frees its VNI in the TenantConfig.
+//! `/netdeletion` (behaviour §8.5): a network still used by a DanmEp cannot be deleted (an empty `apiType`
+//! counts as DanmNet, §10 B11); an allowed delete of a TenantNetwork of a dynamic type frees its VNI in the
+//! TenantConfig.
 
 use danm_api::{Network, NetworkKind};
 
@@ -73,7 +74,8 @@ impl Webhook {
         if kind != NetworkKind::TenantNetwork.as_str() || !is_dynamic {
             return Verdict::allow();
         }
-        // Spec §8.5: a dynamic TenantNetwork's TenantConfig is read (and must exist) before its VNI is freed.
+        // behaviour §8.5: a dynamic TenantNetwork's TenantConfig is read (and must exist) before its VNI is
+        // freed.
         let tc = match self.cluster.first_tenant_config().await {
             Ok(Some(tc)) => tc,
             Ok(None) => {

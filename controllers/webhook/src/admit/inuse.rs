@@ -1,6 +1,6 @@
-//! "Is this network in use?" (spec §8.2 V27, §8.5): DanmEps whose `apiType` is the network's kind (an empty
-//! `apiType` counts as DanmNet, spec §10 B11), whose `NetworkName` is its name, and that live in its namespace
-//! (any namespace for a ClusterNetwork).
+//! "Is this network in use?" (behaviour §8.2 V27, §8.5): DanmEps whose `apiType` is the network's kind (an
+//! empty `apiType` counts as DanmNet, behaviour §10 B11), whose `NetworkName` is its name, and that live in
+//! its namespace (any namespace for a ClusterNetwork).
 
 use danm_api::{DanmEp, NetworkKind};
 

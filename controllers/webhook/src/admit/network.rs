@@ -1,9 +1,10 @@
-//! `/netvalidation`: CREATE and UPDATE of DanmNet, TenantNetwork and ClusterNetwork (spec §8.2, §8.3).
+//! `/netvalidation`: CREATE and UPDATE of DanmNet, TenantNetwork and ClusterNetwork (behaviour §8.2, §8.3).
 //!
 //! Order: the rules plugin (every API-level rule, strict decoding), V27 (needs DanmEps), then the mutation computed
 //! in memory (NetworkType default, TenantNetwork profile and a *planned* VNI, networkIds, IPAM defaults), then the
 //! backend plugin on the mutated object (so NetworkID length rules see the planned VNI). Only when nothing is violated
-//! is the VNI reserved in the TenantConfig, as the last fallible step: a denied request never holds a VNI (§10 B12).
+//! is the VNI reserved in the TenantConfig, as the last fallible step: a denied request never holds a VNI
+//! (behaviour §10 B12).
 
 use danm_api::{InterfaceProfile, Network, NetworkKind, NetworkOptions, TenantConfig};
 use danm_core::ipam::apply_network_defaults;
@@ -250,8 +251,8 @@ impl Webhook {
         ))
     }
 
-    /// §8.3: the profile for a TenantNetwork of a dynamic type: the one named by device_pool, else by host_device
-    /// (NIC profiles only), else a uniformly random NIC profile.
+    /// behaviour §8.3: the profile for a TenantNetwork of a dynamic type: the one named by device_pool, else
+    /// by host_device (NIC profiles only), else a uniformly random NIC profile.
     fn select_profile<'a>(
         &self,
         tc: &'a TenantConfig,
@@ -292,10 +293,10 @@ impl Webhook {
     }
 }
 
-/// IPAM defaults (spec §5.2, §5.6). On UPDATE: a changed `cidr`/`net6` rebuilds the bitmap for the new subnet (§10
-/// B12; the pools must then fit the new subnet, V11/V17, or be left empty to get the defaults); an unchanged subnet
-/// keeps the stored bitmap and pool when the new object omits them (e.g. `kubectl apply` of the original manifest),
-/// so no allocation is forgotten.
+/// IPAM defaults (behaviour §5.2, §5.6). On UPDATE: a changed `cidr`/`net6` rebuilds the bitmap for the new
+/// subnet (§10 B12; the pools must then fit the new subnet, V11/V17, or be left empty to get the defaults);
+/// an unchanged subnet keeps the stored bitmap and pool when the new object omits them (e.g. `kubectl apply`
+/// of the original manifest), so no allocation is forgotten.
 fn ipam_defaults(
     op: Operation,
     o: &mut NetworkOptions,

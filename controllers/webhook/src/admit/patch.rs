@@ -1,5 +1,6 @@
-//! The network JSONPatch: `add` operations for the fields the webhook mutates (spec §8.1 order), preceded by `add`s of
-//! `/spec` and `/spec/Options` when the incoming object lacks them, so the patch always applies.
+//! The network JSONPatch: `add` operations for the fields the webhook mutates (behaviour §8.1 order),
+//! preceded by `add`s of `/spec` and `/spec/Options` when the incoming object lacks them, so the patch always
+//! applies.
 
 use danm_api::NetworkSpec;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
-//! `/confvalidation`: CREATE and UPDATE of TenantConfigs (spec §8.6). The rules plugin checks C1–C9; the mutation
-//! gives every profile with a vniType and no alloc a fresh 5001-bit VNI map, as one `add /hostDevices` carrying the
-//! whole list. On UPDATE a profile that lost its alloc (e.g. re-applied from a manifest) keeps the stored one, so
-//! reserved VNIs are not forgotten.
+//! `/confvalidation`: CREATE and UPDATE of TenantConfigs (behaviour §8.6). The rules plugin checks C1–C9; the
+//! mutation gives every profile with a vniType and no alloc a fresh 5001-bit VNI map, as one
+//! `add /hostDevices` carrying the whole list. On UPDATE a profile that lost its alloc (e.g. re-applied from
+//! a manifest) keeps the stored one, so reserved VNIs are not forgotten.
 
 use danm_api::TenantConfig;
 use danm_core::vni::init_profile_allocs;

@@ -1,5 +1,6 @@
-//! VNI reservation and release in the TenantConfig (spec §8.4) with conditional writes: a 409 re-reads the
-//! TenantConfig and recomputes on the fresh copy, a bounded number of times with jittered backoff (spec §10 B8).
+//! VNI reservation and release in the TenantConfig (behaviour §8.4) with conditional writes: a 409 re-reads
+//! the TenantConfig and recomputes on the fresh copy, a bounded number of times with jittered backoff
+//! (behaviour §10 B8).
 
 use danm_api::{NetworkSpec, TenantConfig};
 use danm_core::vni::{self, VniError, VniRelease};

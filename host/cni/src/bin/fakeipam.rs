@@ -1,4 +1,4 @@
-//! fakeipam: echoes the addresses danm allocated back to a delegated CNI plugin (spec §4.7).
+//! fakeipam: echoes the addresses danm allocated back to a delegated CNI plugin (behaviour §4.7).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

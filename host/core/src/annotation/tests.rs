@@ -1,4 +1,4 @@
-//! Unit tests of annotation parsing (spec §2, §11 [ANN] 7–10, §10 B18).
+//! Unit tests of annotation parsing (behaviour §2, §11 [ANN] 7–10, §10 B18).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -47,7 +47,7 @@ fn three_elements_parse_in_annotation_order_with_their_index() {
 
 #[test]
 fn both_network_and_cluster_network_is_two_references() {
-    // §11 [ANN] 7
+    // behaviour §11 [ANN] 7
     let err = parse(r#"[{"network":"a"},{"network":"a","clusterNetwork":"b"}]"#).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -69,7 +69,7 @@ fn all_three_references_are_counted() {
 
 #[test]
 fn an_element_without_a_network_key_has_zero_references() {
-    // §11 [ANN] 8
+    // behaviour §11 [ANN] 8
     let err = parse(r#"[{"ip":"dynamic"}]"#).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -105,7 +105,7 @@ fn a_null_element_has_zero_references_as_in_danm() {
 
 #[test]
 fn an_unknown_element_key_is_an_error_naming_index_and_key() {
-    // §11 [ANN] 9
+    // behaviour §11 [ANN] 9
     let err = parse(r#"[{"network":"a"},{"network":"b","ipv4":"dynamic"}]"#).unwrap_err();
     assert!(
         matches!(&err, AnnotationError::UnknownKey { index: 1, key, .. } if key == "ipv4"),
@@ -117,7 +117,7 @@ fn an_unknown_element_key_is_an_error_naming_index_and_key() {
 
 #[test]
 fn danm_internal_keys_are_rejected() {
-    // §10 B18
+    // behaviour §10 B18
     for key in ["DefaultIfaceName", "Device", "SequenceId", "device", "sequenceid"] {
         let err = parse(&format!(r#"[{{"network":"a","{key}":"x"}}]"#)).unwrap_err();
         assert!(
@@ -147,7 +147,7 @@ fn keys_that_fold_to_the_same_name_are_a_duplicate() {
 
 #[test]
 fn an_empty_array_and_null_mean_no_interfaces() {
-    // §11 [ANN] 10 (the default network is then resolved by `resolve`)
+    // behaviour §11 [ANN] 10 (the default network is then resolved by `resolve`)
     assert!(parse("[]").unwrap().is_empty());
     assert!(parse(" null ").unwrap().is_empty());
     assert!(

@@ -31,7 +31,7 @@ pub struct CniArgs {
     pub pod_name: Option<String>,
     pub pod_uid: Option<String>,
     /// `K8S_POD_INFRA_CONTAINER_ID`, or, when absent, the `CNI_CONTAINERID` given to [`CniArgs::parse`] (the
-    /// original never fell back; spec §3.2).
+    /// original never fell back; behaviour §3.2).
     pub infra_container_id: Option<String>,
     /// Keys danm does not know, kept when `IgnoreUnknown` allowed them.
     pub other: BTreeMap<String, String>,

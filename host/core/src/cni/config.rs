@@ -1,4 +1,5 @@
-//! The danm CNI network configuration (stdin): DANM's keys (spec §3.1) plus danm's own; unknown keys are ignored.
+//! The danm CNI network configuration (stdin): DANM's keys (behaviour §3.1) plus danm's own; unknown keys are
+//! ignored.
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub struct CniConfig {
     /// Directory of the static delegates' configs (`<NetworkID>.conf` / `.conflist`).
     #[serde(rename = "cniDir", default = "default_cni_dir")]
     pub cni_dir: String,
-    /// `""` or `legacy` (spec §4.4); see [`CniConfig::naming_scheme`].
+    /// `""` or `legacy` (behaviour §4.4); see [`CniConfig::naming_scheme`].
     #[serde(rename = "namingScheme", default)]
     pub naming_scheme: String,
     /// danm: directory of the backend plugins (`*.wasm`).
@@ -62,7 +63,7 @@ pub struct CniConfig {
     /// danm: a tracing filter such as `info` or `danm=debug`.
     #[serde(rename = "logLevel", default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
-    /// danm: the deadline of one ADD/DEL/CHECK, after which outstanding work is cancelled (spec §10 B1).
+    /// danm: the deadline of one ADD/DEL/CHECK, after which outstanding work is cancelled (behaviour §10 B1).
     #[serde(rename = "timeoutSeconds", default = "default_timeout")]
     pub timeout_seconds: u64,
     /// danm: the IPAM mode of networks that neither name one (`danm.k8s.io/ipam-mode`) nor carry a bitmap:

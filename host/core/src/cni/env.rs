@@ -3,7 +3,7 @@
 //! Required per command (spec 1.1 "CNI operations"): ADD and CHECK need CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME;
 //! DEL needs CNI_CONTAINERID and CNI_IFNAME (CNI_NETNS is optional: the netns may be gone); GC needs CNI_PATH;
 //! STATUS and VERSION need only CNI_COMMAND. An empty variable counts as missing, as in libcni. CNI_IFNAME is
-//! required but otherwise ignored: danm names the pod's interfaces itself (spec §3.2).
+//! required but otherwise ignored: danm names the pod's interfaces itself (behaviour §3.2).
 
 use std::fmt;
 use std::str::FromStr;

@@ -148,7 +148,8 @@ pub struct InterfaceFailure {
 }
 
 impl CniError {
-    /// Error 105 for a passed deadline, with DANM's text and the configured number of seconds (spec §10 B1).
+    /// Error 105 for a passed deadline, with DANM's text and the configured number of seconds
+    /// (behaviour §10 B1).
     pub fn deadline_exceeded(seconds: u64) -> Self {
         CniError::new(
             codes::DEADLINE_EXCEEDED,
@@ -157,8 +158,9 @@ impl CniError {
     }
 
     /// One error for a pod whose interfaces failed: `msg` says the pod's network could not be set up, `details`
-    /// holds one line per failed interface, each starting `CNI operation for network:` as in DANM (spec §4.1). The
-    /// code is the failures' common code, or 100 when they differ. An empty list gives a plain 100.
+    /// holds one line per failed interface, each starting `CNI operation for network:` as in DANM
+    /// (behaviour §4.1). The code is the failures' common code, or 100 when they differ. An empty list gives
+    /// a plain 100.
     pub fn from_failures(failures: &[InterfaceFailure]) -> Self {
         let code = match failures.split_first() {
             Some((first, rest)) if rest.iter().all(|f| f.error.code == first.error.code) => first.error.code,
@@ -290,7 +292,7 @@ mod tests {
 
     #[test]
     fn two_failed_interfaces_give_two_lines_naming_network_and_interface() {
-        // §11 [CNI] 18
+        // behaviour §11 [CNI] 18
         let e = CniError::from_failures(&[
             failure("DanmNet:a", "eth0", codes::DELEGATE, "plugin bridge exited 1"),
             failure(

@@ -1,4 +1,5 @@
-//! Merging the per-interface results of one pod into the one result ADD prints (spec §4.11, fixing §10 B4/B5).
+//! Merging the per-interface results of one pod into the one result ADD prints (behaviour §4.11, fixing
+//! §10 B4/B5).
 //!
 //! Rules:
 //! - Order: the `eth0` attachment first (the CRI takes the first IP as the PodIP), then the others in the order

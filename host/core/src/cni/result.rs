@@ -414,7 +414,8 @@ impl CniResult {
     }
 
     /// The last address of one family (`v6` false: IPv4), as DANM recorded a delegate's address in the DanmEp
-    /// (spec §4.7). `interface` restricts it to IPs of that interface index (IPs without an index count too).
+    /// (behaviour §4.7). `interface` restricts it to IPs of that interface index (IPs without an index count
+    /// too).
     pub fn last_address(&self, v6: bool, interface: Option<usize>) -> Option<IpNetwork> {
         self.ips
             .iter()

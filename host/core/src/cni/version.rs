@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn version_lists_all_four_supported_versions() {
-        // §11 [CNI] 1, updated: every supported version is listed
+        // behaviour §11 [CNI] 1, updated: every supported version is listed
         let v: serde_json::Value = serde_json::from_str(&VersionInfo::danm().to_json()).unwrap();
         assert_eq!(
             v,
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn an_unsupported_config_version_is_incompatible_naming_both_sides() {
-        // §11 [CNI] 2, updated: only versions outside the supported set fail
+        // behaviour §11 [CNI] 2, updated: only versions outside the supported set fail
         let e = negotiate(Some("0.2.0"), None).unwrap_err();
         assert_eq!(e.code, 1);
         assert!(e.details.contains("0.2.0") && e.details.contains("1.1.0"), "{e}");

@@ -1,4 +1,4 @@
-//! Merge and network-status tests (spec §4.11, §10 B4/B5).
+//! Merge and network-status tests (behaviour §4.11, §10 B4/B5).
 
 use serde_json::json;
 
@@ -111,7 +111,8 @@ fn interface_indices_are_remapped_into_the_merged_list() {
 
 #[test]
 fn eth0_comes_first_and_the_rest_keep_annotation_order() {
-    // §11 [CNI] 3: eth0's IPs first; B4: the others in the given (annotation) order, not completion order
+    // behaviour §11 [CNI] 3: eth0's IPs first; B4: the others in the given (annotation) order, not completion
+    // order
     let merged = merge_results(&[
         attachment("b", "eth2", native("eth2", "", &["10.2.0.1/24"])),
         attachment("a", "eth1", native("eth1", "", &["10.1.0.1/24"])),

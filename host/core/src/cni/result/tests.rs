@@ -187,7 +187,7 @@ fn a_0_1_0_result_and_one_without_cni_version_are_read_by_shape() {
 
 #[test]
 fn fakeipam_style_output_is_read() {
-    // spec §4.7: fakeipam prints 0.3.1 ips with "version" and no interfaces
+    // behaviour §4.7: fakeipam prints 0.3.1 ips with "version" and no interfaces
     let r = CniResult::parse(br#"{"cniVersion":"0.3.1","ips":[{"version":"4","address":"10.0.0.5/24"}]}"#)
         .unwrap()
         .result;
