@@ -183,23 +183,21 @@ async fn cleanup_eps_after(
             }
         }
     }
-    let releases = groups
-        .into_iter()
-        .map(|(_, (members, read))| async move {
-            let addresses: Vec<ipam::Release<'_>> = members
-                .iter()
-                .map(|&i| {
-                    let iface = &eps[i].spec.interface;
-                    ipam::Release {
-                        ip4: &iface.address,
-                        ip6: &iface.address_ipv6,
-                        owner: eps[i].metadata.name.as_deref().unwrap_or_default(),
-                    }
-                })
-                .collect();
-            let released = ctx.ipam().release(&read, &addresses).await;
-            (members, released)
-        });
+    let releases = groups.into_iter().map(|(_, (members, read))| async move {
+        let addresses: Vec<ipam::Release<'_>> = members
+            .iter()
+            .map(|&i| {
+                let iface = &eps[i].spec.interface;
+                ipam::Release {
+                    ip4: &iface.address,
+                    ip6: &iface.address_ipv6,
+                    owner: eps[i].metadata.name.as_deref().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let released = ctx.ipam().release(&read, &addresses).await;
+        (members, released)
+    });
     for (members, released) in futures::future::join_all(releases).await {
         match released {
             Ok(_) => deletable.extend(members),

@@ -17,7 +17,10 @@ impl Ctx {
             retry: self.retry,
             block_prefix_v4: config.ipam_block_prefix.unwrap_or(defaults.block_prefix_v4),
             block_prefix_v6: config.ipam_block_prefix6.unwrap_or(defaults.block_prefix_v6),
-            idle: config.ipam_idle_seconds.map(Duration::from_secs).unwrap_or(defaults.idle),
+            idle: config
+                .ipam_idle_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.idle),
         }
     }
 

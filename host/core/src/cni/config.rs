@@ -136,7 +136,8 @@ impl CniConfig {
         }
         self.naming_scheme()?;
         self.ipam_mode()?;
-        if self.ipam_block_prefix.is_some_and(|p| p > 32) || self.ipam_block_prefix6.is_some_and(|p| p > 128) {
+        if self.ipam_block_prefix.is_some_and(|p| p > 32) || self.ipam_block_prefix6.is_some_and(|p| p > 128)
+        {
             return Err(CniError::invalid_config(
                 "ipamBlockPrefix must be at most 32 and ipamBlockPrefix6 at most 128",
             ));
@@ -160,9 +161,9 @@ impl CniConfig {
     pub fn ipam_mode(&self) -> Result<crate::ipam::blocks::IpamMode, CniError> {
         match self.ipam_mode.as_deref() {
             None | Some("") => Ok(crate::ipam::blocks::IpamMode::Blocks),
-            Some(text) => text
-                .parse()
-                .map_err(|_| CniError::invalid_config("ipamMode must be blocks or bitmap").with_details(text)),
+            Some(text) => text.parse().map_err(|_| {
+                CniError::invalid_config("ipamMode must be blocks or bitmap").with_details(text)
+            }),
         }
     }
 
