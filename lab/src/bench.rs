@@ -1,6 +1,8 @@
 //! Raw throughput of the lab API server through kube-rs: conditional writes to one object (uncontended and
 //! contended) and creates. The IPAM benchmark compares itself with these numbers.
 
+pub mod ipam_scale;
+
 use crate::{LabOptions, LabServer};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};

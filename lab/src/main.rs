@@ -26,14 +26,40 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PodCmd,
     },
-    /// Print the server's raw throughput (conditional writes to one object, creates).
+    /// Print the server's raw throughput (conditional writes to one object, creates), or run `ipam-scale`.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
         /// Operations per measurement.
         #[arg(long, default_value_t = 2000)]
         ops: usize,
         /// Concurrent clients for the create measurement.
         #[arg(long, default_value_t = 4)]
         clients: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// A cluster-scale IPAM simulation: simulated nodes allocate and release pod interfaces through danm's IPAM
+    /// against an in-process lab server while a watcher of networks counts what it receives; prints one JSON line.
+    IpamScale {
+        /// Simulated nodes (tasks, each with its own client).
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Pod interfaces allocated (dual-stack) and then released, in all.
+        #[arg(long, default_value_t = 2000)]
+        pods: usize,
+        /// `bitmap` (DANM's alloc/alloc6 in the network) or `blocks`.
+        #[arg(long, default_value = "blocks")]
+        mode: String,
+        /// The network's IPv4 cidr.
+        #[arg(long, default_value = "10.128.0.0/16")]
+        cidr: String,
+        /// The network's IPv6 net6.
+        #[arg(long, default_value = "fd00:5ca1:e::/64")]
+        net6: String,
     },
 }
 
@@ -205,9 +231,34 @@ async fn main() -> anyhow::Result<()> {
                 sim.set_ready(&pod.namespace, &pod.name, ready).await?;
             }
         },
-        Cmd::Bench { ops, clients } => {
+        Cmd::Bench {
+            what: None,
+            ops,
+            clients,
+        } => {
             let report = danm_lab::bench::run(ops, clients).await?;
             print!("{report}");
+        }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::IpamScale {
+                    nodes,
+                    pods,
+                    mode,
+                    cidr,
+                    net6,
+                }),
+            ..
+        } => {
+            let opts = danm_lab::bench::ipam_scale::ScaleOptions {
+                nodes,
+                pods,
+                mode: mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?,
+                cidr,
+                net6,
+            };
+            let report = danm_lab::bench::ipam_scale::run(&opts).await?;
+            println!("{}", danm_lab::bench::ipam_scale::json_line(&report));
         }
     }
     Ok(())
