@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use danm_core::ipam::blocks::IpamMode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -93,6 +94,9 @@ pub struct Webhook {
     rng: Mutex<StdRng>,
     retry: RetryPolicy,
     metrics: Option<Arc<WebhookMetrics>>,
+    /// The IPAM mode of new networks that name none (`bitmap`: DANM's, the default here; the server's flag
+    /// defaults to `blocks`).
+    ipam_mode: IpamMode,
 }
 
 impl fmt::Debug for Webhook {
@@ -121,7 +125,14 @@ impl Webhook {
             rng: Mutex::new(StdRng::from_os_rng()),
             retry: RetryPolicy::default(),
             metrics: None,
+            ipam_mode: IpamMode::Bitmap,
         }
+    }
+
+    /// The IPAM mode of new networks that name none.
+    pub fn with_ipam_mode(mut self, mode: IpamMode) -> Self {
+        self.ipam_mode = mode;
+        self
     }
 
     /// Seeds the random choices (tests).

@@ -1,12 +1,12 @@
 //! What the webhook reads and writes in the cluster: the TenantConfig (first of the list), conditional replaces of it
-//! by resourceVersion (409 → [`ClusterError::Conflict`]), and DanmEps. Two implementations: [`KubeCluster`] (a kube
+//! by resourceVersion (409 → [`ClusterError::Conflict`]), DanmEps and DanmIpBlocks. Two implementations: [`KubeCluster`] (a kube
 //! client) and [`MemoryCluster`] (the offline `review` command and tests; honours `ApiFault` pseudo-objects).
 
 mod kube;
 mod memory;
 
 use async_trait::async_trait;
-use danm_api::{DanmEp, TenantConfig};
+use danm_api::{DanmEp, DanmIpBlock, TenantConfig};
 
 pub use self::kube::KubeCluster;
 pub use memory::{ApiFault, MemoryCluster, ObjectsError};
@@ -41,4 +41,6 @@ pub trait Cluster: Send + Sync {
     async fn replace_tenant_config(&self, tc: &TenantConfig) -> Result<TenantConfig, ClusterError>;
     /// DanmEps of one namespace, or of every namespace when `namespace` is `None`.
     async fn list_danmeps(&self, namespace: Option<&str>) -> Result<Vec<DanmEp>, ClusterError>;
+    /// DanmIpBlocks matching a label selector (the blocks of a network in `blocks` IPAM mode).
+    async fn list_ipblocks(&self, selector: &str) -> Result<Vec<DanmIpBlock>, ClusterError>;
 }

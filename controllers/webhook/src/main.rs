@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use danm_controller_kit::{CertFiles, LogFormat, MetricsRegistry, Readiness, ReloadingCert};
+use danm_core::ipam::blocks::IpamMode;
 use danm_webhook::admit::{Endpoint, Webhook};
 use danm_webhook::cluster::KubeCluster;
 use danm_webhook::metrics::WebhookMetrics;
@@ -32,6 +33,10 @@ struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, env = "DANM_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// IPAM mode of new networks that name none (`danm.k8s.io/ipam-mode`): `blocks` or `bitmap`. Defaults to
+    /// `blocks` when serving; `review` judges as DANM's webhook did (`bitmap`) unless told otherwise.
+    #[arg(long, global = true, env = "DANM_IPAM_MODE")]
+    ipam_mode: Option<IpamMode>,
     /// Log filter (EnvFilter syntax, e.g. `info,danm_webhook=debug`); RUST_LOG when unset.
     #[arg(long, global = true, env = "DANM_LOG")]
     log: Option<String>,
@@ -154,6 +159,7 @@ async fn review(cli: &Cli, args: &ReviewArgs) -> std::process::ExitCode {
         objects: args.objects.clone(),
         objects_out: args.objects_out.clone(),
         seed: args.seed,
+        ipam_mode: cli.ipam_mode.unwrap_or(IpamMode::Bitmap),
     };
     match offline::run(&req, validator).await {
         Ok(resp) => {
@@ -176,7 +182,11 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let client = danm_controller_kit::client(a.kubeconfig.as_deref()).await?;
     let registry = MetricsRegistry::with_prefix("danm_webhook");
     let metrics = Arc::new(WebhookMetrics::register(&registry));
-    let webhook = Arc::new(Webhook::new(Arc::new(KubeCluster::new(client)), validator).with_metrics(metrics));
+    let webhook = Arc::new(
+        Webhook::new(Arc::new(KubeCluster::new(client)), validator)
+            .with_metrics(metrics)
+            .with_ipam_mode(cli.ipam_mode.unwrap_or(IpamMode::Blocks)),
+    );
     let cert = ReloadingCert::new(CertFiles {
         cert: a.tls_cert_bundle.clone(),
         key: a.tls_private_key_file.clone(),

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use danm_core::ipam::blocks::IpamMode;
+
 use serde_json::Value;
 
 use crate::admit::{Endpoint, Webhook};
@@ -46,6 +48,8 @@ pub struct OfflineReview {
     pub objects_out: Option<PathBuf>,
     /// Seed for the random profile choice (reproducible runs).
     pub seed: Option<u64>,
+    /// The IPAM mode of new networks that name none.
+    pub ipam_mode: IpamMode,
 }
 
 fn read(path: &Path) -> Result<String, OfflineError> {
@@ -67,7 +71,7 @@ pub async fn run(args: &OfflineReview, validator: Arc<dyn Validator>) -> Result<
         None => MemoryCluster::new(Vec::new()).expect("an empty cluster is valid"),
     };
     let cluster = Arc::new(cluster);
-    let mut webhook = Webhook::new(cluster.clone(), validator);
+    let mut webhook = Webhook::new(cluster.clone(), validator).with_ipam_mode(args.ipam_mode);
     if let Some(seed) = args.seed {
         webhook = webhook.with_seed(seed);
     }

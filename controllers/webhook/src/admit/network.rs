@@ -6,8 +6,12 @@
 //! is the VNI reserved in the TenantConfig, as the last fallible step: a denied request never holds a VNI
 //! (behaviour §10 B12).
 
-use danm_api::{InterfaceProfile, Network, NetworkKind, NetworkOptions, TenantConfig};
+use std::net::IpAddr;
+
+use danm_api::{InterfaceProfile, Network, NetworkKind, NetworkOptions, NetworkSpec, TenantConfig};
+use danm_core::ipam::Family;
 use danm_core::ipam::apply_network_defaults;
+use danm_core::ipam::blocks::{BlockLayout, IpamMode, NetworkId};
 use danm_core::vni;
 
 use super::inuse::{connected_endpoints, describe_pods};
@@ -154,11 +158,26 @@ impl Webhook {
             }
         }
 
+        let mode = match ipam_mode(op, &net, old.as_ref(), self.ipam_mode) {
+            Ok(mode) => mode,
+            Err(v) => {
+                violations.push(v);
+                IpamMode::Bitmap
+            }
+        };
         let old_options = old.as_ref().map(|o| &o.spec.options);
-        if let Err(e) = ipam_defaults(op, &mut spec.options, old_options)
+        if let Err(e) = ipam_defaults(op, mode, &mut spec.options, old_options)
             && violations.is_empty()
         {
             violations.push(Violation::new("IPAM", "spec.Options", e.to_string()));
+        }
+        if mode == IpamMode::Blocks
+            && op == Operation::Update
+            && let Some(old) = &old
+            && ranges_changed(&old.spec.options, &spec.options)
+            && let Err(v) = self.check_blocks_fit(kind, req, old, &spec).await
+        {
+            violations.push(v);
         }
 
         let mut mutated = net.clone();
@@ -201,7 +220,75 @@ impl Webhook {
                 }
             }
         }
-        Verdict::patched(network_patch(raw, &net.spec, &mutated.spec))
+        let mut ops = network_patch(raw, &net.spec, &mutated.spec);
+        let annotated = net
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(danm_api::annotations::IPAM_MODE));
+        if mode == IpamMode::Blocks && !annotated {
+            ops.extend(annotation_patch(
+                raw,
+                danm_api::annotations::IPAM_MODE,
+                mode.as_str(),
+            ));
+        }
+        Verdict::patched(ops)
+    }
+
+    /// In `blocks` mode an UPDATE may change `cidr`, `net6` or the pools only while every allocated address stays
+    /// inside the new ranges.
+    async fn check_blocks_fit(
+        &self,
+        kind: NetworkKind,
+        req: &AdmissionRequest,
+        old: &Network,
+        new: &NetworkSpec,
+    ) -> Result<(), Violation> {
+        let namespace = old
+            .namespace()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&req.namespace);
+        let id = NetworkId::new(kind, namespace, old.name());
+        let selector = format!("{}={}", danm_api::labels::NETWORK_ID, id.label());
+        let blocks = self.cluster.list_ipblocks(&selector).await.map_err(|e| {
+            Violation::new(
+                "IPAM",
+                "spec.Options",
+                format!("no way to tell which addresses of {id} are allocated due to:{e}"),
+            )
+        })?;
+        let mut outside = Vec::new();
+        for block in blocks.iter().filter(|b| b.spec.network == id.to_string()) {
+            let Some((base, _)) = block.spec.cidr.split_once('/') else {
+                continue;
+            };
+            let Ok(base) = base.parse::<IpAddr>() else {
+                continue;
+            };
+            let family = if base.is_ipv4() { Family::V4 } else { Family::V6 };
+            let layout = BlockLayout::new(new, family, 0).ok();
+            for rel in block.spec.owners.keys() {
+                let addr = offset(base, *rel);
+                if layout.as_ref().and_then(|l| l.offset_of(addr)).is_none() {
+                    outside.push(addr.to_string());
+                }
+            }
+        }
+        if outside.is_empty() {
+            return Ok(());
+        }
+        outside.sort();
+        let shown: Vec<&str> = outside.iter().take(5).map(String::as_str).collect();
+        Err(Violation::new(
+            "IPAM",
+            "spec.Options",
+            format!(
+                "cannot change the address ranges of {id}: {} allocated address(es) would lie outside them, e.g. {}",
+                outside.len(),
+                shown.join(", ")
+            ),
+        ))
     }
 
     /// V27: an UPDATE may not change the VNI or host_device of a network pods are connected to.
@@ -297,11 +384,32 @@ impl Webhook {
 /// subnet (§10 B12; the pools must then fit the new subnet, V11/V17, or be left empty to get the defaults);
 /// an unchanged subnet keeps the stored bitmap and pool when the new object omits them (e.g. `kubectl apply`
 /// of the original manifest), so no allocation is forgotten.
+///
+/// In `blocks` mode the same defaults and checks apply, but no bitmap is kept: allocations live in DanmIpBlocks.
 fn ipam_defaults(
     op: Operation,
+    mode: IpamMode,
     o: &mut NetworkOptions,
     old: Option<&NetworkOptions>,
 ) -> Result<(), danm_core::ipam::IpamError> {
+    if mode == IpamMode::Blocks {
+        if op == Operation::Update
+            && let Some(old) = old
+        {
+            if o.cidr == old.cidr && !o.cidr.is_empty() && o.allocation_pool.is_empty() {
+                o.allocation_pool = old.allocation_pool.clone();
+            }
+            if o.net6 == old.net6 && !o.net6.is_empty() && o.allocation_pool_v6.is_empty() {
+                o.allocation_pool_v6 = old.allocation_pool_v6.clone();
+            }
+        }
+        o.alloc.clear();
+        o.alloc6.clear();
+        apply_network_defaults(o)?;
+        o.alloc.clear();
+        o.alloc6.clear();
+        return Ok(());
+    }
     if op == Operation::Update
         && let Some(old) = old
     {
@@ -327,4 +435,78 @@ fn ipam_defaults(
         }
     }
     apply_network_defaults(o).map(|_| ())
+}
+
+/// The IPAM mode of the network under admission: the object's `danm.k8s.io/ipam-mode` annotation; on UPDATE the
+/// stored object's mode (a network never goes back from `blocks` to `bitmap`); on CREATE the cluster default.
+fn ipam_mode(
+    op: Operation,
+    net: &Network,
+    old: Option<&Network>,
+    default: IpamMode,
+) -> Result<IpamMode, Violation> {
+    let bad = |e: danm_core::ipam::IpamError| {
+        Violation::new(
+            "IPAM",
+            format!("metadata.annotations.{}", danm_api::annotations::IPAM_MODE),
+            e.to_string(),
+        )
+    };
+    let explicit = |n: &Network| {
+        n.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(danm_api::annotations::IPAM_MODE))
+            .map(|t| t.parse::<IpamMode>())
+            .transpose()
+    };
+    let new_mode = explicit(net).map_err(bad)?;
+    let Some(old) = old.filter(|_| op == Operation::Update) else {
+        return Ok(new_mode.unwrap_or(default));
+    };
+    let old_mode =
+        IpamMode::of_network(old.metadata.annotations.as_ref(), &old.spec, default).map_err(bad)?;
+    match new_mode {
+        Some(IpamMode::Bitmap) if old_mode == IpamMode::Blocks => Err(Violation::new(
+            "IPAM",
+            format!("metadata.annotations.{}", danm_api::annotations::IPAM_MODE),
+            "a network in blocks IPAM mode cannot go back to bitmap",
+        )),
+        Some(mode) => Ok(mode),
+        None => Ok(old_mode),
+    }
+}
+
+/// Whether an UPDATE changes the address ranges of a network.
+fn ranges_changed(old: &NetworkOptions, new: &NetworkOptions) -> bool {
+    old.cidr != new.cidr
+        || old.net6 != new.net6
+        || old.allocation_pool != new.allocation_pool
+        || old.allocation_pool_v6 != new.allocation_pool_v6
+}
+
+fn offset(base: IpAddr, rel: u32) -> IpAddr {
+    match base {
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(rel).into()),
+        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(u128::from(rel)).into()),
+    }
+}
+
+/// An `add` of one annotation, creating `metadata.annotations` when the object has none.
+fn annotation_patch(raw: &serde_json::Value, key: &str, value: &str) -> Vec<crate::review::PatchOp> {
+    let has = raw
+        .pointer("/metadata/annotations")
+        .is_some_and(serde_json::Value::is_object);
+    if has {
+        let escaped = key.replace('~', "~0").replace('/', "~1");
+        vec![crate::review::PatchOp::add(
+            &format!("/metadata/annotations/{escaped}"),
+            serde_json::json!(value),
+        )]
+    } else {
+        vec![crate::review::PatchOp::add(
+            "/metadata/annotations",
+            serde_json::json!({ key: value }),
+        )]
+    }
 }

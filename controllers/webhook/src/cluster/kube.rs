@@ -1,7 +1,7 @@
 //! [`Cluster`] over a kube client.
 
 use async_trait::async_trait;
-use danm_api::{DanmEp, TenantConfig};
+use danm_api::{DanmEp, DanmIpBlock, TenantConfig};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
@@ -79,6 +79,15 @@ impl Cluster for KubeCluster {
             .list(&ListParams::default())
             .await
             .map_err(|e| map_err("list", "danmeps", "", e))?;
+        Ok(list.items)
+    }
+
+    async fn list_ipblocks(&self, selector: &str) -> Result<Vec<DanmIpBlock>, ClusterError> {
+        let api: Api<DanmIpBlock> = Api::all(self.client.clone());
+        let list = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| map_err("list", "danmipblocks", "", e))?;
         Ok(list.items)
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use danm_api::{DanmEp, TenantConfig};
+use danm_api::{DanmEp, DanmIpBlock, TenantConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -353,6 +353,28 @@ impl Cluster for MemoryCluster {
                 })
             })
             .map(|o| State::decode(o, "danmeps"))
+            .collect()
+    }
+
+    async fn list_ipblocks(&self, selector: &str) -> Result<Vec<DanmIpBlock>, ClusterError> {
+        let mut st = self.lock();
+        st.fault("list", "danmipblocks")?;
+        let wanted: Vec<(&str, &str)> = selector
+            .split(',')
+            .filter_map(|term| term.split_once('='))
+            .collect();
+        st.objects
+            .iter()
+            .filter(|o| is_kind(o, "DanmIpBlock"))
+            .filter(|o| {
+                wanted.iter().all(|(k, v)| {
+                    o.pointer("/metadata/labels")
+                        .and_then(|l| l.get(*k))
+                        .and_then(Value::as_str)
+                        == Some(*v)
+                })
+            })
+            .map(|o| State::decode(o, "danmipblocks"))
             .collect()
     }
 }

@@ -79,6 +79,11 @@ pub fn rig(objects: Vec<Value>) -> Rig {
 }
 
 pub fn rig_seeded(objects: Vec<Value>, seed: u64) -> Rig {
+    rig_with(objects, seed, danm_core::ipam::blocks::IpamMode::Bitmap)
+}
+
+/// A rig whose webhook gives new networks `mode` when they name none.
+pub fn rig_with(objects: Vec<Value>, seed: u64, mode: danm_core::ipam::blocks::IpamMode) -> Rig {
     let cluster = Arc::new(MemoryCluster::new(objects).unwrap());
     let registry = MetricsRegistry::with_prefix("danm_webhook");
     let metrics = Arc::new(WebhookMetrics::register(&registry));
@@ -89,7 +94,8 @@ pub fn rig_seeded(objects: Vec<Value>, seed: u64) -> Rig {
     let webhook = Webhook::new(cluster.clone(), validator())
         .with_seed(seed)
         .with_retry(retry)
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_ipam_mode(mode);
     let ready = Readiness::default();
     ready.set(true);
     let router = danm_webhook::server::router(Arc::new(webhook), ready, registry.clone());
