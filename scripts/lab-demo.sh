@@ -150,6 +150,7 @@ spec: {NetworkID: management, NetworkType: bridge, Options: {host_device: danm-m
 YAML
 kubectl get danmnets -A
 kubectl get danmnet internal -n example-vnf -o jsonpath='{.spec.Options.allocation_pool}{"\n"}'
+kubectl get danmnet internal -n example-vnf -o jsonpath='IPAM mode: {.metadata.annotations.danm\.k8s\.io/ipam-mode}, bitmap: "{.spec.Options.alloc}"{"\n"}'
 
 say "netwatcher made the VxLAN host link for 'internal'"
 for _ in $(seq 50); do ip link show vx_internal >/dev/null 2>&1 && break; sleep 0.1; done
@@ -212,6 +213,10 @@ for i in 1 2 3 4 5 6; do
         app=internal-processor
 done
 for p in "${pods[@]}"; do lab_pod ready "${p#*/}" -n "${p%%/*}" >/dev/null; done
+
+say "the address blocks the pods' addresses came from (blocks IPAM: one object per /26 a node holds, an owner per address)"
+kubectl get danmipblocks
+kubectl get danmipblocks -o jsonpath='{range .items[*]}{.spec.cidr}{" on "}{.spec.node}{": "}{.spec.owners}{"\n"}{end}' | head -3
 
 say "DanmEps (one per pod interface) and the pods' network-status annotation"
 kubectl get danmeps -n example-vnf

@@ -41,7 +41,7 @@ pub const ANNOTATION_PREFIXES: [&str; 2] = ["danm.k8s.io/", "danm.io/"];
 /// The Network Plumbing WG status annotation the CNI writes after ADD.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 
-/// Labels danm puts on DanmEps so DEL and GC select them instead of scanning the cluster (spec §10 B7).
+/// Labels danm puts on DanmEps so DEL and GC select them instead of scanning the cluster (behaviour §10 B7).
 pub mod labels {
     /// The pod sandbox (infra container) id the DanmEp belongs to.
     pub const CONTAINER_ID: &str = "danm.k8s.io/container-id";

@@ -1,5 +1,5 @@
-//! CNI ADD (spec §4.1–§4.2, with §10 B1/B4/B7/B16 fixed): read the pod, resolve its networks, clean stale DanmEps,
-//! then set up every interface in parallel under one deadline; on any failure roll back everything.
+//! CNI ADD (behaviour §4.1–§4.2, with §10 B1/B4/B7/B16 fixed): read the pod, resolve its networks, clean stale
+//! DanmEps, then set up every interface in parallel under one deadline; on any failure roll back everything.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

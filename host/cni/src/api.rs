@@ -2,7 +2,7 @@
 //!
 //! The kube client is built fresh per invocation from the config's kubeconfig, so a rotated token file is picked
 //! up by the next CNI call. Networks are only ever written with a conditional PUT (resourceVersion); a 409 is
-//! reported as [`ApiError::Conflict`] and the IPAM layer retries (spec §5.4, §10 B8).
+//! reported as [`ApiError::Conflict`] and the IPAM layer retries (behaviour §5.4, §10 B8).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

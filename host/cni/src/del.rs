@@ -1,4 +1,4 @@
-//! CNI DEL (spec §4.12 with B6/B7 fixed) and the per-DanmEp teardown shared with ADD's stale cleanup and GC.
+//! CNI DEL (behaviour §4.12 with B6/B7 fixed) and the per-DanmEp teardown shared with ADD's stale cleanup and GC.
 //!
 //! DEL lists the container's DanmEps by label in the pod's namespace, and for each, concurrently: removes the
 //! interface (native link, SR-IOV VF back to the host, or the delegate's DEL), removes policy rules, releases the

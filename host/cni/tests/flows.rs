@@ -104,28 +104,26 @@ impl World {
             .collect()
     }
 
-    /// Nothing of the pod is left: no DanmEps, no pod links, and every network's bitmaps are as created.
+    /// Nothing of the pod is left: no DanmEps, no pod links, every network's bitmaps are as created and its blocks
+    /// record no owner.
     async fn assert_nothing_left(&self, networks: &[&danm_api::Network]) {
         assert_eq!(self.lab.eps(NS).await.len(), 0, "DanmEps left behind");
         assert_eq!(self.pod_links().await, Vec::<String>::new(), "links left behind");
         for net in networks {
-            let kind = net.network_kind().unwrap();
-            let now = self
-                .lab
-                .get_network(kind, net.namespace().unwrap_or_default(), net.name())
-                .await;
+            let (alloc, alloc6, owners) = self.lab.holdings(net).await;
             assert_eq!(
-                now.spec.options.alloc,
+                alloc,
                 net.spec.options.alloc,
                 "IPv4 left allocated in {}",
                 net.name()
             );
             assert_eq!(
-                now.spec.options.alloc6,
+                alloc6,
                 net.spec.options.alloc6,
                 "IPv6 left allocated in {}",
                 net.name()
             );
+            assert_eq!(owners, 0, "addresses left in the blocks of {}", net.name());
         }
     }
 }

@@ -298,10 +298,10 @@ async fn netns_two_pods_with_macvlan_vxlan_and_bridge_interfaces_ping_each_other
     }
     assert!(lab.eps("default").await.is_empty());
     for net in [&mac, &vx, &br] {
-        let now = lab.get_network(NetworkKind::DanmNet, "default", net.name()).await;
+        let held = lab.holdings(net).await;
         assert_eq!(
-            (now.spec.options.alloc, now.spec.options.alloc6),
-            (net.spec.options.alloc.clone(), net.spec.options.alloc6.clone())
+            held,
+            (net.spec.options.alloc.clone(), net.spec.options.alloc6.clone(), 0)
         );
     }
 }
@@ -588,9 +588,8 @@ async fn netns_danm_asked_for_1_1_0_runs_debians_bridge_at_1_0_0_through_add_che
     assert!(!kept.exists(), "DEL forgets the kept result");
     assert_eq!(links_in(&ns.name), Vec::<String>::new());
     assert!(lab.eps("default").await.is_empty());
-    let now = lab.get_network(NetworkKind::DanmNet, "default", "br11").await;
     assert_eq!(
-        (now.spec.options.alloc, now.spec.options.alloc6),
-        (br.spec.options.alloc.clone(), br.spec.options.alloc6.clone())
+        lab.holdings(&br).await,
+        (br.spec.options.alloc.clone(), br.spec.options.alloc6.clone(), 0)
     );
 }

@@ -1,10 +1,10 @@
-//! IPAM: DANM's allocation bitmaps, network pool defaults, one-step dual-stack reservation and release (spec §5).
+//! IPAM: DANM's allocation bitmaps, network pool defaults, one-step dual-stack reservation and release (behaviour §5).
 //!
 //! Everything here is a pure function over the network spec: the caller reads the object, calls [`reserve`] or
 //! [`release`], and writes the returned spec back with a conditional update (resourceVersion); on a conflict it
-//! re-reads and calls again on the fresh copy (spec §5.4, bounded retries: §10 B8).
+//! re-reads and calls again on the fresh copy (behaviour §5.4, bounded retries: §10 B8).
 //!
-//! Differences from DANM, all deliberate (spec §10):
+//! Differences from DANM, all deliberate (behaviour §10):
 //! - **B2**: `lastIp` is still written as `"ip/prefix"` after a dynamic allocation (so objects look like DANM's), but
 //!   it is never read: dynamic allocation is always lowest-free-first inside the pool, which is what DANM did in
 //!   practice.
@@ -53,7 +53,7 @@ impl fmt::Display for Family {
     }
 }
 
-/// Errors of the IPAM layer. The texts keep DANM's wording (spec §5, §8.2) so operators and tests recognise them.
+/// Errors of the IPAM layer. The texts keep DANM's wording (behaviour §5, §8.2) so operators and tests recognise them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IpamError {
     /// The family has no allocation bitmap (no `cidr`/`alloc`, or no `net6`).
@@ -78,7 +78,7 @@ pub enum IpamError {
         "static IP allocation failed, requested static IP:{requested} is outside the network's CIDR:{cidr}"
     )]
     OutsideCidr { requested: String, cidr: String },
-    /// The static IPv6 address is inside `net6` but outside the pool CIDR the bitmap covers (spec §10 B10).
+    /// The static IPv6 address is inside `net6` but outside the pool CIDR the bitmap covers (behaviour §10 B10).
     #[error(
         "static IP allocation failed, requested static IP:{requested} is outside the IPv6 allocation pool's \
          CIDR:{pool_cidr}, where its use could not be tracked"

@@ -20,6 +20,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
+/// The IPAM mode the flow tests create networks in: `DANM_TEST_IPAM_MODE` (`bitmap` unless it says `blocks`).
+pub fn ipam_mode() -> &'static str {
+    match std::env::var("DANM_TEST_IPAM_MODE").as_deref() {
+        Ok("blocks") => "blocks",
+        _ => "bitmap",
+    }
+}
+
 pub struct Lab {
     pub handle: LabHandle,
     pub client: kube::Client,
@@ -40,11 +48,24 @@ pub async fn lab() -> Lab {
 }
 
 impl Lab {
-    /// Creates a network as the webhook would leave it (pool defaults and bitmaps applied).
+    /// Creates a network as the webhook would leave it: pool defaults applied, and in the IPAM mode the test run
+    /// asks for (`DANM_TEST_IPAM_MODE`: `bitmap`, the default, writes the bitmaps; `blocks` marks the network
+    /// and writes none).
     pub async fn network(&self, kind: NetworkKind, ns: &str, name: &str, spec: Value) -> Network {
         let mut spec: NetworkSpec = serde_json::from_value(spec).unwrap();
         danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
-        let net = Network::new(kind, Some(ns), name, spec);
+        let blocks = ipam_mode() == "blocks";
+        if blocks {
+            spec.options.alloc.clear();
+            spec.options.alloc6.clear();
+        }
+        let mut net = Network::new(kind, Some(ns), name, spec);
+        if blocks {
+            net.metadata.annotations = Some(BTreeMap::from([(
+                danm_api::annotations::IPAM_MODE.to_owned(),
+                "blocks".to_owned(),
+            )]));
+        }
         let api: kube::Api<Network> = if kind.namespaced() {
             kube::Api::namespaced_with(self.client.clone(), ns, &kind)
         } else {
@@ -53,6 +74,27 @@ impl Lab {
         api.create(&PostParams::default(), &net)
             .await
             .expect("create network")
+    }
+
+    /// What a network holds: its bitmaps (as text) and the number of addresses its blocks record an owner for.
+    /// Comparing it before and after a pod's life checks both IPAM modes.
+    pub async fn holdings(&self, net: &Network) -> (String, String, usize) {
+        let kind = net.network_kind().unwrap();
+        let now = self
+            .get_network(kind, net.namespace().unwrap_or_default(), net.name())
+            .await;
+        let id = danm_ipam::network_id(&now);
+        let selector = format!("{}={}", danm_api::labels::NETWORK_ID, id.label());
+        let owners = self
+            .api
+            .list_blocks(&selector)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|b| b.spec.network == id.to_string())
+            .map(|b| b.spec.owners.len())
+            .sum();
+        (now.spec.options.alloc, now.spec.options.alloc6, owners)
     }
 
     pub async fn get_network(&self, kind: NetworkKind, ns: &str, name: &str) -> Network {

@@ -1,4 +1,4 @@
-//! DANM's allocation bit array: MSB-first bits, stored as standard base64 with padding (spec §5.1).
+//! DANM's allocation bit array: MSB-first bits, stored as standard base64 with padding (behaviour §5.1).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -1,4 +1,5 @@
-//! Network pool defaults the webhook applies at CREATE (spec §5.2, §5.6), with DANM's IPAM validation rules in order.
+//! Network pool defaults the webhook applies at CREATE (behaviour §5.2, §5.6), with DANM's IPAM validation rules in
+//! order.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -71,7 +72,7 @@ pub fn fresh_v4_alloc(
     Space::v4(cidr)?.fresh(routes.into_iter().flat_map(BTreeMap::values))
 }
 
-/// The shortest prefix (largest pool) the IPv6 pool may use next to an IPv4 `cidr` of `v4_prefix` (spec §5.6):
+/// The shortest prefix (largest pool) the IPv6 pool may use next to an IPv4 `cidr` of `v4_prefix` (behaviour §5.6):
 /// 105 without IPv4, else the smallest prefix in 105..=128 whose size is below 2^23 − (IPv4 addresses). When even a
 /// /128 does not fit (IPv4 /9) it returns 128, which validation rejects.
 pub fn max_v6_pool_prefix(v4_prefix: Option<u8>) -> u8 {
@@ -99,7 +100,7 @@ pub fn default_v6_pool(pool_cidr: Ipv6Network) -> (Ipv6Addr, Ipv6Addr) {
 }
 
 /// A fresh IPv6 bitmap over the pool CIDR: first and last address, and every `routes6` gateway inside the pool CIDR
-/// (indexed from the pool's base, spec §10 B10).
+/// (indexed from the pool's base, behaviour §10 B10).
 pub fn fresh_v6_alloc(
     pool_cidr: Ipv6Network,
     routes6: Option<&BTreeMap<String, String>>,
@@ -108,8 +109,8 @@ pub fn fresh_v6_alloc(
 }
 
 /// Applies the webhook's IPAM defaults to a network's options, checking DANM's IPAM rules in the webhook's order
-/// (spec §8.2 V8–V18, §5.2, §5.6): v4 pool start/end and `alloc` (each only if empty), the v6 pool CIDR, start/end
-/// and `alloc6`. Returns the JSON pointers of the changed fields (for an admission patch).
+/// (behaviour §8.2 V8–V18, §5.2, §5.6): v4 pool start/end and `alloc` (each only if empty), the v6 pool CIDR,
+/// start/end and `alloc6`. Returns the JSON pointers of the changed fields (for an admission patch).
 ///
 /// Also rejects an existing `alloc`/`alloc6` whose size does not fit its CIDR. Not checked here (the rules plugin's
 /// job): V1–V7 (routes without CIDR, gateways outside the CIDR, `alloc` on CREATE). Gateways outside the CIDR are
@@ -260,7 +261,7 @@ pub(crate) fn parse_pool6_cidr(text: &str) -> Result<Ipv6Network, IpamError> {
 }
 
 /// Fills in what the v6 side of a network needs before an allocation, when `net6` is set but the pool is not
-/// (spec §5.3: "§5.6 defaults are applied on the fly"). Missing pieces only; the v4 prefix comes from `cidr`.
+/// (behaviour §5.3: "§5.6 defaults are applied on the fly"). Missing pieces only; the v4 prefix comes from `cidr`.
 pub(crate) fn ensure_v6_pool(opts: &mut NetworkOptions) -> Result<(), IpamError> {
     let net6 = parse_v6_cidr(&opts.net6)?;
     if opts.allocation_pool_v6.cidr.is_empty() {

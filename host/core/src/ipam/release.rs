@@ -1,4 +1,4 @@
-//! Release of addresses back into a network's bitmaps (spec §5.5).
+//! Release of addresses back into a network's bitmaps (behaviour §5.5).
 
 use std::net::IpAddr;
 

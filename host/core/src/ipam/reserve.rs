@@ -1,4 +1,4 @@
-//! One-step dual-stack reservation on one network (spec §5.3): a pure function from spec and requests to a new spec
+//! One-step dual-stack reservation on one network (behaviour §5.3): a pure function from spec and requests to a new spec
 //! and the addresses.
 
 use std::fmt;
@@ -83,7 +83,7 @@ pub struct Reservation {
     pub changed: bool,
 }
 
-/// Reserves addresses for one interface on one network, both families in one step (spec §5.3).
+/// Reserves addresses for one interface on one network, both families in one step (behaviour §5.3).
 ///
 /// Either both requests succeed and the returned spec carries both reservations (one write), or an error is returned
 /// and nothing changes. `lastIp` is written as DANM wrote it (`"ip/prefix"`) after a dynamic allocation but never

@@ -92,7 +92,7 @@ impl Space {
         Ok(bm)
     }
 
-    /// A fresh bitmap: network (bit 0), last address (bit N−1), and every gateway inside the space (spec §5.1, B10).
+    /// A fresh bitmap: network (bit 0), last address (bit N−1), and every gateway inside the space (behaviour §5.1, B10).
     pub fn fresh<'a>(&self, gateways: impl IntoIterator<Item = &'a String>) -> Result<Bitmap, IpamError> {
         let mut bm = Bitmap::new(self.bits as u64)?;
         bm.set(0);
