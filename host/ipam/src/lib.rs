@@ -26,6 +26,7 @@
 
 mod bitmap;
 mod blocks;
+pub mod migrate;
 pub mod store;
 
 use std::time::Duration;
