@@ -14,7 +14,7 @@ use danm_core::ipam::{
     free_address,
 };
 
-use crate::file::{self, Document, FileError};
+use crate::file::{self, FileError};
 
 #[derive(Debug, Subcommand)]
 pub enum IpamCommand {
@@ -26,6 +26,17 @@ pub enum IpamCommand {
     Show(ShowArgs),
     /// Apply the webhook's IPAM defaults (pools, alloc, alloc6) to a network created without the webhook.
     Init(InitArgs),
+    /// Move a network of a cluster from the bitmap mode to the blocks mode, owners taken from its DanmEps. Refuses
+    /// with a report when the bitmap and the DanmEps disagree; safe to re-run after an interruption.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The network's name.
+    name: String,
+    #[command(flatten)]
+    cluster: crate::online::ClusterNetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,9 +79,16 @@ pub struct FreeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "network"])))]
 pub struct ShowArgs {
+    /// Network file (YAML or JSON; `-` reads stdin).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// A network of the cluster instead of a file (both IPAM modes).
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
     #[command(flatten)]
-    input: InputArgs,
+    cluster: crate::online::ClusterNetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +114,8 @@ pub enum IpamCmdError {
     InvalidAddress { file: PathBuf, addr: String },
     #[error("cannot write the report: {0}")]
     Report(#[source] io::Error),
+    #[error(transparent)]
+    Online(#[from] crate::online::OnlineError),
 }
 
 pub fn run(cmd: IpamCommand) -> Result<(), IpamCmdError> {
@@ -104,6 +124,12 @@ pub fn run(cmd: IpamCommand) -> Result<(), IpamCmdError> {
         IpamCommand::Free(a) => free(a),
         IpamCommand::Show(a) => show(a),
         IpamCommand::Init(a) => init(a),
+        IpamCommand::Migrate(a) => {
+            let text = crate::online::run_migrate(&a.name, &a.cluster)?;
+            io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(IpamCmdError::Report)
+        }
     }
 }
 
@@ -196,18 +222,24 @@ fn init(a: InitArgs) -> Result<(), IpamCmdError> {
 }
 
 fn show(a: ShowArgs) -> Result<(), IpamCmdError> {
-    let path = &a.input.file;
-    let doc = file::load(path)?;
-    let u = ipam::usage(&doc.network.spec).map_err(ipam_err(path))?;
-    let text = render_show(&doc, &u);
+    let text = match (&a.file, &a.network) {
+        (_, Some(name)) => crate::online::run_show(name, &a.cluster)?,
+        (Some(path), None) => {
+            let doc = file::load(path)?;
+            let u = ipam::usage(&doc.network.spec).map_err(ipam_err(path))?;
+            render_usage(&doc.reference(), &doc.network, &u)
+        }
+        (None, None) => unreachable!("clap requires --file or --network"),
+    };
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(IpamCmdError::Report)
 }
 
-fn render_show(doc: &Document, u: &ipam::Usage) -> String {
-    let o = &doc.network.spec.options;
-    let mut s = format!("{}\n", doc.reference());
+/// What `show` prints for a bitmap network.
+pub(crate) fn render_usage(reference: &str, network: &danm_api::Network, u: &ipam::Usage) -> String {
+    let o = &network.spec.options;
+    let mut s = format!("{reference}\n");
     match (&u.v4, o.cidr.is_empty()) {
         (Some(f), _) => family(&mut s, &format!("IPv4 cidr {}", o.cidr), f),
         (None, true) => s.push_str("IPv4: no cidr (L2)\n"),

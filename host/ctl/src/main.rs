@@ -1,7 +1,9 @@
-//! `danmctl`: offline operator commands on files (IPAM inspection and repair, plugin checks).
+//! `danmctl`: operator commands: IPAM inspection and repair on network files, IPAM `show` and `migrate` on a
+//! cluster, plugin checks.
 
 mod file;
 mod ipam;
+mod online;
 mod plugins;
 
 use std::io::Write;
@@ -9,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Offline danm operator tool: works on network files (YAML or JSON), never on a cluster.
+/// danm operator tool: works on network files (YAML or JSON); `ipam show --network` and `ipam migrate` work on a
+/// cluster.
 #[derive(Debug, Parser)]
 #[command(name = "danmctl", version, about)]
 struct Cli {
