@@ -34,10 +34,12 @@ lint: setup
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) run -q -p danm-api --bin crdgen -- --check
 
-## unit: pure crates, fakes, guest logic natively, plugin runtime against the built .wasm files.
+## unit: pure crates, fakes, guest logic natively, plugin runtime against the built .wasm files; then the CNI flow,
+## netns and libcni tests once more with their networks in the blocks IPAM mode (the first run uses DANM's bitmaps).
 unit: guests
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test --workspace
 	$(CARGO) test --workspace
+	DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
 
 ## netns: real namespaces and links (root); the tests print why they skip otherwise. Part of `unit`'s cargo run;
 ## this target runs only them.

@@ -1,5 +1,5 @@
 //! CNI CHECK: every interface recorded for the container still exists in the pod netns with its addresses and the
-//! network's routes, the network's IPAM still holds its addresses, and a delegated interface passes its own
+//! network's routes, the network's IPAM still holds its addresses (for its DanmEp, in blocks mode), and a delegated interface passes its own
 //! plugin's CHECK (given the ADD result danm kept for it). Reports every difference.
 
 use std::sync::Arc;
@@ -42,11 +42,11 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
             ));
             continue;
         };
-        // IPAM still holds the addresses: releasing them would change the bitmap.
+        // IPAM still holds the addresses: their bits are set, or their blocks record this DanmEp as owner.
+        let owner = ep.metadata.name.as_deref().unwrap_or_default();
         for addr in [&iface.address, &iface.address_ipv6] {
             if is_real(addr) && crate::context::in_network(&network.spec, addr) {
-                let (_, held) = danm_core::ipam::release(&network.spec, addr, "");
-                if !held {
+                if !ctx.ipam().holds(&network, addr, owner).await? {
                     problems.push(format!(
                         "{name}: address {addr} is not allocated in network {}",
                         network.name()

@@ -445,10 +445,16 @@ async fn ipam_conflicts_are_retried_and_exhausted_retries_are_try_again() {
     let Some(mut w) = world().await else { return };
     let net = w.macvlan("mgmt", json!({})).await;
     w.pod("p7", json!([{"network":"mgmt","ip":"dynamic"}])).await;
-    w.lab.handle.inject(Fault::fail_writes("danmnets", 3, 409));
+    // Where allocations are written: the network (bitmap) or its blocks.
+    let written = if common::lab::ipam_mode() == "blocks" {
+        "danmipblocks"
+    } else {
+        "danmnets"
+    };
+    w.lab.handle.inject(Fault::fail_writes(written, 3, 409));
     w.run(&w.call("ADD", "p7", "c7")).await.unwrap();
     w.run(&w.call("DEL", "p7", "c7")).await.unwrap();
-    w.lab.handle.inject(Fault::fail_writes("danmnets", 50, 409));
+    w.lab.handle.inject(Fault::fail_writes(written, 50, 409));
     w.svc.retry = Retry {
         attempts: 3,
         ..Retry::default()
@@ -817,9 +823,20 @@ async fn stale_danmeps_of_the_same_pod_uid_are_removed_before_a_new_add() {
     w.fake.add_netns(w.pod_ns.clone());
     let out: Value =
         serde_json::from_str(&w.run(&w.call("ADD", "p14", "new")).await.unwrap().unwrap()).unwrap();
+    // The stale address was freed first: the bitmap hands the lowest free address out again; the blocks hold
+    // only the new DanmEp's address (their round robin moves on to the next address).
+    let want = if common::lab::ipam_mode() == "blocks" {
+        "10.10.0.2/24"
+    } else {
+        "10.10.0.1/24"
+    };
     assert_eq!(
-        out["ips"][0]["address"], "10.10.0.1/24",
+        out["ips"][0]["address"], want,
         "the stale address was freed first"
+    );
+    assert_eq!(
+        w.lab.holdings(&net).await.2,
+        usize::from(common::lab::ipam_mode() == "blocks")
     );
     let eps = w.lab.eps(NS).await;
     assert_eq!(eps.len(), 1);

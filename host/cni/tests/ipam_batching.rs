@@ -356,3 +356,48 @@ async fn a_danmep_whose_delete_fails_after_its_release_is_deleted_on_a_retry() {
     );
     assert_eq!(w.alloc("gamma").await, net.spec.options.alloc);
 }
+
+#[tokio::test]
+async fn in_blocks_mode_a_second_del_after_a_failed_danmep_delete_frees_nothing_of_the_next_owner() {
+    let Some(w) = world().await else { return };
+    // A blocks-mode network whatever mode the run creates networks in.
+    let net = w.macvlan("delta", "10.43.0.0/24", None).await;
+    let mut blocks_net = net.clone();
+    blocks_net.spec.options.alloc.clear();
+    blocks_net.spec.options.alloc6.clear();
+    blocks_net.metadata.annotations =
+        Some([(danm_api::annotations::IPAM_MODE.to_owned(), "blocks".to_owned())].into());
+    w.lab.api.replace_network(&blocks_net).await.unwrap();
+    w.lab.pod(NS, "first", Some(dynamic(&["delta"])), &[]).await;
+    let got = addresses(&w.run("ADD", "first", None).await.unwrap().unwrap());
+    assert_eq!(got, ["10.43.0.1/24"]);
+    // The first DEL releases the address but cannot delete the DanmEp (1 try + 3 retries fail).
+    *w.api.failing_ep_deletes.lock().unwrap() = 4;
+    w.run("DEL", "first", None)
+        .await
+        .expect("DEL succeeds, logging the failure");
+    assert_eq!(w.lab.eps(NS).await.len(), 1, "the DanmEp outlived its release");
+    // Another pod gets that address.
+    w.lab
+        .pod(
+            NS,
+            "second",
+            Some(json!([{"network": "delta", "ip": "10.43.0.1/24"}])),
+            &[],
+        )
+        .await;
+    w.run("ADD", "second", None).await.expect("ADD of the second pod");
+    // The first pod's DEL again: its DanmEp goes, and the address stays the second pod's.
+    w.run("DEL", "first", None).await.expect("DEL again");
+    let eps = w.lab.eps(NS).await;
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0].spec.pod, "second");
+    let blocks = w.lab.api.list_blocks("").await.unwrap();
+    let owners: Vec<&String> = blocks.iter().flat_map(|b| b.spec.owners.values()).collect();
+    assert_eq!(
+        owners,
+        [eps[0].metadata.name.as_ref().unwrap()],
+        "the address is still the second pod's"
+    );
+    assert_eq!(w.api.writes("delta"), 0, "blocks mode never writes the network");
+}

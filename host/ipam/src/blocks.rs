@@ -323,6 +323,18 @@ impl<'a> Blocks<'a> {
                     tracing::debug!(block = %layout.block_cidr(b), network = %self.id, "claimed a block");
                     return Ok(Some(result));
                 }
+                // A plain 409 (the store was busy): the same block again, after a pause.
+                Err(ApiError::Conflict { object }) => {
+                    lost += 1;
+                    if lost >= self.config.retry.attempts {
+                        return Err(IpamApiError::Conflicts {
+                            object,
+                            attempts: lost,
+                        });
+                    }
+                    tokio::time::sleep(self.config.retry.delay(lost)).await;
+                    i -= 1;
+                }
                 Err(ApiError::AlreadyExists { object }) => {
                     taken.insert(b);
                     lost += 1;
@@ -367,7 +379,7 @@ impl<'a> Blocks<'a> {
                 .await
             {
                 Ok(_) => return Ok(result),
-                Err(ApiError::AlreadyExists { .. }) => {
+                Err(ApiError::AlreadyExists { .. } | ApiError::Conflict { .. }) => {
                     tokio::time::sleep(retry.delay(attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -436,6 +448,23 @@ impl<'a> Blocks<'a> {
             })
         };
         Ok(self.update(&name, None, free).await?.is_some())
+    }
+
+    /// Who holds `addr`: `None` when it is outside the network's ranges, `Some(None)` when nobody does.
+    pub(crate) async fn owner_of(&self, addr: &str) -> Result<Option<Option<String>>, IpamApiError> {
+        let family = if addr.contains(':') {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let Ok(layout) = self.layout(family) else {
+            return Ok(None);
+        };
+        let Some((b, rel)) = layout.locate(addr) else {
+            return Ok(None);
+        };
+        let block = self.store.get_block(&layout.block_name(&self.id, b)).await?;
+        Ok(Some(block.and_then(|b| b.spec.owners.get(&rel).cloned())))
     }
 
     /// The blocks of one family.

@@ -250,6 +250,25 @@ impl<'a> Ipam<'a> {
         }
     }
 
+    /// Whether the network's IPAM holds `addr` for `owner`: its bit is set (bitmap mode, which records no owner), or
+    /// its block records `owner` (blocks mode). Addresses outside the network's ranges are not danm's: `true`.
+    pub async fn holds(&self, network: &Network, addr: &str, owner: &str) -> Result<bool, IpamApiError> {
+        let mode = self.mode(network).map_err(|source| IpamApiError::Ipam {
+            network: network.name().to_owned(),
+            source,
+        })?;
+        match mode {
+            IpamMode::Bitmap => Ok(danm_core::ipam::release(&network.spec, addr, "").1),
+            IpamMode::Blocks => {
+                let blocks = blocks::Blocks::new(self.store, self.node, &self.config, network);
+                Ok(blocks
+                    .owner_of(addr)
+                    .await?
+                    .is_none_or(|held| held.as_deref() == Some(owner)))
+            }
+        }
+    }
+
     /// The blocks of a network in blocks mode, per family (for `danmctl ipam show`, the lab and checks).
     pub async fn block_stats(&self, network: &Network) -> Result<Vec<BlockStats>, IpamApiError> {
         let blocks = blocks::Blocks::new(self.store, self.node, &self.config, network);
