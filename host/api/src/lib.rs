@@ -53,6 +53,12 @@ pub mod labels {
     pub const NODE: &str = "danm.k8s.io/node";
     /// On a DanmIpBlock: `v4` or `v6`.
     pub const FAMILY: &str = "danm.k8s.io/family";
+
+    /// The label value of a container id: label values are limited to 63 characters, container ids are often 64, so
+    /// the id is cut; DEL and GC compare the full `spec.CID` after listing.
+    pub fn container_label(container_id: &str) -> String {
+        container_id.chars().take(63).collect()
+    }
 }
 
 /// Network annotations of danm's IPAM (danm's own; DANM objects carry none of them).

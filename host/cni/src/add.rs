@@ -35,12 +35,6 @@ pub struct PodInfo {
     pub container_id: String,
 }
 
-/// The label value of a container id: label values are limited to 63 characters, container ids are often 64, so
-/// the id is cut; DEL and GC compare the full `spec.CID` after listing.
-pub fn container_label(container_id: &str) -> String {
-    container_id.chars().take(63).collect()
-}
-
 /// One interface to set up.
 #[derive(Clone, Debug)]
 struct Plan {
@@ -332,7 +326,7 @@ async fn clean_stale(ctx: &Arc<Ctx>, namespace: &str, uid: &str) {
     match ctx.api.list_eps(Some(namespace), &selector).await {
         Ok(eps) => {
             let stale: Vec<DanmEp> = eps.into_iter().filter(|ep| ep.spec.pod_uid == uid).collect();
-            for e in crate::del::cleanup_eps(ctx, &stale).await {
+            for e in crate::teardown::cleanup_eps(ctx, &stale).await {
                 tracing::warn!(error = %e, "stale DanmEp cleanup");
             }
         }
@@ -356,7 +350,7 @@ async fn add_interface(
     let mut ep_labels = pod.labels.clone();
     ep_labels.insert(
         labels::CONTAINER_ID.to_owned(),
-        container_label(&pod.container_id),
+        labels::container_label(&pod.container_id),
     );
     ep_labels.insert(labels::POD_UID.to_owned(), pod.uid.clone());
     let mut ep = DanmEp::new(

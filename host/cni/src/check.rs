@@ -10,11 +10,12 @@ use danm_netlink::{Netns, TABLE_MAIN};
 use ipnetwork::IpNetwork;
 
 use crate::context::{Ctx, backend_type};
-use crate::del::{container_eps, ep_container_id, interface_config};
+use crate::del::container_eps;
 use crate::delegate;
 use crate::error::Error;
 use crate::ipam::is_real;
 use crate::post::{PostInput, network_routes};
+use crate::teardown::{ep_container_id, interface_config};
 
 /// Returns the differences found (empty: the container is as ADD left it).
 pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {

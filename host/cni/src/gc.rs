@@ -45,7 +45,7 @@ pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
         .into_iter()
         .filter(|ep| ep.spec.host == ctx.hostname && !ep.spec.cid.is_empty() && !valid.contains(&ep.spec.cid))
         .collect();
-    let errors = crate::del::cleanup_eps(&ctx, &stale).await;
+    let errors = crate::teardown::cleanup_eps(&ctx, &stale).await;
     // Delegate results of containers that are not valid, including those a failed DEL left behind.
     let swept = ctx.results().sweep(&valid);
     if swept > 0 {

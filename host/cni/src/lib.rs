@@ -20,4 +20,5 @@ pub mod post;
 pub mod results;
 pub mod rollback;
 pub mod run;
+pub mod teardown;
 pub mod translate;

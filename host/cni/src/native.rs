@@ -581,3 +581,12 @@ async fn remove_dpdk_stand_in(
     }
     Ok(())
 }
+
+/// Whether ADD recorded that the host created the DanmEp's interface itself.
+pub fn recorded_native(ep: &danm_api::DanmEp) -> bool {
+    ep.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NATIVE_EP_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
