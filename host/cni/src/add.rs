@@ -168,7 +168,10 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         message,
     })?;
 
-    let scheme = ctx.config.naming_scheme()?;
+    let scheme = ctx.config.naming_scheme();
+    if scheme == danm_core::naming::NamingScheme::Default && !ctx.config.naming_scheme.is_empty() {
+        tracing::warn!(value = %ctx.config.naming_scheme, "unknown namingScheme; using the default scheme, as DANM did");
+    }
     let inputs: Vec<NamingInput<'_>> = requests
         .iter()
         .zip(&networks)

@@ -2,7 +2,6 @@
 //! (behaviour §10 B18).
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::annotation::NetworkRef;
 
@@ -23,22 +22,14 @@ pub enum NamingScheme {
     Legacy,
 }
 
-/// A `namingScheme` value other than `""` and `legacy`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("namingScheme:\"{0}\" is not supported (use \"legacy\" or leave it empty)")]
-pub struct UnknownNamingScheme(pub String);
-
-impl FromStr for NamingScheme {
-    type Err = UnknownNamingScheme;
-    /// `""` → [`NamingScheme::Default`]; `legacy` (any case) → [`NamingScheme::Legacy`]; anything else is an error so
-    /// that a typo does not silently change every interface name.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            Ok(NamingScheme::Default)
-        } else if s.eq_ignore_ascii_case("legacy") {
-            Ok(NamingScheme::Legacy)
+impl NamingScheme {
+    /// The scheme a `namingScheme` value selects, as DANM read it: `legacy` (any case) is the legacy scheme, every
+    /// other value (`""` included) the default one (behaviour §4.4).
+    pub fn from_config(value: &str) -> Self {
+        if value.eq_ignore_ascii_case("legacy") {
+            NamingScheme::Legacy
         } else {
-            Err(UnknownNamingScheme(s.to_owned()))
+            NamingScheme::Default
         }
     }
 }
@@ -298,13 +289,11 @@ mod tests {
     }
 
     #[test]
-    fn naming_scheme_parses_empty_and_legacy_only() {
-        assert_eq!("".parse::<NamingScheme>().unwrap(), NamingScheme::Default);
-        assert_eq!("legacy".parse::<NamingScheme>().unwrap(), NamingScheme::Legacy);
-        assert_eq!("Legacy".parse::<NamingScheme>().unwrap(), NamingScheme::Legacy);
-        assert_eq!(
-            "legacyy".parse::<NamingScheme>(),
-            Err(UnknownNamingScheme("legacyy".into()))
-        );
+    fn legacy_selects_the_legacy_scheme_and_any_other_value_the_default_one() {
+        assert_eq!(NamingScheme::from_config("legacy"), NamingScheme::Legacy);
+        assert_eq!(NamingScheme::from_config("LEGACY"), NamingScheme::Legacy);
+        assert_eq!(NamingScheme::from_config(""), NamingScheme::Default);
+        assert_eq!(NamingScheme::from_config("legacyy"), NamingScheme::Default);
+        assert_eq!(NamingScheme::from_config("awesome"), NamingScheme::Default);
     }
 }

@@ -91,7 +91,7 @@ fn plan(annotation: Option<&str>) -> Result<Vec<(NetworkRef, IpRequest, String)>
             container_prefix: &networks[&r.network].options.container_prefix,
         })
         .collect();
-    let names = assign_names(&inputs, config.naming_scheme()?)?;
+    let names = assign_names(&inputs, config.naming_scheme())?;
     Ok(requests
         .into_iter()
         .zip(names)

@@ -45,7 +45,7 @@ pub struct CniConfig {
     /// Directory of the static delegates' configs (`<NetworkID>.conf` / `.conflist`).
     #[serde(rename = "cniDir", default = "default_cni_dir")]
     pub cni_dir: String,
-    /// `""` or `legacy` (behaviour §4.4); see [`CniConfig::naming_scheme`].
+    /// `legacy`, or anything else for the default scheme (behaviour §4.4); see [`CniConfig::naming_scheme`].
     #[serde(rename = "namingScheme", default)]
     pub naming_scheme: String,
     /// danm: directory of the backend plugins (`*.wasm`).
@@ -113,7 +113,7 @@ fn default_timeout() -> u64 {
 
 impl CniConfig {
     /// Decodes (error 6) and validates (error 7) the config from stdin: `name` must be present and follow the
-    /// spec's charset, `namingScheme` must be `""` or `legacy`, `timeoutSeconds` must be positive. The version is
+    /// spec's charset, `timeoutSeconds` must be positive. The version is
     /// not checked here (VERSION does not need it); call [`CniConfig::version`].
     pub fn parse(bytes: &[u8]) -> Result<CniConfig, CniError> {
         let config: CniConfig = serde_json::from_slice(bytes)
@@ -134,7 +134,6 @@ impl CniConfig {
                 CniError::invalid_config("invalid characters found in network name").with_details(&self.name),
             );
         }
-        self.naming_scheme()?;
         self.ipam_mode()?;
         if self.ipam_block_prefix.is_some_and(|p| p > 32) || self.ipam_block_prefix6.is_some_and(|p| p > 128)
         {
@@ -153,8 +152,9 @@ impl CniConfig {
         negotiate(self.cni_version.as_deref(), self.cni_versions.as_deref())
     }
 
-    pub fn naming_scheme(&self) -> Result<NamingScheme, CniError> {
-        Ok(self.naming_scheme.parse()?)
+    /// The interface naming scheme: `legacy`, or the default one for any other value, as DANM did.
+    pub fn naming_scheme(&self) -> NamingScheme {
+        NamingScheme::from_config(&self.naming_scheme)
     }
 
     /// The cluster's default IPAM mode (`ipamMode`; `blocks` when unset).
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(config.cni_dir, "/etc/cni/net.d");
         assert_eq!(config.plugin_dir, "/etc/danm/plugins");
         assert_eq!(config.timeout(), Duration::from_secs(10));
-        assert_eq!(config.naming_scheme().unwrap(), NamingScheme::Default);
+        assert_eq!(config.naming_scheme(), NamingScheme::Default);
         assert_eq!(
             (
                 config.cache_dir.as_ref(),
@@ -229,7 +229,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.version().unwrap(), CniVersion::V1_1_0);
         assert_eq!(config.cni_dir, "/x");
-        assert_eq!(config.naming_scheme().unwrap(), NamingScheme::Legacy);
+        assert_eq!(config.naming_scheme(), NamingScheme::Legacy);
         assert_eq!(config.plugin_dir, "/p");
         assert_eq!(config.cache_dir.as_deref(), Some("/c"));
         assert_eq!(config.log_file.as_deref(), Some("/l"));
@@ -288,8 +288,8 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"-x"}"#, "invalid characters"),
             (r#"{"cniVersion":"1.0.0","name":"a b"}"#, "invalid characters"),
             (
-                r#"{"cniVersion":"1.0.0","name":"n","namingScheme":"short"}"#,
-                "namingScheme",
+                r#"{"cniVersion":"1.0.0","name":"n","ipamMode":"bits"}"#,
+                "ipamMode",
             ),
             (
                 r#"{"cniVersion":"1.0.0","name":"n","timeoutSeconds":0}"#,
@@ -300,6 +300,14 @@ mod tests {
             assert_eq!(e.code, codes::INVALID_NETWORK_CONFIG, "{config}");
             assert!(e.msg.contains(needle), "{config}: {e}");
         }
+    }
+
+    #[test]
+    fn a_naming_scheme_other_than_legacy_is_the_default_scheme_not_an_error() {
+        // DANM treated any other value as the default scheme; failing every ADD and DEL on it broke pods.
+        let config =
+            CniConfig::parse(br#"{"cniVersion":"1.0.0","name":"n","namingScheme":"short"}"#).unwrap();
+        assert_eq!(config.naming_scheme(), NamingScheme::Default);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::annotation::AnnotationError;
-use crate::naming::{NamingError, UnknownNamingScheme};
+use crate::naming::NamingError;
 use crate::resolve::ResolveError;
 
 /// Error codes. 1–99 are the CNI spec's well-known codes; danm's own start at 100.
@@ -202,12 +202,6 @@ impl From<ResolveError> for CniError {
     }
 }
 
-impl From<UnknownNamingScheme> for CniError {
-    fn from(e: UnknownNamingScheme) -> Self {
-        CniError::invalid_config(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,7 +344,5 @@ mod tests {
         let e = CniError::from(ResolveError::NoDefaultNetwork);
         assert_eq!(e.code, codes::NETWORK_UNAVAILABLE);
         assert!(e.msg.contains("no suitable default network"), "{e}");
-        let e = CniError::from("x".parse::<crate::naming::NamingScheme>().unwrap_err());
-        assert_eq!(e.code, codes::INVALID_NETWORK_CONFIG);
     }
 }
