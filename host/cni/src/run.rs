@@ -1,6 +1,7 @@
 //! The CNI edge: env and stdin are parsed once into typed values, the verb is dispatched, and every failure becomes
 //! a CNI error object here and nowhere else.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -66,6 +67,15 @@ pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnc
     let stdin = read_stdin();
     let inv = match parse(&lookup, &stdin) {
         Ok(inv) => inv,
+        // A pod must always be removable: DEL logs what it could not read and succeeds (nothing can be found
+        // without a config or the pod's identity; GC and the reconciler release what is left).
+        Err(json) if lookup("CNI_COMMAND").as_deref() == Some(CniCommand::Del.as_str()) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "danm: DEL cannot read its input, nothing removed: {json}"
+            );
+            return Outcome::Ok(None);
+        }
         Err(json) => return Outcome::Err(json),
     };
     let _guard = crate::logging::init(&inv.config);
