@@ -56,7 +56,8 @@ pub struct ScaleReport {
     pub bytes_written_per_allocation: f64,
     pub network_watch_bytes_per_allocation: f64,
     pub duplicates: usize,
-    /// Allocations that failed with "try again" (retries exhausted) and were retried, as a CNI's caller would.
+    /// Allocations and releases that failed with "try again" (retries exhausted) and were retried, as a CNI's caller
+    /// would.
     pub retried_failures: u64,
     /// The network object's size after the allocations.
     pub network_bytes: usize,
@@ -273,19 +274,29 @@ pub async fn run(opts: &ScaleOptions) -> anyhow::Result<ScaleReport> {
     // Release everything, each node its own.
     let mut releases = Vec::new();
     for (node, got, store) in done {
+        let retried = retried.clone();
         releases.push(tokio::spawn(async move {
             let ipam = Ipam::new(&store, &node, IpamConfig::default());
             for (r, owner) in &got {
-                let net = store
-                    .get_network(NetworkKind::DanmNet, "default", "scale")
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("the network is gone"))?;
                 let rel = Release {
                     ip4: &r.ip4,
                     ip6: &r.ip6,
                     owner,
                 };
-                ipam.release(&net, &[rel]).await?;
+                // A DEL that gives up ("try again") is repeated, as the runtime repeats it.
+                loop {
+                    let net = store
+                        .get_network(NetworkKind::DanmNet, "default", "scale")
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("the network is gone"))?;
+                    match ipam.release(&net, &[rel]).await {
+                        Ok(_) => break,
+                        Err(IpamApiError::Conflicts { .. }) => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(anyhow::anyhow!("{node}: {e}")),
+                    }
+                }
             }
             anyhow::Ok(())
         }));
