@@ -5,6 +5,8 @@ export DANM_GUESTS_TARGET_DIR ?= $(HOME)/.cache/danm-guests-target
 # Where `make guests` puts the built plugins; tests and the lab load them from here.
 export DANM_PLUGIN_DIR ?= $(CURDIR)/build/plugins
 export DANM_TEST_PLUGIN_DIR ?= $(CURDIR)/build/test-plugins
+# Tests that need the plugins fail instead of skipping when they are missing.
+export DANM_REQUIRE_FIXTURES ?= 1
 
 CARGO ?= cargo
 

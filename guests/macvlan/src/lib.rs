@@ -1,5 +1,6 @@
 //! The macvlan backend: validates macvlan networks and translates them into configs for the reference macvlan plugin
-//! (DANM's shape, behaviour §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`).
+//! (DANM's shape, behaviour §4.6, with B17 fixed: `type` is set, mode and MTU come from `spec.Options`; without an MTU
+//! the interface inherits its parent's).
 
 use danm_guest_sdk::{
     Attachment, Backend, CniConfig, Info, Operation, TranslateError, Violation, attachment_parent,
@@ -8,9 +9,9 @@ use danm_guest_sdk::{
 
 /// macvlan modes the kernel and the reference plugin know.
 pub const MODES: [&str; 4] = ["bridge", "vepa", "private", "passthru"];
-/// DANM's hard-coded values, now the defaults.
+/// DANM's hard-coded mode, now the default. (DANM also fixed the MTU at 1500, which fails on a VxLAN parent; without
+/// `mtu` the interface inherits its parent's MTU, as the reference plugin does.)
 pub const DEFAULT_MODE: &str = "bridge";
-pub const DEFAULT_MTU: u32 = 1500;
 
 pub struct Macvlan;
 
@@ -40,13 +41,11 @@ impl Backend for Macvlan {
         } else {
             &spec.options.mode
         };
-        let mtu = if spec.options.mtu == 0 {
-            DEFAULT_MTU
-        } else {
-            spec.options.mtu
-        };
         let mut cfg = CniConfig::new(&att, &spec.network_id, "macvlan");
-        cfg.set("master", parent).set("mode", mode).set("mtu", mtu);
+        cfg.set("master", parent).set("mode", mode);
+        if spec.options.mtu != 0 {
+            cfg.set("mtu", spec.options.mtu);
+        }
         Ok(cfg.finish(&att))
     }
 }
@@ -88,7 +87,7 @@ mod tests {
         ));
         assert_eq!(
             cfg,
-            json!({"cniVersion":"0.3.1","name":"ext","type":"macvlan","master":"ens3","mode":"bridge","mtu":1500,
+            json!({"cniVersion":"0.3.1","name":"ext","type":"macvlan","master":"ens3","mode":"bridge",
                    "ipam":{"type":"fakeipam","ips":[{"ipcidr":"10.0.0.5/24","version":4}]}})
         );
     }

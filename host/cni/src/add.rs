@@ -459,6 +459,18 @@ async fn add_interface(
     };
 
     let (mut ip4, mut ip6) = (reserved.ip4.clone(), reserved.ip6.clone());
+    // An SR-IOV VF keeps its own MAC address: the DanmEp records it (DANM's did). Other interfaces get theirs when
+    // made, and their DanmEps are written before that, so only this backend pays the extra write.
+    if plan.ty == "sriov"
+        && let Some(mac) = result
+            .interfaces
+            .iter()
+            .find(|i| i.name == plan.ifname && !i.mac.is_empty())
+            .map(|i| i.mac.clone())
+    {
+        ep.spec.interface.mac_address = mac;
+        ep = ctx.api.replace_ep(&ep).await?;
+    }
     if delegated {
         let last = |v6: bool| {
             result

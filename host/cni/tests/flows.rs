@@ -32,7 +32,7 @@ struct World {
 
 async fn world() -> Option<World> {
     let Some(translator) = plugins() else {
-        eprintln!("skipping: the backend plugins are not built (run `make guests`)");
+        common::skip_without_plugins();
         return None;
     };
     let lab = lab().await;
@@ -497,7 +497,7 @@ async fn concurrent_adds_on_one_network_get_distinct_addresses() {
 async fn a_trapping_backend_plugin_fails_the_add_with_the_plugin_code() {
     let Some(w) = world().await else { return };
     if !w.svc.translator.serves("trap") {
-        eprintln!("skipping: the trap test plugin is not built");
+        common::skip_without_plugins();
         return;
     }
     let mgmt = w.macvlan("mgmt", json!({})).await;
@@ -1046,7 +1046,15 @@ async fn sriov_takes_the_last_device_of_the_pool_sets_the_vf_vlan_and_moves_it_i
             .unwrap()
             .is_none()
     );
-    assert_eq!(w.lab.eps(NS).await[0].spec.interface.device_id, "0000:03:00.2");
+    let ep = &w.lab.eps(NS).await[0];
+    assert_eq!(ep.spec.interface.device_id, "0000:03:00.2");
+    // The DanmEp records the VF's MAC address, as the pod sees it.
+    let link = w.fake.find_link(&w.pod_ns, "eth0").await.unwrap().unwrap();
+    assert!(!ep.spec.interface.mac_address.is_empty());
+    assert_eq!(
+        ep.spec.interface.mac_address,
+        link.mac.map(|m| m.to_string()).unwrap_or_default()
+    );
     w.run(&w.call("DEL", "p18", "c18")).await.unwrap();
     assert!(
         w.fake

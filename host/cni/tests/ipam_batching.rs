@@ -137,7 +137,7 @@ struct World {
 
 async fn world() -> Option<World> {
     let Some(translator) = plugins() else {
-        eprintln!("skipping: the backend plugins are not built (run `make guests`)");
+        common::skip_without_plugins();
         return None;
     };
     let lab = lab().await;

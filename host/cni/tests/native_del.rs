@@ -45,7 +45,7 @@ impl Translator for Counting {
 #[tokio::test]
 async fn del_of_a_native_interface_needs_no_translation_and_an_unrecorded_danmep_is_still_translated() {
     let Some(real) = plugins() else {
-        eprintln!("skipping: the backend plugins are not built (run `make guests`)");
+        common::skip_without_plugins();
         return;
     };
     let lab = lab().await;

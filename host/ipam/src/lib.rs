@@ -27,6 +27,7 @@
 mod bitmap;
 mod blocks;
 pub mod migrate;
+pub mod reconcile;
 pub mod store;
 
 use std::time::Duration;

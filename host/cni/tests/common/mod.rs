@@ -32,6 +32,20 @@ pub fn skip(reason: &str) {
     eprintln!("skipping: {reason}");
 }
 
+/// Whether the run must have every fixture it builds itself (the plugins): under CI (`CI=true`) and `make test`
+/// (`DANM_REQUIRE_FIXTURES=1`) a test that would skip for lack of them fails instead.
+pub fn fixtures_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("DANM_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
+}
+
+/// A test cannot run because the plugins are not built: it says so and skips, or fails when they are required.
+pub fn skip_without_plugins() {
+    let reason = "the backend plugins are not built: run `make guests` (or set DANM_PLUGIN_DIR)";
+    assert!(!fixtures_required() && !in_kernel_lane(), "{reason}");
+    eprintln!("skipping: {reason}");
+}
+
 /// Runs a command, panics unless it succeeds, returns stdout.
 pub fn cmd_ok(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");

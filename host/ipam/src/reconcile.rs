@@ -1,0 +1,426 @@
+//! The IPAM reconciler: owners are the truth. A leader-elected controller scans the cluster and, after a grace
+//! period, deletes DanmEps whose pod no longer exists and releases what no live owner holds: block addresses whose
+//! DanmEp is gone, and (bitmap mode) set bits no DanmEp holds. Something is acted on only when it was seen in that
+//! state by two scans at least the grace period apart, so an ADD in flight (which reserves before it writes its
+//! DanmEp) is never touched; and a scan whose view is incomplete (a list failed) does nothing at all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
+use danm_core::ipam::Family;
+use danm_core::ipam::blocks::{BlockLayout, IpamMode, NetworkId};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams};
+
+use crate::store::{ApiError, IpamStore};
+use crate::{Ipam, IpamConfig, Release, is_real};
+
+/// What the reconciler reads and deletes besides IPAM's own objects.
+#[async_trait]
+pub trait Inventory: IpamStore {
+    /// The UIDs of every pod.
+    async fn pod_uids(&self) -> Result<HashSet<String>, ApiError>;
+    /// Every DanmEp.
+    async fn danmeps(&self) -> Result<Vec<DanmEp>, ApiError>;
+    /// Every network of the three kinds.
+    async fn networks(&self) -> Result<Vec<Network>, ApiError>;
+    /// Deletes a DanmEp; `Ok(false)` if it was gone.
+    async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError>;
+}
+
+#[async_trait]
+impl Inventory for kube::Client {
+    async fn pod_uids(&self) -> Result<HashSet<String>, ApiError> {
+        let api: kube::Api<Pod> = kube::Api::all(self.clone());
+        let pods = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|e| ApiError::from_kube("Pods".into(), e))?;
+        Ok(pods.items.into_iter().filter_map(|p| p.metadata.uid).collect())
+    }
+
+    async fn danmeps(&self) -> Result<Vec<DanmEp>, ApiError> {
+        let api: kube::Api<DanmEp> = kube::Api::all(self.clone());
+        api.list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| ApiError::from_kube("DanmEps".into(), e))
+    }
+
+    async fn networks(&self) -> Result<Vec<Network>, ApiError> {
+        let mut all = Vec::new();
+        for kind in NetworkKind::ALL {
+            let api: kube::Api<Network> = kube::Api::all_with(self.clone(), &kind);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| ApiError::from_kube(format!("{kind}s"), e))?;
+            all.extend(list.items);
+        }
+        Ok(all)
+    }
+
+    async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError> {
+        let api: kube::Api<DanmEp> = kube::Api::namespaced(self.clone(), namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match ApiError::from_kube(format!("DanmEp {namespace}/{name}"), e) {
+                ApiError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// Pool size and use of one network and family (for metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    pub network: String,
+    pub family: Family,
+    pub mode: IpamMode,
+    /// Addresses dynamic allocation may hand out.
+    pub size: u128,
+    /// Addresses held.
+    pub used: u128,
+}
+
+/// What one scan did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// `Some(reason)`: the view was incomplete and nothing was done.
+    pub skipped: Option<String>,
+    pub danmeps_deleted: usize,
+    pub addresses_released: usize,
+    /// Orphans seen for the first time (acted on in a later scan, after the grace period).
+    pub waiting: usize,
+    pub pools: Vec<PoolUse>,
+    /// Errors of single actions (the scan goes on after them).
+    pub errors: Vec<String>,
+}
+
+/// Something the reconciler may act on once it has been seen long enough.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Suspect {
+    /// A DanmEp (namespace, name) whose pod does not exist.
+    Ep(String, String),
+    /// A block address (block name, offset) whose owner does not exist, with that owner.
+    Owned(String, u32, String),
+    /// A set bit (network, address) that no DanmEp holds.
+    Bit(NetworkId, IpAddr),
+}
+
+/// The reconciler's memory between scans: when each suspect was first seen.
+pub struct Reconciler {
+    config: IpamConfig,
+    grace: Duration,
+    first_seen: HashMap<Suspect, Timestamp>,
+}
+
+impl Reconciler {
+    pub fn new(config: IpamConfig, grace: Duration) -> Self {
+        Reconciler {
+            config,
+            grace,
+            first_seen: HashMap::new(),
+        }
+    }
+
+    /// One scan at `now`.
+    pub async fn scan(&mut self, cluster: &dyn Inventory, now: Timestamp) -> ScanReport {
+        let mut report = ScanReport::default();
+        let view = futures_join(cluster).await;
+        let (pods, eps, networks, blocks) = match view {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "IPAM reconciler: the view is incomplete; doing nothing this scan");
+                report.skipped = Some(e.to_string());
+                return report;
+            }
+        };
+        let mut seen = HashSet::new();
+        let ipam = Ipam::new(cluster, "", self.config);
+        let by_id: BTreeMap<NetworkId, &Network> =
+            networks.iter().map(|n| (crate::network_id(n), n)).collect();
+
+        // 1. DanmEps whose pod is gone.
+        let mut live_eps = Vec::new();
+        for ep in &eps {
+            let ns = ep.metadata.namespace.clone().unwrap_or_default();
+            let name = ep.metadata.name.clone().unwrap_or_default();
+            if ep.spec.pod_uid.is_empty() || pods.contains(&ep.spec.pod_uid) {
+                live_eps.push(ep);
+                continue;
+            }
+            let suspect = Suspect::Ep(ns.clone(), name.clone());
+            if !self.due(&suspect, now, created(ep), &mut seen) {
+                report.waiting += 1;
+                live_eps.push(ep);
+                continue;
+            }
+            // The DanmEp goes first, then its addresses (a crash in between leaks, never double-frees).
+            match cluster.delete_danmep(&ns, &name).await {
+                Ok(_) => {
+                    report.danmeps_deleted += 1;
+                    tracing::info!(danmep = %format!("{ns}/{name}"), pod = ep.spec.pod, "deleted a DanmEp whose pod is gone");
+                }
+                Err(e) => {
+                    report.errors.push(e.to_string());
+                    live_eps.push(ep);
+                    continue;
+                }
+            }
+            let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+            let id = NetworkId::new(kind, &ns, &ep.spec.network_name);
+            if let Some(network) = by_id.get(&id) {
+                let iface = &ep.spec.interface;
+                let release = Release {
+                    ip4: &iface.address,
+                    ip6: &iface.address_ipv6,
+                    owner: &name,
+                };
+                match ipam.release(network, &[release]).await {
+                    Ok(true) => {
+                        report.addresses_released += [&iface.address, &iface.address_ipv6]
+                            .iter()
+                            .filter(|a| is_real(a))
+                            .count()
+                    }
+                    Ok(false) => {}
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+        }
+        let owners: HashSet<&str> = live_eps
+            .iter()
+            .filter_map(|ep| ep.metadata.name.as_deref())
+            .collect();
+
+        // 2. Block addresses whose owner is gone.
+        for block in &blocks {
+            for (rel, owner) in &block.spec.owners {
+                if owners.contains(owner.as_str()) || owner.starts_with("claim:") {
+                    continue;
+                }
+                let suspect = Suspect::Owned(block.name().to_owned(), *rel, owner.clone());
+                if !self.due(&suspect, now, None, &mut seen) {
+                    report.waiting += 1;
+                    continue;
+                }
+                match self.free_owned(cluster, block.name(), *rel, owner).await {
+                    Ok(true) => {
+                        report.addresses_released += 1;
+                        tracing::info!(
+                            block = block.name(),
+                            offset = rel,
+                            owner,
+                            "released an address whose owner is gone"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+        }
+
+        // 3. Bitmap bits no DanmEp holds.
+        for network in &networks {
+            let id = crate::network_id(network);
+            let Ok(mode) = ipam.mode(network) else { continue };
+            if mode != IpamMode::Bitmap {
+                continue;
+            }
+            let Ok(usage) = danm_core::ipam::usage(&network.spec) else {
+                continue;
+            };
+            let held: HashSet<IpAddr> = live_eps
+                .iter()
+                .filter(|ep| {
+                    let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+                    NetworkId::new(
+                        kind,
+                        ep.metadata.namespace.as_deref().unwrap_or_default(),
+                        &ep.spec.network_name,
+                    ) == id
+                })
+                .flat_map(|ep| [&ep.spec.interface.address, &ep.spec.interface.address_ipv6])
+                .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
+                .collect();
+            for family in [&usage.v4, &usage.v6].into_iter().flatten() {
+                for addr in expand(&family.allocated) {
+                    if held.contains(&addr) {
+                        continue;
+                    }
+                    let suspect = Suspect::Bit(id.clone(), addr);
+                    if !self.due(&suspect, now, None, &mut seen) {
+                        report.waiting += 1;
+                        continue;
+                    }
+                    let text = addr.to_string();
+                    let release = Release {
+                        ip4: if addr.is_ipv4() { &text } else { "" },
+                        ip6: if addr.is_ipv6() { &text } else { "" },
+                        owner: "",
+                    };
+                    match ipam
+                        .release_on(id.kind, &id.namespace, &id.name, &[release])
+                        .await
+                    {
+                        Ok(true) => {
+                            report.addresses_released += 1;
+                            tracing::info!(network = %id, address = %addr, "released a bit no DanmEp holds");
+                        }
+                        Ok(false) => {}
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+            }
+        }
+
+        // Suspects not seen in this scan start again from zero.
+        self.first_seen.retain(|s, _| seen.contains(s));
+        // Pool use as the scan leaves it.
+        let (networks, blocks) = if report.addresses_released > 0 {
+            match tokio::join!(cluster.networks(), cluster.list_blocks("")) {
+                (Ok(n), Ok(b)) => (n, b),
+                _ => (networks, blocks),
+            }
+        } else {
+            (networks, blocks)
+        };
+        report.pools = pool_use(&networks, &blocks, &ipam, &self.config);
+        report
+    }
+
+    /// Whether `suspect` has been seen for the grace period (and the object itself, when its creation time is
+    /// known, is older than that). Records it as seen.
+    fn due(
+        &mut self,
+        suspect: &Suspect,
+        now: Timestamp,
+        created: Option<Timestamp>,
+        seen: &mut HashSet<Suspect>,
+    ) -> bool {
+        seen.insert(suspect.clone());
+        let first = *self.first_seen.entry(suspect.clone()).or_insert(now);
+        let grace = self.grace.as_secs() as i64;
+        let old_enough = |t: Timestamp| now.as_second() - t.as_second() >= grace;
+        old_enough(first) && first != now && created.is_none_or(old_enough)
+    }
+
+    /// Frees offset `rel` of a block if `owner` still holds it.
+    async fn free_owned(
+        &self,
+        store: &dyn IpamStore,
+        name: &str,
+        rel: u32,
+        owner: &str,
+    ) -> Result<bool, ApiError> {
+        for attempt in 0..self.config.retry.attempts {
+            let Some(mut block) = store.get_block(name).await? else {
+                return Ok(false);
+            };
+            if block.spec.owners.get(&rel).map(String::as_str) != Some(owner) {
+                return Ok(false);
+            }
+            block.spec.owners.remove(&rel);
+            if block.spec.owners.is_empty() {
+                block.spec.empty_since = Timestamp::now().to_string();
+            }
+            match store.replace_block(&block).await {
+                Ok(_) => return Ok(true),
+                Err(ApiError::Conflict { .. }) => tokio::time::sleep(self.config.retry.delay(attempt)).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::Conflict {
+            object: crate::block_object(name),
+        })
+    }
+}
+
+type View = (HashSet<String>, Vec<DanmEp>, Vec<Network>, Vec<DanmIpBlock>);
+
+/// Reads the whole view; any failure makes it incomplete.
+async fn futures_join(cluster: &dyn Inventory) -> Result<View, ApiError> {
+    let (pods, eps, networks, blocks) = tokio::join!(
+        cluster.pod_uids(),
+        cluster.danmeps(),
+        cluster.networks(),
+        cluster.list_blocks("")
+    );
+    Ok((pods?, eps?, networks?, blocks?))
+}
+
+fn created(ep: &DanmEp) -> Option<Timestamp> {
+    ep.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+fn expand(ranges: &[(IpAddr, IpAddr)]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for (first, last) in ranges {
+        let mut a = *first;
+        loop {
+            out.push(a);
+            if a == *last {
+                break;
+            }
+            a = match a {
+                IpAddr::V4(v) => IpAddr::V4(u32::from(v).wrapping_add(1).into()),
+                IpAddr::V6(v) => IpAddr::V6(u128::from(v).wrapping_add(1).into()),
+            };
+        }
+    }
+    out
+}
+
+/// Pool size and use per network and family.
+fn pool_use(
+    networks: &[Network],
+    blocks: &[DanmIpBlock],
+    ipam: &Ipam<'_>,
+    config: &IpamConfig,
+) -> Vec<PoolUse> {
+    let mut out = Vec::new();
+    for network in networks {
+        let id = crate::network_id(network);
+        let Ok(mode) = ipam.mode(network) else { continue };
+        for family in [Family::V4, Family::V6] {
+            let prefix = match family {
+                Family::V4 => config.block_prefix_v4,
+                Family::V6 => config.block_prefix_v6,
+            };
+            let Ok(layout) = BlockLayout::new(&network.spec, family, prefix) else {
+                continue;
+            };
+            let size: u128 = layout.pool_blocks().map(|b| layout.capacity(b)).sum();
+            let used = match mode {
+                IpamMode::Blocks => blocks
+                    .iter()
+                    .filter(|b| {
+                        b.spec.network == id.to_string() && layout.block_of_cidr(&b.spec.cidr).is_some()
+                    })
+                    .map(|b| b.spec.owners.len() as u128)
+                    .sum(),
+                IpamMode::Bitmap => danm_core::ipam::usage(&network.spec)
+                    .ok()
+                    .and_then(|u| match family {
+                        Family::V4 => u.v4,
+                        Family::V6 => u.v6,
+                    })
+                    .map_or(0, |f| u128::from(f.allocated_count)),
+            };
+            out.push(PoolUse {
+                network: id.to_string(),
+                family,
+                mode,
+                size,
+                used,
+            });
+        }
+    }
+    out
+}

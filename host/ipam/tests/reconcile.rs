@@ -1,0 +1,266 @@
+//! The IPAM reconciler against the lab API server: a pod deleted while its node was down (no DEL ever) gets its
+//! addresses back after the grace period, in both modes; an ADD in flight is never touched; a failed list makes a
+//! scan do nothing; a DanmEp whose pod exists is never deleted.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, DanmIpBlock, Network, NetworkKind, NetworkSpec};
+use danm_core::ipam::IpRequest;
+use danm_ipam::reconcile::{Inventory, Reconciler};
+use danm_ipam::{ApiError, Ipam, IpamConfig, IpamStore, Request};
+use danm_lab::{LabHandle, LabOptions, LabServer};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+
+const GRACE: Duration = Duration::from_secs(300);
+
+async fn lab() -> (LabHandle, kube::Client) {
+    let handle = LabServer::start(LabOptions::default()).await.expect("lab server");
+    let client = handle.client().await.expect("lab client");
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for (_, crd) in danm_api::crd::all() {
+        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
+            .await
+            .unwrap();
+    }
+    (handle, client)
+}
+
+async fn network(client: &kube::Client, name: &str, blocks: bool) -> Network {
+    let mut spec: NetworkSpec =
+        serde_json::from_value(json!({"NetworkID": name, "Options": {"cidr": "10.50.0.0/24"}})).unwrap();
+    danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
+    let mut net = Network::new(NetworkKind::DanmNet, Some("default"), name, spec);
+    if blocks {
+        net.spec.options.alloc.clear();
+        net.metadata.annotations = Some(BTreeMap::from([(
+            danm_api::annotations::IPAM_MODE.to_owned(),
+            "blocks".to_owned(),
+        )]));
+    }
+    let api: kube::Api<Network> =
+        kube::Api::namespaced_with(client.clone(), "default", &NetworkKind::DanmNet);
+    api.create(&PostParams::default(), &net).await.unwrap()
+}
+
+async fn pod(client: &kube::Client, name: &str) -> String {
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "pause"}]}}))
+    .unwrap();
+    let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap()
+}
+
+/// Reserves a dynamic address for `ep` on `net` (as ADD does first).
+async fn reserve(client: &kube::Client, net: &Network, ep: &str) -> String {
+    let ipam = Ipam::new(client, "node-a", IpamConfig::default());
+    let net = client
+        .get_network(NetworkKind::DanmNet, "default", net.name())
+        .await
+        .unwrap()
+        .unwrap();
+    let req = Request {
+        ip4: IpRequest::Dynamic,
+        ip6: IpRequest::Absent,
+        owner: ep,
+    };
+    ipam.reserve(&net, &[req]).await.unwrap().0.remove(0).ip4
+}
+
+/// Writes the DanmEp (as ADD does second).
+async fn danmep(client: &kube::Client, net: &str, name: &str, pod_uid: &str, addr: &str) {
+    let ep = DanmEp::new(
+        "default",
+        name,
+        DanmEpSpec {
+            network_name: net.into(),
+            api_type: "DanmNet".into(),
+            pod_uid: pod_uid.into(),
+            interface: DanmEpInterface {
+                address: addr.into(),
+                ..DanmEpInterface::default()
+            },
+            ..DanmEpSpec::default()
+        },
+    );
+    let api: kube::Api<DanmEp> = kube::Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &ep).await.unwrap();
+}
+
+/// The addresses a network's IPAM holds: set bits (bitmap) or owners (blocks).
+async fn held(client: &kube::Client, name: &str) -> usize {
+    let net = client
+        .get_network(NetworkKind::DanmNet, "default", name)
+        .await
+        .unwrap()
+        .unwrap();
+    let bits = danm_core::ipam::usage(&net.spec)
+        .unwrap()
+        .v4
+        .map_or(0, |u| u.allocated_count as usize);
+    let owners: usize = client
+        .list_blocks("")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|b| b.spec.network == format!("DanmNet default/{name}"))
+        .map(|b| b.spec.owners.len())
+        .sum();
+    bits + owners
+}
+
+fn later(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the_grace_period() {
+    let (_h, client) = lab().await;
+    for (name, blocks) in [("bm", false), ("bl", true)] {
+        let net = network(&client, name, blocks).await;
+        let uid = pod(&client, &format!("p-{name}")).await;
+        let addr = reserve(&client, &net, &format!("ep-{name}")).await;
+        danmep(&client, name, &format!("ep-{name}"), &uid, &addr).await;
+        // The pod goes; its node never runs DEL.
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+        pods.delete(&format!("p-{name}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    // The DanmEps are new: created now, so even a long-known orphan waits for the grace period of its own age.
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = later(Timestamp::now(), GRACE);
+    let first = rec.scan(&client, t0).await;
+    assert_eq!(
+        (first.danmeps_deleted, first.addresses_released),
+        (0, 0),
+        "{first:?}"
+    );
+    assert_eq!(first.waiting, 2);
+    assert_eq!(held(&client, "bm").await + held(&client, "bl").await, 2);
+    let second = rec.scan(&client, later(t0, GRACE)).await;
+    assert_eq!(second.skipped, None);
+    assert_eq!(second.danmeps_deleted, 2, "{second:?}");
+    assert_eq!(second.addresses_released, 2, "{second:?}");
+    assert_eq!(held(&client, "bm").await, 0);
+    assert_eq!(held(&client, "bl").await, 0);
+    let eps: kube::Api<DanmEp> = kube::Api::all(client.clone());
+    assert!(eps.list(&Default::default()).await.unwrap().items.is_empty());
+    // Pool metrics: size and use per network and family.
+    let pool = second
+        .pools
+        .iter()
+        .find(|p| p.network == "DanmNet default/bl")
+        .unwrap();
+    assert_eq!((pool.size, pool.used), (254, 0));
+}
+
+#[tokio::test]
+async fn an_add_in_flight_is_never_touched() {
+    let (_h, client) = lab().await;
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = Timestamp::now();
+    for (name, blocks) in [("bm", false), ("bl", true)] {
+        let net = network(&client, name, blocks).await;
+        let uid = pod(&client, &format!("p-{name}")).await;
+        // ADD has reserved but not yet written its DanmEp when the reconciler looks.
+        let addr = reserve(&client, &net, &format!("ep-{name}")).await;
+        let first = rec.scan(&client, t0).await;
+        assert_eq!(first.addresses_released, 0);
+        // The ADD completes.
+        danmep(&client, name, &format!("ep-{name}"), &uid, &addr).await;
+    }
+    let later_scan = rec.scan(&client, later(t0, GRACE * 2)).await;
+    assert_eq!(
+        (later_scan.danmeps_deleted, later_scan.addresses_released),
+        (0, 0),
+        "{later_scan:?}"
+    );
+    assert_eq!(held(&client, "bm").await, 1);
+    assert_eq!(held(&client, "bl").await, 1);
+    // And a DanmEp whose pod exists is never deleted, however old.
+    let much_later = rec.scan(&client, later(t0, GRACE * 100)).await;
+    assert_eq!(much_later.danmeps_deleted, 0);
+}
+
+/// The lab through an inventory whose pod list fails.
+struct PodsDown(kube::Client);
+
+#[async_trait]
+impl IpamStore for PodsDown {
+    async fn get_network(&self, k: NetworkKind, ns: &str, n: &str) -> Result<Option<Network>, ApiError> {
+        self.0.get_network(k, ns, n).await
+    }
+    async fn replace_network(&self, n: &Network) -> Result<Network, ApiError> {
+        self.0.replace_network(n).await
+    }
+    async fn list_blocks(&self, s: &str) -> Result<Vec<DanmIpBlock>, ApiError> {
+        self.0.list_blocks(s).await
+    }
+    async fn get_block(&self, n: &str) -> Result<Option<DanmIpBlock>, ApiError> {
+        self.0.get_block(n).await
+    }
+    async fn create_block(&self, b: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.0.create_block(b).await
+    }
+    async fn replace_block(&self, b: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.0.replace_block(b).await
+    }
+    async fn delete_block(&self, n: &str, rv: &str) -> Result<bool, ApiError> {
+        self.0.delete_block(n, rv).await
+    }
+}
+
+#[async_trait]
+impl Inventory for PodsDown {
+    async fn pod_uids(&self) -> Result<HashSet<String>, ApiError> {
+        Err(ApiError::Request {
+            object: "Pods".into(),
+            reason: "connection refused".into(),
+        })
+    }
+    async fn danmeps(&self) -> Result<Vec<DanmEp>, ApiError> {
+        self.0.danmeps().await
+    }
+    async fn networks(&self) -> Result<Vec<Network>, ApiError> {
+        self.0.networks().await
+    }
+    async fn delete_danmep(&self, ns: &str, n: &str) -> Result<bool, ApiError> {
+        self.0.delete_danmep(ns, n).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_list_makes_the_scan_do_nothing() {
+    let (_h, client) = lab().await;
+    let net = network(&client, "bl", true).await;
+    let uid = pod(&client, "gone").await;
+    let addr = reserve(&client, &net, "ep-gone").await;
+    danmep(&client, "bl", "ep-gone", &uid, &addr).await;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+    pods.delete("gone", &DeleteParams::default()).await.unwrap();
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = later(Timestamp::now(), GRACE);
+    assert_eq!(rec.scan(&client, t0).await.waiting, 1);
+    // Due now, but the pod list fails: without it every DanmEp would look orphaned.
+    let down = rec.scan(&PodsDown(client.clone()), later(t0, GRACE)).await;
+    assert!(
+        down.skipped
+            .as_deref()
+            .unwrap_or_default()
+            .contains("connection refused"),
+        "{down:?}"
+    );
+    assert_eq!((down.danmeps_deleted, down.addresses_released), (0, 0));
+    assert_eq!(held(&client, "bl").await, 1);
+}
