@@ -4,6 +4,7 @@
 //! The core is pure: [`selection::selection`] reads a Service's annotations and [`desired::desired_endpoints`]
 //! computes its objects from the DanmEps and pods of its namespace. [`controller`] runs it level-triggered per
 //! Service (Service, Pod and DanmEp changes map to the Services they can affect); [`leader`] is the Lease lock.
+//! The leader also runs the IPAM reconciler ([`ipam`]).
 
 pub mod desired;
 pub mod selection;
@@ -11,4 +12,5 @@ pub mod selection;
 pub use desired::{DesiredEndpoints, desired_endpoints};
 pub use selection::{Selection, selection};
 pub mod controller;
+pub mod ipam;
 pub mod leader;

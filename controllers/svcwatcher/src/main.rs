@@ -46,6 +46,13 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "DANM_SVCWATCHER_METRICS_ADDR", default_value = "0.0.0.0:9472")]
     metrics_addr: SocketAddr,
+    /// Seconds an orphan (a DanmEp whose pod is gone, an address no live owner holds) must stay one before the
+    /// IPAM reconciler acts on it.
+    #[arg(long, env = "DANM_IPAM_GRACE_SECONDS", default_value_t = 300)]
+    ipam_grace_seconds: u64,
+    /// Seconds between IPAM reconciler scans (0: no reconciler).
+    #[arg(long, env = "DANM_IPAM_SCAN_SECONDS", default_value_t = 60)]
+    ipam_scan_seconds: u64,
     /// Log format: text or json.
     #[arg(long, env = "DANM_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -70,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let client = danm_controller_kit::client(args.kubeconfig.as_deref()).await?;
     let registry = MetricsRegistry::with_prefix("danm_svcwatcher");
     let metrics = Metrics::register(&registry);
+    let ipam_metrics = danm_svcwatcher::ipam::IpamMetrics::register(&registry);
     let ready = Readiness::default();
     ready.set(true);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -91,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.retry_period = Duration::from_millis(args.retry_ms);
     info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "svcwatcher candidate starting");
     let elector = LeaderElector::new(client.clone(), cfg);
+    let (grace, scan) = (args.ipam_grace_seconds, args.ipam_scan_seconds);
     // SIGTERM (pod deletion, rollout) or SIGINT: stop the controller and release the lease for a fast hand-over.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
@@ -100,7 +109,40 @@ async fn main() -> anyhow::Result<()> {
         }
         info!("shutting down; releasing the lease");
     };
-    match elector.run(run(client, metrics, shutdown)).await {
+    // The leader runs the Service controller and, beside it, the IPAM reconciler; both stop on shutdown.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let work = {
+        let client = client.clone();
+        async move {
+            let mut rx = stop_rx;
+            let ipam_client = client.clone();
+            let reconciler = async move {
+                if scan == 0 {
+                    return;
+                }
+                danm_svcwatcher::ipam::run(
+                    ipam_client,
+                    Duration::from_secs(grace),
+                    Duration::from_secs(scan),
+                    ipam_metrics,
+                    async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await;
+            };
+            let services = async move {
+                run(client, metrics, async move {
+                    shutdown.await;
+                    let _ = stop_tx.send(true);
+                })
+                .await
+            };
+            let (out, ()) = tokio::join!(services, reconciler);
+            out
+        }
+    };
+    match elector.run(work).await {
         LeadershipEnd::WorkDone => Ok(()),
         LeadershipEnd::Lost => {
             // Like client-go: stop at once so no two leaders write; the Deployment restarts the process.
