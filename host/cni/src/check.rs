@@ -46,13 +46,14 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
         // IPAM still holds the addresses: their bits are set, or their blocks record this DanmEp as owner.
         let owner = ep.metadata.name.as_deref().unwrap_or_default();
         for addr in [&iface.address, &iface.address_ipv6] {
-            if is_real(addr) && crate::context::in_network(&network.spec, addr) {
-                if !ctx.ipam().holds(&network, addr, owner).await? {
-                    problems.push(format!(
-                        "{name}: address {addr} is not allocated in network {}",
-                        network.name()
-                    ));
-                }
+            if is_real(addr)
+                && crate::context::in_network(&network.spec, addr)
+                && !ctx.ipam().holds(&network, addr, owner).await?
+            {
+                problems.push(format!(
+                    "{name}: address {addr} is not allocated in network {}",
+                    network.name()
+                ));
             }
         }
         // A delegated interface: its own plugin checks what it made, given its kept ADD result.

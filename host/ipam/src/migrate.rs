@@ -224,6 +224,9 @@ fn next(a: IpAddr) -> IpAddr {
     }
 }
 
+/// A block's layout and the addresses to move into it (offset, owner).
+type BlockMembers<'a> = (BlockLayout, Vec<(u32, &'a Owned)>);
+
 /// Creates or merges into every block that holds an owned address; returns how many were written.
 async fn write_blocks(
     store: &dyn IpamStore,
@@ -234,7 +237,7 @@ async fn write_blocks(
 ) -> Result<usize, MigrateError> {
     let id = network_id(network);
     let label = id.to_string();
-    let mut per_block: BTreeMap<(u8, u64), (BlockLayout, Vec<(u32, &Owned)>)> = BTreeMap::new();
+    let mut per_block: BTreeMap<(u8, u64), BlockMembers<'_>> = BTreeMap::new();
     for o in owned {
         let (family, prefix, fam) = if o.addr.is_ipv4() {
             (Family::V4, config.block_prefix_v4, 4)

@@ -500,7 +500,7 @@ fn annotation_patch(raw: &serde_json::Value, key: &str, value: &str) -> Vec<crat
     if has {
         let escaped = key.replace('~', "~0").replace('/', "~1");
         vec![crate::review::PatchOp::add(
-            &format!("/metadata/annotations/{escaped}"),
+            format!("/metadata/annotations/{escaped}"),
             serde_json::json!(value),
         )]
     } else {
