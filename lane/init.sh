@@ -43,6 +43,9 @@ ip link set lo up
 # DANM_TEST_PLUGIN_CACHE: one compiled-plugin cache for every danm run of the boot (host/cni/tests/common/node.rs),
 # so each wasm plugin compiles once per boot (seconds under emulation) instead of once per test.
 export DANM_KERNEL_LANE=1 HOME=/root TMPDIR=/tmp DANM_TEST_PLUGIN_CACHE=/tmp/danm-plugin-cache
+# Fixtures of the checkout staged by run.sh (never at their host path, which a mount may hide).
+[ -d /lane/files/build/plugins ] && export DANM_PLUGIN_DIR=/lane/files/build/plugins
+[ -d /lane/files/build/test-plugins ] && export DANM_TEST_PLUGIN_DIR=/lane/files/build/test-plugins
 mkdir -p /root
 
 rc=0
@@ -54,7 +57,8 @@ while IFS='|' read -r name cwd exe args; do
     echo "DANM-LANE-TEST-START $name"
     start=$(cut -d' ' -f1 /proc/uptime)
     # shellcheck disable=SC2086 # args are libtest words
-    (cd "$cwd" && "$exe" --test-threads=1 $args) </dev/null
+    # The package directory, as cargo gives it to a test it runs (tests find their files from it at run time).
+    (cd "$cwd" && CARGO_MANIFEST_DIR="$cwd" "$exe" --test-threads=1 $args) </dev/null
     test_rc=$?
     end=$(cut -d' ' -f1 /proc/uptime)
     echo "DANM-LANE-TEST $name rc=$test_rc seconds=$(awk "BEGIN{print $end-$start}")"

@@ -203,11 +203,16 @@ while read -r kind pkg target args; do
             esac
             ;;
         path)
+            # A path of the checkout goes to /lane/files/<path> in the VM, where no mount hides it (the VM mounts a
+            # tmpfs over /tmp, where a checkout may live); init.sh points the tests at it. Absolute paths keep theirs.
             src="$pkg"
-            case "$src" in /*) ;; *) src="$REPO/$src" ;; esac
+            case "$src" in
+                /*) dest="$ROOT$src" ;;
+                *) src="$REPO/$pkg"; dest="$ROOT/lane/files/$pkg" ;;
+            esac
             [ -e "$src" ] || die "path entry $pkg: $src does not exist (build/plugins comes from make guests)"
-            mkdir -p "$ROOT$(dirname "$src")"
-            cp -rL "$src" "$ROOT$src"
+            mkdir -p "$(dirname "$dest")"
+            cp -rL "$src" "$dest"
             ;;
         *) die "bad entry kind '$kind' in $LANE_TESTS" ;;
     esac

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn kubectl_bin() -> Option<PathBuf> {
@@ -73,7 +73,10 @@ async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
         bin,
         kubeconfig: lab.kubeconfig_path().to_path_buf(),
     };
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let crds = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../deploy/crds");
     let manifest = dir.path().join("danmnet.yaml");
     std::fs::write(&manifest, DANMNET).unwrap();
 

@@ -73,10 +73,12 @@ async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhoo
     // Register it exactly as deployed.
     lab.map_webhook_service("kube-system/danm-webhook-svc", &format!("https://{addr}"));
     lab.set_webhook_insecure(true);
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/webhook/webhook.yaml"
-    ))
+    let manifest = std::fs::read_to_string(
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../deploy/webhook/webhook.yaml"),
+    )
     .unwrap();
     for doc in serde_yaml::Deserializer::from_str(&manifest) {
         let v: Value = serde::Deserialize::deserialize(doc).unwrap();

@@ -57,7 +57,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn plugin_dir() -> Option<PathBuf> {
     let dir = std::env::var("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/plugins")));
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        });
     let out = std::env::temp_dir().join(format!("danm-bench-plugins-{}", std::process::id()));
     std::fs::create_dir_all(&out).ok()?;
     for e in std::fs::read_dir(&dir).ok()?.flatten() {

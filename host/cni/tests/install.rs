@@ -15,7 +15,13 @@ use serde_json::Value;
 
 const DANM: &str = env!("CARGO_BIN_EXE_danm");
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
-const INSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cni/install.sh");
+/// deploy/cni/install.sh of this checkout (found at run time: a test binary may have been built for another clone).
+fn install_script() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../deploy/cni/install.sh")
+}
 
 /// `danmctl`, built next to `danm` by `cargo test --workspace` / `cargo build --workspace`.
 fn danmctl() -> Option<PathBuf> {
@@ -34,7 +40,7 @@ impl Node {
 
     fn install(&self, server: &str, plugins: &Path) -> std::process::Output {
         Command::new("sh")
-            .arg(INSTALL)
+            .arg(install_script())
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("DANM_SRC_BIN", self.path("image/bin"))

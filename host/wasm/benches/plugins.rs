@@ -22,7 +22,12 @@ const CHILD_ENV: &str = "DANM_WASM_BENCH_CHILD";
 fn plugin_files() -> Vec<(&'static str, PathBuf)> {
     let dir = std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        });
     REAL.iter()
         .map(|n| {
             let f = [

@@ -22,7 +22,12 @@ use tower::ServiceExt;
 pub fn plugin_dir() -> PathBuf {
     std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"))
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        })
 }
 
 /// Whether `dir` holds any `.wasm` file.

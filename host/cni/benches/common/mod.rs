@@ -32,7 +32,12 @@ pub fn is_root() -> bool {
 pub fn plugin_dir() -> Option<PathBuf> {
     let dir = std::env::var("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/plugins")));
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        });
     dir.join("macvlan.wasm").exists().then_some(dir)
 }
 

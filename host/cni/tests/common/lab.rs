@@ -148,14 +148,24 @@ impl Lab {
 pub fn plugin_dir() -> Option<PathBuf> {
     let dir = std::env::var("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/plugins")));
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        });
     (dir.join("macvlan.wasm").exists() || dir.join("danm_guest_macvlan.wasm").exists()).then_some(dir)
 }
 
 fn test_plugin_dir() -> PathBuf {
     std::env::var("DANM_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../build/test-plugins")))
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/test-plugins")
+        })
 }
 
 /// A directory of links to the real backend plugins plus the `trap` and `spin` test plugins (made once per test

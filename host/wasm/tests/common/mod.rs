@@ -16,7 +16,12 @@ pub const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
 pub fn plugin_dir() -> PathBuf {
     let dir = std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/plugins")
+        });
     for name in REAL {
         find(&dir, name);
     }
@@ -47,7 +52,12 @@ pub fn real(name: &str) -> PathBuf {
 pub fn test_plugin(name: &str) -> PathBuf {
     let dir = std::env::var_os("DANM_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/test-plugins"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../../build/test-plugins")
+        });
     let f = dir.join(format!("{name}.wasm"));
     assert!(
         f.is_file(),
