@@ -399,6 +399,7 @@ async fn add_interface(
             parent,
             pod_namespace: &pod.namespace,
             pod_name: &pod.name,
+            validate: true,
         },
     )
     .await?;

@@ -116,6 +116,9 @@ pub struct ConfigInput<'a> {
     pub parent: Option<String>,
     pub pod_namespace: &'a str,
     pub pod_name: &'a str,
+    /// Run the backend's rules on the network before translating (ADD: a network that got in while the webhook was
+    /// bypassed fails with its violations; DEL and CHECK take the network as it is).
+    pub validate: bool,
 }
 
 /// The CNI config of an interface: the backend plugin's translation when a plugin serves the type, else the static
@@ -135,10 +138,19 @@ pub async fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, E
         };
         // Plugin calls are synchronous (wasmtime, whose WASI layer blocks on tokio itself): run them on a plain
         // thread outside the runtime and await the answer.
-        let (translator, ty) = (ctx.translator.clone(), input.ty.to_owned());
+        let (translator, ty, validate) = (ctx.translator.clone(), input.ty.to_owned(), input.validate);
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(translator.translate(&ty, &req));
+            let outcome = if validate {
+                match translator.validate(&ty, &req.network_json) {
+                    Ok(violations) if violations.is_empty() => Ok(translator.translate(&ty, &req)),
+                    Ok(violations) => Err(violations),
+                    Err(e) => Ok(Err(e)),
+                }
+            } else {
+                Ok(translator.translate(&ty, &req))
+            };
+            let _ = tx.send(outcome);
         });
         let plugin_err = |message: String| Error::Plugin {
             network_type: input.ty.to_owned(),
@@ -147,6 +159,10 @@ pub async fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, E
         let text = rx
             .await
             .map_err(|_| plugin_err("the plugin call panicked".into()))?
+            .map_err(|violations| Error::InvalidNetwork {
+                network: input.network.name().to_owned(),
+                violations,
+            })?
             .map_err(plugin_err)?;
         let mut value: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Translated(format!("backend {} returned invalid JSON: {e}", input.ty)))?;

@@ -19,6 +19,11 @@ pub enum Error {
     Ipam(#[from] IpamApiError),
     #[error("backend plugin for NetworkType {network_type} failed: {message}")]
     Plugin { network_type: String, message: String },
+    #[error("network {network} breaks its backend's rules (was the webhook bypassed?): {}", violations.join("; "))]
+    InvalidNetwork {
+        network: String,
+        violations: Vec<String>,
+    },
     #[error("cannot load the backend plugins from {dir}: {message}")]
     PluginDir { dir: String, message: String },
     #[error("delegated {command} to CNI plugin {plugin} for interface {ifname} failed: {message}")]
@@ -103,7 +108,7 @@ impl Error {
             },
             Error::Plugin { .. } | Error::PluginDir { .. } | Error::Translated(_) => codes::PLUGIN,
             Error::Delegate { .. } => codes::DELEGATE,
-            Error::StaticConfig { .. } => codes::INVALID_NETWORK_CONFIG,
+            Error::StaticConfig { .. } | Error::InvalidNetwork { .. } => codes::INVALID_NETWORK_CONFIG,
             Error::Kernel { .. } | Error::Sriov(_) => codes::KERNEL,
             Error::Deadline { .. } => codes::DEADLINE_EXCEEDED,
             Error::Interfaces(failures) => failures.first().map_or(codes::DANM_FAILURE, |f| f.error.code()),

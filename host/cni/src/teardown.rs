@@ -240,6 +240,7 @@ pub(crate) async fn interface_config(
                 parent,
                 pod_namespace: &ns,
                 pod_name: &ep.spec.pod,
+                validate: false,
             };
             Some(build_config(ctx, &input).await)
         }

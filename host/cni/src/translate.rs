@@ -18,6 +18,8 @@ pub trait Translator: Send + Sync {
     fn needs_device_pool(&self, network_type: &str) -> bool;
     /// The CNI config for one attachment.
     fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String>;
+    /// The backend's rules for a network object (the webhook runs the same ones): each violation as text.
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String>;
     /// Gets the backend of `network_type` ready ahead of [`Self::translate`] (blocking; run it on a spare thread).
     fn prepare(&self, _network_type: &str) {}
     /// Whether the plugins are usable; `Err` says why not (the flows ask before relying on [`Self::serves`]).
@@ -113,6 +115,13 @@ impl Translator for Loading {
         }
     }
 
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String> {
+        match self.get() {
+            Ok(t) => t.validate(network_type, network_json),
+            Err(e) => Err(format!("no backend plugin for {network_type}: {e}")),
+        }
+    }
+
     fn prepare(&self, network_type: &str) {
         if let Ok(t) = self.get() {
             t.prepare(network_type);
@@ -140,6 +149,12 @@ impl Translator for danm_wasm::PluginSet {
 
     fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String> {
         self.translate_as(network_type, req).map_err(|e| e.to_string())
+    }
+
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String> {
+        self.validate_backend(network_type, danm_wasm::Operation::Create, network_json, None)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.to_string())
     }
 
     fn prepare(&self, network_type: &str) {

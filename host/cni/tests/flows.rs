@@ -1710,3 +1710,23 @@ async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_versio
     assert_eq!(log(&silent), "VERSION 1.0.0\nADD 1.0.0\n");
     assert_eq!(log(&ancient), "VERSION 1.0.0\nADD 0.1.0\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_that_breaks_its_backends_rules_fails_add_with_the_violations_and_leaves_nothing() {
+    let Some(w) = world().await else { return };
+    // Created without the webhook, which would have refused it: an MTU no link can have.
+    let bad = w.macvlan("badmtu", json!({"mtu": 10})).await;
+    let good = w.macvlan("mgmt", json!({"cidr": "10.11.0.0/24"})).await;
+    w.pod(
+        "p-bad",
+        json!([{"network":"mgmt","ip":"dynamic"},{"network":"badmtu","ip":"dynamic"}]),
+    )
+    .await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p-bad", "c-bad")).await);
+    assert_eq!(code, codes::INVALID_NETWORK_CONFIG, "{msg}");
+    assert!(
+        msg.contains("badmtu") && msg.contains("mtu"),
+        "the violation is listed: {msg}"
+    );
+    w.assert_nothing_left(&[&bad, &good]).await;
+}

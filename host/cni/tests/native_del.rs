@@ -40,6 +40,9 @@ impl Translator for Counting {
         self.translations.fetch_add(1, Ordering::SeqCst);
         self.inner.translate(t, req)
     }
+    fn validate(&self, t: &str, network_json: &str) -> Result<Vec<String>, String> {
+        self.inner.validate(t, network_json)
+    }
 }
 
 #[tokio::test]
