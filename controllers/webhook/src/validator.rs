@@ -2,39 +2,9 @@
 //! of a network's type. The production implementation runs the `.wasm` files through `danm-wasm`, the same files the
 //! CNI loads; tests may substitute their own.
 
-use std::fmt;
-
 use crate::review::Operation;
 
-/// One broken rule, as a plugin reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// `V3`, `C6`, `U1`, a backend's own id, or `V27`/`TC`/`VNI`/`IPAM` for the webhook's own checks.
-    pub rule: String,
-    /// Field path (`spec.Options.cidr`), empty for the whole object.
-    pub field: String,
-    pub message: String,
-}
-
-impl Violation {
-    pub fn new(rule: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Violation {
-            rule: rule.to_owned(),
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "[{}] {}", self.rule, self.message)
-        } else {
-            write!(f, "[{}] {}: {}", self.rule, self.field, self.message)
-        }
-    }
-}
+pub use danm_api::validation::Violation;
 
 /// The rules plugin's request (WIT `rules.review`).
 #[derive(Clone, Debug, PartialEq)]

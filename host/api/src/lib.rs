@@ -13,6 +13,7 @@ mod nullable;
 #[cfg(feature = "kube")]
 mod resource;
 mod tenantconfig;
+pub mod validation;
 
 #[cfg(feature = "kube")]
 pub mod crd;

@@ -1,37 +1,8 @@
 //! The host's domain types for plugin calls, independent of any WIT version's generated bindings.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// The admission operation a validation runs for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Operation {
-    #[default]
-    Create,
-    Update,
-    Delete,
-}
-
-/// One broken rule reported by a plugin.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Violation {
-    /// Stable rule id (`V3`, `C6`, `U1`, `MODE`, ...).
-    pub rule: String,
-    /// Field path, e.g. `spec.Options.routes["10.0.0.0/24"]`; empty for the whole object.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "[{}] {}", self.rule, self.message)
-        } else {
-            write!(f, "[{}] {}: {}", self.rule, self.field, self.message)
-        }
-    }
-}
+pub use danm_api::validation::{Operation, Violation};
 
 /// What a backend needs from danm (`describe()`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

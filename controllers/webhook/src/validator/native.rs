@@ -18,16 +18,6 @@ fn op(o: Operation) -> GuestOp {
     }
 }
 
-fn conv(v: Vec<danm_guest_sdk::Violation>) -> Vec<Violation> {
-    v.into_iter()
-        .map(|v| Violation {
-            rule: v.rule,
-            field: v.field,
-            message: v.message,
-        })
-        .collect()
-}
-
 fn backend_of<B: Backend>(
     network_type: &str,
     o: Operation,
@@ -58,7 +48,7 @@ impl Validator for NativeValidator {
             tenant_config_json: r.tenant_config_json.clone(),
             dynamic_types: self.dynamic_types(),
         };
-        Ok(conv(danm_guest_rules::validate(&review)))
+        Ok(danm_guest_rules::validate(&review))
     }
 
     fn backend(
@@ -73,7 +63,7 @@ impl Validator for NativeValidator {
             .or_else(|| backend_of::<danm_guest_macvlan::Macvlan>(&t, o, json, old))
             .or_else(|| backend_of::<danm_guest_sriov::Sriov>(&t, o, json, old))
             .or_else(|| backend_of::<danm_guest_bridge::Bridge>(&t, o, json, old));
-        Ok(res.map(conv))
+        Ok(res)
     }
 
     fn describe(&self) -> String {

@@ -40,16 +40,6 @@ fn op(o: Operation) -> danm_wasm::Operation {
     }
 }
 
-fn conv(v: Vec<danm_wasm::Violation>) -> Vec<Violation> {
-    v.into_iter()
-        .map(|v| Violation {
-            rule: v.rule,
-            field: v.field,
-            message: v.message,
-        })
-        .collect()
-}
-
 /// Calls one plugin instance serves in the long-lived server before a fresh one replaces it.
 pub const REUSE_INSTANCE_CALLS: u32 = 1000;
 
@@ -146,7 +136,7 @@ impl Validator for WasmValidator {
             tenant_config_json: r.tenant_config_json.clone(),
             dynamic_types: Vec::new(),
         };
-        self.read().review(&review).map(conv).map_err(err)
+        self.read().review(&review).map_err(err)
     }
 
     fn backend(
@@ -161,7 +151,7 @@ impl Validator for WasmValidator {
             return Ok(None);
         }
         set.validate_backend(network_type, op(o), json, old)
-            .map(|v| Some(conv(v)))
+            .map(Some)
             .map_err(err)
     }
 
