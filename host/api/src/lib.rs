@@ -21,13 +21,18 @@ pub mod crd;
 pub use danmep::{DanmEp, DanmEpInterface, DanmEpSpec};
 pub use ipblock::{DanmIpBlock, DanmIpBlockSpec};
 pub use nad::{NadSpec, NetworkAttachmentDefinition};
-pub use network::{Ip6Pool, IpPool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind};
+pub use network::{
+    Ip6Pool, IpPool, Network, NetworkKind, NetworkOptions, NetworkSpec, UnknownKind, backend_of,
+};
 pub use tenantconfig::{InterfaceProfile, TenantConfig};
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The API group of every DANM release (v3.x–v4.3).
 pub const GROUP: &str = "danm.k8s.io";
+/// Where the backend plugins (`*.wasm`) live on a node and in the webhook image, unless configured otherwise.
+pub const DEFAULT_PLUGIN_DIR: &str = "/etc/danm/plugins";
+
 /// The only served version.
 pub const VERSION: &str = "v1";
 /// `apiVersion` of every DANM object.

@@ -266,8 +266,7 @@ impl Network {
 impl NetworkSpec {
     /// NetworkType lower-cased, with DANM's empty type meaning ipvlan (behaviour §10 B3).
     pub fn backend(&self) -> String {
-        let t = self.network_type.to_ascii_lowercase();
-        if t.is_empty() { "ipvlan".to_owned() } else { t }
+        backend_of(&self.network_type)
     }
 
     /// Types whose CNI config danm generates from the network object ("dynamic" integration, behaviour §4.3).
@@ -308,4 +307,11 @@ mod resource {
             &mut self.metadata
         }
     }
+}
+
+/// The backend a NetworkType names: lower-cased, empty meaning `ipvlan` (DANM's default, behaviour §10 B3). The one
+/// definition of that rule; a DanmEp's recorded `NetworkType` is read with it too.
+pub fn backend_of(network_type: &str) -> String {
+    let t = network_type.to_ascii_lowercase();
+    if t.is_empty() { "ipvlan".to_owned() } else { t }
 }

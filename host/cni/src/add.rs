@@ -14,7 +14,7 @@ use danm_netlink::{Netns, Sysctl};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::context::{ConfigInput, Ctx, backend_type, build_config, needs_danm_ipam};
+use crate::context::{ConfigInput, Ctx, build_config, needs_danm_ipam};
 use crate::delegate;
 use crate::devices::DevicePools;
 use crate::error::{Error, InterfaceFailure};
@@ -186,7 +186,7 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     let mut plans = Vec::new();
     let mut pools: Option<DevicePools> = None;
     for ((req, network), ifname) in requests.into_iter().zip(networks).zip(names) {
-        let ty = backend_type(&network.spec);
+        let ty = network.spec.backend();
         let device_id = if ctx.translator.needs_device_pool(&ty) {
             if pools.is_none() {
                 pools =

@@ -9,7 +9,7 @@ use danm_core::annotation::valid_routes;
 use danm_netlink::{Netns, TABLE_MAIN};
 use ipnetwork::IpNetwork;
 
-use crate::context::{Ctx, backend_type};
+use crate::context::Ctx;
 use crate::del::container_eps;
 use crate::delegate;
 use crate::error::Error;
@@ -57,7 +57,7 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
             }
         }
         // A delegated interface: its own plugin checks what it made, given its kept ADD result.
-        let ty = backend_type(&network.spec);
+        let ty = network.spec.backend();
         match interface_config(&ctx, ep, Some(&network), &ty).await {
             (_, true) | (None, _) => {}
             (Some(Err(e)), false) => problems.push(format!("{name}: {e}")),

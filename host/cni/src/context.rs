@@ -57,12 +57,6 @@ impl Ctx {
     }
 }
 
-/// The backend type of a network: lower-cased, empty meaning `ipvlan` (behaviour §10 B3).
-pub fn backend_type(spec: &NetworkSpec) -> String {
-    let t = spec.network_type.to_ascii_lowercase();
-    if t.is_empty() { "ipvlan".to_owned() } else { t }
-}
-
 /// Whether danm's IPAM handles the interface (behaviour §4.5): always for plugin-served types that ask for it
 /// (and for ipvlan); for static delegates only for `none` requests or real requests on a family the network
 /// has a pool for.

@@ -51,6 +51,9 @@ pub enum Error {
     /// Every interface that failed, in annotation order.
     #[error("{}", render_failures(.0))]
     Interfaces(Vec<InterfaceFailure>),
+    /// Several independent failures (GC, which goes on after each): all of them, the first one's code.
+    #[error("{} failures: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<Error>),
     #[error("{0}")]
     Other(String),
 }
@@ -112,6 +115,7 @@ impl Error {
             Error::Kernel { .. } | Error::Sriov(_) => codes::KERNEL,
             Error::Deadline { .. } => codes::DEADLINE_EXCEEDED,
             Error::Interfaces(failures) => failures.first().map_or(codes::DANM_FAILURE, |f| f.error.code()),
+            Error::Several(errors) => errors.first().map_or(codes::DANM_FAILURE, Error::code),
             Error::Other(_) => codes::DANM_FAILURE,
         }
     }

@@ -30,7 +30,7 @@ pub async fn status(ctx: Arc<Ctx>, plugins: Result<(), String>) -> Result<(), Er
     Ok(())
 }
 
-/// GC; returns the number of DanmEps removed, or the errors met.
+/// GC; returns the number of DanmEps removed, or every error met (it goes on after each).
 pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
     // Without the list every attachment of the node would look stale: refuse rather than tear down every pod.
     let Some(attachments) = &ctx.config.valid_attachments else {
@@ -51,10 +51,11 @@ pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
     if swept > 0 {
         tracing::info!(containers = swept, "GC: swept kept delegate results");
     }
-    if let Some(first) = errors.into_iter().next() {
-        return Err(first);
+    match errors.len() {
+        0 => Ok(stale.len()),
+        1 => Err(errors.into_iter().next().expect("one error")),
+        _ => Err(Error::Several(errors)),
     }
-    Ok(stale.len())
 }
 
 /// The DanmEps danm's CNI created (they carry the container-id label).

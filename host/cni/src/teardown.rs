@@ -9,7 +9,7 @@ use danm_core::annotation::valid_routes;
 use danm_core::ipam::blocks::IpamMode;
 use danm_netlink::Netns;
 
-use crate::context::{ConfigInput, Ctx, backend_type, build_config, in_network};
+use crate::context::{ConfigInput, Ctx, build_config, in_network};
 use crate::delegate::Chain;
 use crate::error::Error;
 use crate::ipam::is_real;
@@ -279,11 +279,8 @@ async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Err
     let netns_alive = !netns_path.is_empty() && ctx.netlink.netns_exists(&pod_ns).await.unwrap_or(false);
     let ty = network
         .as_ref()
-        .map(|n| backend_type(&n.spec))
-        .unwrap_or_else(|| {
-            let t = ep.spec.network_type.to_ascii_lowercase();
-            if t.is_empty() { "ipvlan".into() } else { t }
-        });
+        .map(|n| n.spec.backend())
+        .unwrap_or_else(|| danm_api::backend_of(&ep.spec.network_type));
 
     // Policy rules live in the pod netns independent of the link.
     if netns_alive && let Some(net) = &network {

@@ -440,3 +440,26 @@ async fn in_bitmap_mode_del_deletes_the_danmep_first_and_a_failed_delete_keeps_t
     assert!(w.lab.eps(NS).await.is_empty());
     assert_eq!(w.alloc("eps").await, net.spec.options.alloc);
 }
+
+#[tokio::test]
+async fn gc_reports_every_failure_not_only_the_first() {
+    let Some(w) = world().await else { return };
+    w.macvlan("epsilon", "10.45.0.0/24", None).await;
+    w.lab
+        .pod(NS, "gone", Some(dynamic(&["epsilon", "epsilon"])), &[])
+        .await;
+    w.run("ADD", "gone", None).await.expect("ADD");
+    // The container is not valid any more, and neither of its DanmEps can be deleted (a try and three retries
+    // each).
+    *w.api.failing_ep_deletes.lock().unwrap() = 8;
+    let mut gc = Call::new("GC", NS, "", "", NETNS);
+    gc.config["cniVersion"] = json!("1.1.0");
+    gc.config["cni.dev/valid-attachments"] = json!([]);
+    let err = dispatch(ctx(&w.svc, &gc), Ok(())).await.expect_err("GC fails");
+    let text = err.to_string();
+    assert!(text.starts_with("2 failures"), "{text}");
+    assert!(
+        text.matches("deliberate failure").count() >= 2,
+        "both DanmEps are named: {text}"
+    );
+}

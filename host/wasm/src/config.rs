@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where nodes keep plugins.
-pub const DEFAULT_PLUGIN_DIR: &str = "/etc/danm/plugins";
+pub use danm_api::DEFAULT_PLUGIN_DIR;
 /// Where compiled artefacts are cached (root-only).
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/danm/plugins";
 

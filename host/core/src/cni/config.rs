@@ -12,7 +12,7 @@ use super::version::{CniVersion, negotiate};
 use crate::naming::NamingScheme;
 
 pub const DEFAULT_CNI_DIR: &str = "/etc/cni/net.d";
-pub const DEFAULT_PLUGIN_DIR: &str = "/etc/danm/plugins";
+pub use danm_api::DEFAULT_PLUGIN_DIR;
 /// Where the CNI keeps its delegates' ADD results (for their CHECK and DEL `prevResult`).
 pub const DEFAULT_RESULT_DIR: &str = "/var/lib/cni/danm/results";
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
