@@ -49,7 +49,7 @@ pub enum Error {
     #[error("CNI operation timed-out after {seconds} seconds; outstanding work was cancelled")]
     Deadline { seconds: u64 },
     /// Every interface that failed, in annotation order.
-    #[error("{}", render_failures(.0))]
+    #[error("{}", CniError::from_failures(&cni_failures(.0)).msg)]
     Interfaces(Vec<InterfaceFailure>),
     /// Several independent failures (GC, which goes on after each): all of them, the first one's code.
     #[error("{} failures: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -68,17 +68,16 @@ pub struct InterfaceFailure {
     pub error: Error,
 }
 
-fn render_failures(failures: &[InterfaceFailure]) -> String {
-    let lines: Vec<String> = failures
+/// The failures as the CNI error renders them (one renderer: [`CniError::from_failures`]).
+fn cni_failures(failures: &[InterfaceFailure]) -> Vec<danm_core::cni::InterfaceFailure> {
+    failures
         .iter()
-        .map(|f| {
-            format!(
-                "CNI operation for network:{} interface:{} failed with:{}",
-                f.network, f.interface, f.error
-            )
+        .map(|f| danm_core::cni::InterfaceFailure {
+            network: f.network.clone(),
+            ifname: f.interface.clone(),
+            error: CniError::new(f.error.code(), f.error.to_string()),
         })
-        .collect();
-    format!("CNI network could not be set up: {}", lines.join("\n"))
+        .collect()
 }
 
 impl From<CniError> for Error {
@@ -114,28 +113,18 @@ impl Error {
             Error::StaticConfig { .. } | Error::InvalidNetwork { .. } => codes::INVALID_NETWORK_CONFIG,
             Error::Kernel { .. } | Error::Sriov(_) => codes::KERNEL,
             Error::Deadline { .. } => codes::DEADLINE_EXCEEDED,
-            Error::Interfaces(failures) => failures.first().map_or(codes::DANM_FAILURE, |f| f.error.code()),
+            Error::Interfaces(failures) => CniError::from_failures(&cni_failures(failures)).code,
             Error::Several(errors) => errors.first().map_or(codes::DANM_FAILURE, Error::code),
             Error::Other(_) => codes::DANM_FAILURE,
         }
     }
 
-    /// The CNI error object printed on stdout. Per-interface failures go into `details` as one JSON object per
-    /// interface (network, interface, code, cause), so tools can read them.
+    /// The CNI error object printed on stdout. Failed interfaces are rendered by [`CniError::from_failures`]: a line
+    /// each in `msg`, and a JSON object each (network, interface, code, cause) in `details`.
     pub fn to_cni(&self) -> CniError {
         match self {
             Error::Cni(e) => e.clone(),
-            Error::Interfaces(failures) => {
-                let details: Vec<serde_json::Value> = failures
-                    .iter()
-                    .map(|f| {
-                        serde_json::json!({"network": f.network, "interface": f.interface, "code": f.error.code(),
-                                           "cause": f.error.to_string()})
-                    })
-                    .collect();
-                CniError::new(self.code(), self.to_string())
-                    .with_details(serde_json::Value::Array(details).to_string())
-            }
+            Error::Interfaces(failures) => CniError::from_failures(&cni_failures(failures)),
             other => CniError::new(other.code(), other.to_string()),
         }
     }

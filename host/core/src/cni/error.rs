@@ -157,15 +157,18 @@ impl CniError {
         )
     }
 
-    /// One error for a pod whose interfaces failed: `msg` says the pod's network could not be set up, `details`
-    /// holds one line per failed interface, each starting `CNI operation for network:` as in DANM
-    /// (behaviour §4.1). The code is the failures' common code, or 100 when they differ. An empty list gives
-    /// a plain 100.
+    /// One error for a pod whose interfaces failed, the one way the CNI renders it: `msg` says the pod's network
+    /// could not be set up and has one line per failed interface, each starting `CNI operation for network:` as in
+    /// DANM (behaviour §4.1); `details` holds the same as a JSON array (`network`, `interface`, `code`, `cause`) for
+    /// tools. The code is the failures' common code, or 100 when they differ. An empty list gives a plain 100.
     pub fn from_failures(failures: &[InterfaceFailure]) -> Self {
         let code = match failures.split_first() {
             Some((first, rest)) if rest.iter().all(|f| f.error.code == first.error.code) => first.error.code,
             _ => codes::DANM_FAILURE,
         };
+        if failures.is_empty() {
+            return CniError::new(code, "CNI network could not be set up");
+        }
         let lines: Vec<String> = failures
             .iter()
             .map(|f| {
@@ -180,7 +183,18 @@ impl CniError {
                 )
             })
             .collect();
-        CniError::new(code, "CNI network could not be set up").with_details(lines.join("\n"))
+        let details: Vec<serde_json::Value> = failures
+            .iter()
+            .map(|f| {
+                serde_json::json!({"network": f.network, "interface": f.ifname, "code": f.error.code,
+                                   "cause": f.error.to_string()})
+            })
+            .collect();
+        CniError::new(
+            code,
+            format!("CNI network could not be set up: {}", lines.join("\n")),
+        )
+        .with_details(serde_json::Value::Array(details).to_string())
     }
 }
 
@@ -297,15 +311,19 @@ mod tests {
             ),
         ]);
         assert_eq!(e.code, codes::DELEGATE, "a common code is kept");
-        assert_eq!(e.msg, "CNI network could not be set up");
-        let lines: Vec<&str> = e.details.lines().collect();
+        let lines: Vec<&str> = e.msg.lines().collect();
         assert_eq!(
             lines,
             [
-                "CNI operation for network:DanmNet:a interface:eth0 failed with:plugin bridge exited 1",
+                "CNI network could not be set up: CNI operation for network:DanmNet:a interface:eth0 failed with:plugin bridge exited 1",
                 "CNI operation for network:ClusterNetwork:b interface:ext1 failed with:plugin macvlan exited 1",
             ]
         );
+        let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+        assert_eq!(details[1]["network"], "ClusterNetwork:b");
+        assert_eq!(details[1]["interface"], "ext1");
+        assert_eq!(details[1]["code"], codes::DELEGATE);
+        assert_eq!(details[1]["cause"], "plugin macvlan exited 1");
     }
 
     #[test]
@@ -316,8 +334,8 @@ mod tests {
         ]);
         assert_eq!(e.code, codes::DANM_FAILURE);
         assert!(
-            e.details
-                .starts_with("CNI operation for network:DanmNet:a failed with:gone\n"),
+            e.msg
+                .contains(": CNI operation for network:DanmNet:a failed with:gone\n"),
             "{e}"
         );
         assert_eq!(CniError::from_failures(&[]).code, codes::DANM_FAILURE);
