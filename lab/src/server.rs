@@ -117,14 +117,14 @@ impl LabServer {
             addr: opts.addr,
             source,
         })?;
-        let mut store = Store::new(opts.history, None);
+        let mut store = Store::new(opts.history);
         if let Some(dir) = &opts.state_dir {
             let ((objects, last), log) = persist::open(dir)?;
             for (gr, o) in objects {
                 store.load(gr, o);
             }
             store.finish_load(last);
-            store.set_log(Some(log));
+            store.set_sink(Box::new(log));
         }
         ensure_default_namespaces(&mut store);
         let (tls_cfg, ca_pem) = if opts.tls {

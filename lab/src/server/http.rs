@@ -259,174 +259,238 @@ async fn resource(
     }
     let t = resolve(sh, group, version, rest)?;
     let write = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let verdict = sh.faults.take(&t.def.plural, write);
-    if !verdict.latency.is_zero() {
-        tokio::time::sleep(verdict.latency).await;
-    }
-    if let Some(code) = verdict.fail {
-        let name = t.name.clone().unwrap_or_default();
-        let target = super::status::Target {
-            group: &t.def.group,
-            plural: &t.def.plural,
-            name: &name,
-        };
-        return Err(match code {
-            409 => ApiError::conflict(target),
-            500 => ApiError::internal(format!("injected fault on {}", t.def.plural)),
-            c => ApiError {
-                code: c,
-                reason: "ServiceUnavailable",
-                message: format!("injected fault on {}", t.def.plural),
-                details: None,
-            },
-        });
-    }
+    inject_faults(sh, &t, write).await?;
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     let ns = t.namespace.clone().unwrap_or_default();
     match (req.method().clone(), t.name.clone()) {
-        (Method::GET, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            if query.get("watch").is_some_and(|w| w == "1" || w == "true") {
-                return Ok(watch::serve(
-                    sh.clone(),
-                    t.def,
-                    t.version,
-                    t.namespace,
-                    labels,
-                    fields,
-                    &query,
-                ));
-            }
-            let (items, rv) = {
-                let st = sh.store.lock().unwrap();
-                (st.list(&t.def, t.namespace.as_deref(), &labels, &fields), st.rv())
-            };
-            if wants_table(req.headers()) {
-                return Ok(ok(&table::table(&t.def, &t.version, &items, &rv.to_string())));
-            }
-            let items: Vec<Value> = items.into_iter().map(|o| at_version(&t, o)).collect();
-            Ok(ok(&json!({
-                "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
-                "metadata": {"resourceVersion": rv.to_string()}, "items": items,
-            })))
-        }
-        (Method::GET, Some(name)) => {
-            let obj = sh.store.lock().unwrap().get(&t.def, &ns, &name)?.clone();
-            if wants_table(req.headers()) {
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                return Ok(ok(&table::table(&t.def, &t.version, &[obj], &rv)));
-            }
-            Ok(ok(&at_version(&t, obj)))
-        }
-        (Method::POST, None) => {
-            let body = read_body(req).await?;
-            let mut obj = parse_json(&body)?;
-            check_body(&t.def, &t.version, &mut obj)?;
-            let created = create(sh, &t, &ns, obj, dry_run).await?;
-            Ok(json_response(StatusCode::CREATED, &at_version(&t, created)))
-        }
-        (Method::PUT, Some(name)) => {
-            let body = read_body(req).await?;
-            let mut obj = parse_json(&body)?;
-            check_body(&t.def, &t.version, &mut obj)?;
-            let status_only = t.sub.is_some();
-            let out = update(sh, &t, &ns, &name, dry_run, |st| {
-                st.prepare_update(&t.def, &ns, &name, obj.clone(), status_only)
-            })
-            .await?;
-            Ok(ok(&at_version(&t, out)))
-        }
-        (Method::PATCH, Some(name)) => {
-            let ct = req
-                .headers()
-                .get("content-type")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let kind = PatchKind::from_content_type(&ct).ok_or_else(|| {
-                ApiError::unsupported_media(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ct:?})"))
-            })?;
-            let body = read_body(req).await?;
-            if kind == PatchKind::Apply {
-                let exists = sh.store.lock().unwrap().get(&t.def, &ns, &name).is_ok();
-                if !exists {
-                    let mut obj: Value = serde_yaml::from_slice(&body)
-                        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                    check_body(&t.def, &t.version, &mut obj)?;
-                    obj["metadata"]["name"] = json!(name);
-                    let created = create(sh, &t, &ns, obj, dry_run).await?;
-                    return Ok(json_response(StatusCode::CREATED, &at_version(&t, created)));
-                }
-            }
-            let status_only = t.sub.is_some();
-            let out = update(sh, &t, &ns, &name, dry_run, |st| {
-                let cur = st.get(&t.def, &ns, &name)?.clone();
-                let mut patched = patch::apply(kind, &cur, &body).map_err(|e| match e {
-                    patch::PatchError::Format => ApiError::bad_request(e.to_string()),
-                    patch::PatchError::Json(m) => {
-                        ApiError::invalid(&t.def.kind, &t.def.group, &name, "patch", "FieldValueInvalid", &m)
-                    }
-                })?;
-                check_body(&t.def, &t.version, &mut patched)?;
-                // A resourceVersion the patch set (or kept) different from the stored one is a precondition failure.
-                st.prepare_update(&t.def, &ns, &name, patched, status_only)
-            })
-            .await?;
-            Ok(ok(&at_version(&t, out)))
-        }
-        (Method::DELETE, Some(name)) => {
-            let body = read_body(req).await?;
-            let opts: Value = if body.is_empty() {
-                json!({})
-            } else {
-                parse_json(&body)?
-            };
-            let dry = dry_run
-                || opts["dryRun"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|x| x == "All"));
-            let out = delete(sh, &t, &ns, &name, opts.get("preconditions"), dry).await?;
-            Ok(ok(&at_version(&t, out)))
-        }
-        (Method::DELETE, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let items = sh
-                .store
-                .lock()
-                .unwrap()
-                .list(&t.def, t.namespace.as_deref(), &labels, &fields);
-            let mut gone = Vec::new();
-            for o in items {
-                let ons = o
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                match delete(sh, &t, &ons, store::name_of(&o), None, dry_run).await {
-                    Ok(g) => gone.push(at_version(&t, g)),
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let rv = sh.store.lock().unwrap().rv();
-            Ok(ok(&json!({
-                "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
-                "metadata": {"resourceVersion": rv.to_string()}, "items": gone,
-            })))
-        }
+        (Method::GET, None) => list_or_watch(sh, req, &query, t),
+        (Method::GET, Some(name)) => get_one(sh, &req, &t, &ns, &name),
+        (Method::POST, None) => create_one(sh, req, &t, &ns, dry_run).await,
+        (Method::PUT, Some(name)) => replace_one(sh, req, &t, &ns, &name, dry_run).await,
+        (Method::PATCH, Some(name)) => patch_one(sh, req, &t, &ns, &name, dry_run).await,
+        (Method::DELETE, Some(name)) => delete_one(sh, req, &t, &ns, &name, dry_run).await,
+        (Method::DELETE, None) => delete_collection(sh, &query, &t, dry_run).await,
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource: {m}"
         ))),
     }
+}
+
+/// The fault-injection layer: a configured latency, then a configured failure, before any verb runs.
+async fn inject_faults(sh: &Shared, t: &Target, write: bool) -> Result<(), ApiError> {
+    let verdict = sh.faults.take(&t.def.plural, write);
+    if !verdict.latency.is_zero() {
+        tokio::time::sleep(verdict.latency).await;
+    }
+    let Some(code) = verdict.fail else {
+        return Ok(());
+    };
+    let name = t.name.clone().unwrap_or_default();
+    let target = super::status::Target {
+        group: &t.def.group,
+        plural: &t.def.plural,
+        name: &name,
+    };
+    Err(match code {
+        409 => ApiError::conflict(target),
+        500 => ApiError::internal(format!("injected fault on {}", t.def.plural)),
+        c => ApiError {
+            code: c,
+            reason: "ServiceUnavailable",
+            message: format!("injected fault on {}", t.def.plural),
+            details: None,
+        },
+    })
+}
+
+/// GET of a collection: a list (or a table), or a watch.
+fn list_or_watch(
+    sh: &Arc<Shared>,
+    req: Request,
+    query: &HashMap<String, String>,
+    t: Target,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if query.get("watch").is_some_and(|w| w == "1" || w == "true") {
+        return Ok(watch::serve(
+            sh.clone(),
+            t.def,
+            t.version,
+            t.namespace,
+            labels,
+            fields,
+            query,
+        ));
+    }
+    let (items, rv) = {
+        let st = sh.store.lock().unwrap();
+        (st.list(&t.def, t.namespace.as_deref(), &labels, &fields), st.rv())
+    };
+    if wants_table(req.headers()) {
+        return Ok(ok(&table::table(&t.def, &t.version, &items, &rv.to_string())));
+    }
+    let items: Vec<Value> = items.into_iter().map(|o| at_version(&t, o)).collect();
+    Ok(ok(&json!({
+        "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
+        "metadata": {"resourceVersion": rv.to_string()}, "items": items,
+    })))
+}
+
+/// GET of one object (or its table row).
+fn get_one(sh: &Shared, req: &Request, t: &Target, ns: &str, name: &str) -> Result<Response, ApiError> {
+    let obj = sh.store.lock().unwrap().get(&t.def, ns, name)?.clone();
+    if wants_table(req.headers()) {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        return Ok(ok(&table::table(&t.def, &t.version, &[obj], &rv)));
+    }
+    Ok(ok(&at_version(t, obj)))
+}
+
+/// POST: a create.
+async fn create_one(
+    sh: &Arc<Shared>,
+    req: Request,
+    t: &Target,
+    ns: &str,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let body = read_body(req).await?;
+    let mut obj = parse_json(&body)?;
+    check_body(&t.def, &t.version, &mut obj)?;
+    let created = create(sh, t, ns, obj, dry_run).await?;
+    Ok(json_response(StatusCode::CREATED, &at_version(t, created)))
+}
+
+/// PUT: a (conditional) replace.
+async fn replace_one(
+    sh: &Arc<Shared>,
+    req: Request,
+    t: &Target,
+    ns: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let body = read_body(req).await?;
+    let mut obj = parse_json(&body)?;
+    check_body(&t.def, &t.version, &mut obj)?;
+    let status_only = t.sub.is_some();
+    let out = update(sh, t, ns, name, dry_run, |st| {
+        st.prepare_update(&t.def, ns, name, obj.clone(), status_only)
+    })
+    .await?;
+    Ok(ok(&at_version(t, out)))
+}
+
+/// PATCH: JSON, merge or apply patches (an apply of a missing object creates it).
+async fn patch_one(
+    sh: &Arc<Shared>,
+    req: Request,
+    t: &Target,
+    ns: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let kind = PatchKind::from_content_type(&ct).ok_or_else(|| {
+            ApiError::unsupported_media(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ct:?})"))
+        })?;
+    let body = read_body(req).await?;
+    if kind == PatchKind::Apply {
+        let exists = sh.store.lock().unwrap().get(&t.def, ns, name).is_ok();
+        if !exists {
+            let mut obj: Value = serde_yaml::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            check_body(&t.def, &t.version, &mut obj)?;
+            obj["metadata"]["name"] = json!(name);
+            let created = create(sh, t, ns, obj, dry_run).await?;
+            return Ok(json_response(StatusCode::CREATED, &at_version(t, created)));
+        }
+    }
+    let status_only = t.sub.is_some();
+    let out = update(sh, t, ns, name, dry_run, |st| {
+        let cur = st.get(&t.def, ns, name)?.clone();
+        let mut patched = patch::apply(kind, &cur, &body).map_err(|e| match e {
+            patch::PatchError::Format => ApiError::bad_request(e.to_string()),
+            patch::PatchError::Json(m) => {
+                ApiError::invalid(&t.def.kind, &t.def.group, name, "patch", "FieldValueInvalid", &m)
+            }
+        })?;
+        check_body(&t.def, &t.version, &mut patched)?;
+        // A resourceVersion the patch set (or kept) different from the stored one is a precondition failure.
+        st.prepare_update(&t.def, ns, name, patched, status_only)
+    })
+    .await?;
+    Ok(ok(&at_version(t, out)))
+}
+
+/// DELETE of one object (with DeleteOptions: preconditions, dry run).
+async fn delete_one(
+    sh: &Arc<Shared>,
+    req: Request,
+    t: &Target,
+    ns: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let body = read_body(req).await?;
+    let opts: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(&body)?
+    };
+    let dry = dry_run
+        || opts["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
+    let out = delete(sh, t, ns, name, opts.get("preconditions"), dry).await?;
+    Ok(ok(&at_version(t, out)))
+}
+
+/// DELETE of a collection (by label and field selector).
+async fn delete_collection(
+    sh: &Arc<Shared>,
+    query: &HashMap<String, String>,
+    t: &Target,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let items = sh
+        .store
+        .lock()
+        .unwrap()
+        .list(&t.def, t.namespace.as_deref(), &labels, &fields);
+    let mut gone = Vec::new();
+    for o in items {
+        let ons = o
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match delete(sh, t, &ons, store::name_of(&o), None, dry_run).await {
+            Ok(g) => gone.push(at_version(t, g)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let rv = sh.store.lock().unwrap().rv();
+    Ok(ok(&json!({
+        "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
+        "metadata": {"resourceVersion": rv.to_string()}, "items": gone,
+    })))
 }
 
 /// The matching webhooks for a request, read under the lock.

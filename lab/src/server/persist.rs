@@ -1,7 +1,7 @@
 //! Optional persistence: an append-only JSON-lines log of every change in a directory, replayed and compacted on start.
 
 use super::registry::GroupResource;
-use super::store::{Event, EventType};
+use super::store::{Event, EventSink, EventType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -33,8 +33,8 @@ pub struct Log {
     path: PathBuf,
 }
 
-impl Log {
-    pub fn append(&mut self, ev: &Event) {
+impl EventSink for Log {
+    fn record(&mut self, ev: &Event) {
         let rec = Record {
             type_: ev.type_,
             rv: ev.rv,

@@ -2,7 +2,6 @@
 //! event history watches replay from; object lifecycle rules (metadata, generation, status subresource, finalizers,
 //! namespace and CRD cascades).
 
-use super::persist::Log;
 use super::registry::{self, GroupResource, Registry, ResourceDef};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, Target};
@@ -18,6 +17,11 @@ pub enum EventType {
     Modified,
     #[serde(rename = "DELETED")]
     Deleted,
+}
+
+/// Where the store sends every change besides its history (the persistence log), so the store knows no file.
+pub trait EventSink: Send + std::fmt::Debug {
+    fn record(&mut self, event: &Event);
 }
 
 /// One change, as kept in the history and in the persistence log.
@@ -44,7 +48,7 @@ pub struct Store {
     history_cap: usize,
     /// Every event with `rv <= pruned_rv` has left the history: watches from before it get 410 Gone.
     pruned_rv: u64,
-    log: Option<Log>,
+    sink: Option<Box<dyn EventSink>>,
     next_ip: u32,
 }
 
@@ -132,7 +136,7 @@ fn random_suffix() -> String {
 }
 
 impl Store {
-    pub fn new(history_cap: usize, log: Option<Log>) -> Self {
+    pub fn new(history_cap: usize) -> Self {
         Self {
             rv: 1,
             registry: Registry::with_builtins(),
@@ -140,7 +144,7 @@ impl Store {
             history: VecDeque::new(),
             history_cap: history_cap.max(16),
             pruned_rv: 0,
-            log,
+            sink: None,
             next_ip: 1,
         }
     }
@@ -179,8 +183,9 @@ impl Store {
         self.pruned_rv
     }
 
-    pub fn set_log(&mut self, log: Option<Log>) {
-        self.log = log;
+    /// Every event from now on also goes to `sink` (the persistence log).
+    pub fn set_sink(&mut self, sink: Box<dyn EventSink>) {
+        self.sink = Some(sink);
     }
 
     /// A snapshot of everything stored, for compaction of the persistence log.
@@ -211,8 +216,8 @@ impl Store {
             object,
             old,
         };
-        if let Some(log) = &mut self.log {
-            log.append(&ev);
+        if let Some(sink) = &mut self.sink {
+            sink.record(&ev);
         }
         self.history.push_back(ev);
         while self.history.len() > self.history_cap {
