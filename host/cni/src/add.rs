@@ -163,9 +163,9 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         return Err(Error::Interfaces(failures));
     }
     tracing::debug!("step: networks read");
-    ctx.translator.ready().map_err(|message| Error::PluginDir {
+    ctx.translator.ready().map_err(|source| Error::PluginDir {
         dir: ctx.config.plugin_dir.clone(),
-        message,
+        source,
     })?;
 
     let scheme = ctx.config.naming_scheme();

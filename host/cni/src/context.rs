@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::ipam::{Retry, is_real};
 use crate::native::Sysfs;
 use crate::results::ResultCache;
-use crate::translate::{TranslateRequest, Translator};
+use crate::translate::{TranslateError, TranslateRequest, Translator};
 
 /// The inputs and services of one invocation.
 pub struct Ctx {
@@ -146,13 +146,13 @@ pub async fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, E
             };
             let _ = tx.send(outcome);
         });
-        let plugin_err = |message: String| Error::Plugin {
+        let plugin_err = |source: TranslateError| Error::Plugin {
             network_type: input.ty.to_owned(),
-            message,
+            source,
         };
         let text = rx
             .await
-            .map_err(|_| plugin_err("the plugin call panicked".into()))?
+            .map_err(|_| plugin_err(TranslateError::Panicked))?
             .map_err(|violations| Error::InvalidNetwork {
                 network: input.network.name().to_owned(),
                 violations,

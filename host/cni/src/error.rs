@@ -6,6 +6,7 @@ use danm_netlink::NetlinkError;
 
 use crate::api::ApiError;
 use crate::ipam::IpamApiError;
+use crate::translate::TranslateError;
 
 /// A failure of one step of a flow.
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +18,24 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error(transparent)]
     Ipam(#[from] IpamApiError),
-    #[error("backend plugin for NetworkType {network_type} failed: {message}")]
-    Plugin { network_type: String, message: String },
-    #[error("network {network} breaks its backend's rules (was the webhook bypassed?): {}", violations.join("; "))]
+    #[error("backend plugin for NetworkType {network_type} failed: {source}")]
+    Plugin {
+        network_type: String,
+        #[source]
+        source: TranslateError,
+    },
+    #[error("network {network} breaks its backend's rules (was the webhook bypassed?): {}",
+        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidNetwork {
         network: String,
-        violations: Vec<String>,
+        violations: Vec<danm_api::validation::Violation>,
     },
-    #[error("cannot load the backend plugins from {dir}: {message}")]
-    PluginDir { dir: String, message: String },
+    #[error("cannot load the backend plugins from {dir}: {source}")]
+    PluginDir {
+        dir: String,
+        #[source]
+        source: TranslateError,
+    },
     #[error("delegated {command} to CNI plugin {plugin} for interface {ifname} failed: {message}")]
     Delegate {
         plugin: String,

@@ -14,7 +14,10 @@ use crate::context::Ctx;
 use crate::error::Error;
 
 /// STATUS given the outcome of loading the plugins.
-pub async fn status(ctx: Arc<Ctx>, plugins: Result<(), String>) -> Result<(), Error> {
+pub async fn status(
+    ctx: Arc<Ctx>,
+    plugins: Result<(), crate::translate::TranslateError>,
+) -> Result<(), Error> {
     if let Err(e) = ctx.api.ping().await {
         return Err(Error::Cni(CniError::new(
             codes::STATUS_NOT_AVAILABLE,

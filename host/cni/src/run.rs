@@ -15,7 +15,7 @@ use crate::context::Ctx;
 use crate::error::Error;
 use crate::ipam::Retry;
 use crate::native::Sysfs;
-use crate::translate::{Loading, Translator};
+use crate::translate::{Loading, TranslateError, Translator};
 use tokio::time::Instant;
 
 /// A parsed invocation.
@@ -105,7 +105,7 @@ pub fn main_with(lookup: impl Fn(&str) -> Option<String>, read_stdin: impl FnOnc
 }
 
 /// Loads the backend plugins of the config.
-pub fn load_plugins(config: &CniConfig) -> Result<Arc<dyn Translator>, String> {
+pub fn load_plugins(config: &CniConfig) -> Result<Arc<dyn Translator>, TranslateError> {
     let mut rc = danm_wasm::RuntimeConfig {
         // One short-lived process: a timer per plugin call instead of a ticker thread.
         epoch_clock: danm_wasm::EpochClock::CallTimer,
@@ -116,7 +116,7 @@ pub fn load_plugins(config: &CniConfig) -> Result<Arc<dyn Translator>, String> {
     }
     danm_wasm::PluginSet::load_strict(rc)
         .map(|s| Arc::new(s) as Arc<dyn Translator>)
-        .map_err(|e| e.to_string())
+        .map_err(|e| TranslateError::NotLoaded(Arc::new(e)))
 }
 
 fn hostname() -> String {
@@ -204,7 +204,10 @@ pub async fn run(
 }
 
 /// Runs the verb on a ready context, with the config's deadline counted from now.
-pub async fn dispatch(ctx: Arc<Ctx>, plugin_status: Result<(), String>) -> Result<Option<String>, Error> {
+pub async fn dispatch(
+    ctx: Arc<Ctx>,
+    plugin_status: Result<(), TranslateError>,
+) -> Result<Option<String>, Error> {
     let deadline = Instant::now() + ctx.config.timeout();
     dispatch_until(ctx, plugin_status, deadline).await
 }
@@ -212,7 +215,7 @@ pub async fn dispatch(ctx: Arc<Ctx>, plugin_status: Result<(), String>) -> Resul
 /// Runs the verb on a ready context; ADD is bounded by `deadline`.
 pub async fn dispatch_until(
     ctx: Arc<Ctx>,
-    plugin_status: Result<(), String>,
+    plugin_status: Result<(), TranslateError>,
     deadline: Instant,
 ) -> Result<Option<String>, Error> {
     let version = ctx.version;

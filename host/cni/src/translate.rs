@@ -2,6 +2,7 @@
 //! `danm_wasm`), behind a small trait so the flows are unit-tested without plugins; and [`Loading`], the plugin
 //! set being loaded on its own thread while an invocation already talks to the API server.
 
+use danm_api::validation::Violation;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -17,19 +18,44 @@ pub trait Translator: Send + Sync {
     /// Whether the backend needs a device from the network's device pool.
     fn needs_device_pool(&self, network_type: &str) -> bool;
     /// The CNI config for one attachment.
-    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String>;
-    /// The backend's rules for a network object (the webhook runs the same ones): each violation as text.
-    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String>;
+    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, TranslateError>;
+    /// The backend's rules for a network object (the webhook runs the same ones).
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<Violation>, TranslateError>;
     /// Gets the backend of `network_type` ready ahead of [`Self::translate`] (blocking; run it on a spare thread).
     fn prepare(&self, _network_type: &str) {}
     /// Whether the plugins are usable; `Err` says why not (the flows ask before relying on [`Self::serves`]).
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), TranslateError> {
         Ok(())
     }
 }
 
+/// Why the backend plugins could not answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// A plugin call failed (no backend for the type, a trap, the deadline, bad output, a wrong WIT version).
+    #[error(transparent)]
+    Plugin(Arc<danm_wasm::PluginError>),
+    /// The plugin set could not be loaded.
+    #[error("the plugin set could not be loaded: {0}")]
+    NotLoaded(Arc<danm_wasm::PluginError>),
+    #[error("loading the plugins did not finish within the invocation's deadline")]
+    LoadDeadline,
+    #[error("the plugin loader thread ended without an answer")]
+    LoaderGone,
+    #[error("the plugins are being loaded by another caller that gave up")]
+    LoadAbandoned,
+    #[error("the plugin call's thread panicked")]
+    Panicked,
+}
+
+impl From<danm_wasm::PluginError> for TranslateError {
+    fn from(e: danm_wasm::PluginError) -> Self {
+        TranslateError::Plugin(Arc::new(e))
+    }
+}
+
 /// The outcome of loading the plugin set.
-pub type Loaded = Result<Arc<dyn Translator>, String>;
+pub type Loaded = Result<Arc<dyn Translator>, TranslateError>;
 
 /// A plugin set that a plain thread is loading (loading is synchronous: directory scan, cache index, engine). The
 /// first use waits for it, at most until the invocation's deadline; a set that failed to load or came too late
@@ -79,15 +105,11 @@ impl Loading {
                 Some(Source::Thread(rx)) => {
                     match rx.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {
                         Ok(loaded) => loaded,
-                        Err(RecvTimeoutError::Timeout) => Err(
-                            "loading the plugins did not finish within the invocation's deadline".to_owned(),
-                        ),
-                        Err(RecvTimeoutError::Disconnected) => {
-                            Err("the plugin loader thread ended without an answer".to_owned())
-                        }
+                        Err(RecvTimeoutError::Timeout) => Err(TranslateError::LoadDeadline),
+                        Err(RecvTimeoutError::Disconnected) => Err(TranslateError::LoaderGone),
                     }
                 }
-                None => Err("the plugins are being loaded by another caller that gave up".to_owned()),
+                None => Err(TranslateError::LoadAbandoned),
             },
         )
     }
@@ -108,17 +130,17 @@ impl Translator for Loading {
             .is_ok_and(|t| t.needs_device_pool(network_type))
     }
 
-    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String> {
+    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, TranslateError> {
         match self.get() {
             Ok(t) => t.translate(network_type, req),
-            Err(e) => Err(format!("no backend plugin for {network_type}: {e}")),
+            Err(e) => Err(e.clone()),
         }
     }
 
-    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String> {
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<Violation>, TranslateError> {
         match self.get() {
             Ok(t) => t.validate(network_type, network_json),
-            Err(e) => Err(format!("no backend plugin for {network_type}: {e}")),
+            Err(e) => Err(e.clone()),
         }
     }
 
@@ -128,7 +150,7 @@ impl Translator for Loading {
         }
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), TranslateError> {
         self.get().as_ref().map(|_| ()).map_err(Clone::clone)
     }
 }
@@ -147,14 +169,12 @@ impl Translator for danm_wasm::PluginSet {
             .is_some_and(|i| i.needs_device_pool)
     }
 
-    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, String> {
-        self.translate_as(network_type, req).map_err(|e| e.to_string())
+    fn translate(&self, network_type: &str, req: &TranslateRequest) -> Result<String, TranslateError> {
+        Ok(self.translate_as(network_type, req)?)
     }
 
-    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<String>, String> {
-        self.validate_backend(network_type, danm_wasm::Operation::Create, network_json, None)
-            .map(|v| v.iter().map(ToString::to_string).collect())
-            .map_err(|e| e.to_string())
+    fn validate(&self, network_type: &str, network_json: &str) -> Result<Vec<Violation>, TranslateError> {
+        Ok(self.validate_backend(network_type, danm_wasm::Operation::Create, network_json, None)?)
     }
 
     fn prepare(&self, network_type: &str) {

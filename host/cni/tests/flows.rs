@@ -12,7 +12,7 @@ use danm_cni::error::Error;
 use danm_cni::ipam::Retry;
 use danm_cni::native::Sysfs;
 use danm_cni::run::dispatch;
-use danm_core::cni::codes;
+use danm_core::cni::{CniConfig, codes};
 use danm_lab::Fault;
 use danm_netlink::{
     Call as NlCall, FakeNetlink, IpvlanMode, LinkKind, MacvlanMode, Netlink, Netns, TABLE_MAIN,
@@ -920,8 +920,15 @@ async fn status_fails_with_code_50_when_the_api_server_is_down() {
     let mut call = Call::new("STATUS", NS, "", "", &netns);
     call.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm"});
     w.run(&call).await.unwrap();
-    let (code, _) = code_of(dispatch(ctx(&w.svc, &call), Err("broken plugin dir".into())).await);
+    // A plugin directory that cannot be loaded.
+    let broken =
+        CniConfig::parse(br#"{"cniVersion":"1.1.0","name":"danm","pluginDir":"/nonexistent/danm"}"#).unwrap();
+    let Err(load_error) = danm_cni::run::load_plugins(&broken) else {
+        panic!("a missing plugin directory loads");
+    };
+    let (code, msg) = code_of(dispatch(ctx(&w.svc, &call), Err(load_error)).await);
     assert_eq!(code, codes::STATUS_NOT_AVAILABLE);
+    assert!(msg.contains("/nonexistent/danm"), "{msg}");
     let World { lab, svc, .. } = w;
     lab.handle.shutdown().await;
     let (code, msg) = code_of(dispatch(ctx(&svc, &call), Ok(())).await);
@@ -1729,4 +1736,29 @@ async fn a_network_that_breaks_its_backends_rules_fails_add_with_the_violations_
         "the violation is listed: {msg}"
     );
     w.assert_nothing_left(&[&bad, &good]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_stays_ready_when_a_pool_is_exhausted() {
+    // containerd 2 polls STATUS every 5 s: one full pool must not make the whole node NotReady.
+    let Some(w) = world().await else { return };
+    w.macvlan("tiny", json!({"cidr": "10.12.0.0/30"})).await;
+    for (pod, cid) in [("t1", "ct1"), ("t2", "ct2"), ("t3", "ct3")] {
+        let netns = format!("/var/run/netns/fake-{pod}");
+        w.fake.add_netns(Netns::path(&netns));
+        w.pod(pod, json!([{"network":"tiny","ip":"dynamic"}])).await;
+        let outcome = w.run(&Call::new("ADD", NS, pod, cid, &netns)).await;
+        if pod == "t3" {
+            assert_eq!(
+                code_of(outcome).0,
+                codes::IPAM_EXHAUSTED,
+                "a /30 has two addresses"
+            );
+        } else {
+            outcome.unwrap();
+        }
+    }
+    let mut call = Call::new("STATUS", NS, "", "", &w.netns_path);
+    call.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm"});
+    w.run(&call).await.expect("STATUS succeeds with a full pool");
 }

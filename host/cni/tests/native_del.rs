@@ -12,7 +12,7 @@ use danm_api::{DanmEp, NetworkKind};
 use danm_cni::ipam::Retry;
 use danm_cni::native::{NATIVE_EP_ANNOTATION, Sysfs};
 use danm_cni::run::dispatch;
-use danm_cni::translate::{TranslateRequest, Translator};
+use danm_cni::translate::{TranslateError, TranslateRequest, Translator};
 use danm_netlink::{FakeNetlink, Netlink, Netns};
 use kube::api::PostParams;
 use serde_json::json;
@@ -36,11 +36,15 @@ impl Translator for Counting {
     fn needs_device_pool(&self, t: &str) -> bool {
         self.inner.needs_device_pool(t)
     }
-    fn translate(&self, t: &str, req: &TranslateRequest) -> Result<String, String> {
+    fn translate(&self, t: &str, req: &TranslateRequest) -> Result<String, TranslateError> {
         self.translations.fetch_add(1, Ordering::SeqCst);
         self.inner.translate(t, req)
     }
-    fn validate(&self, t: &str, network_json: &str) -> Result<Vec<String>, String> {
+    fn validate(
+        &self,
+        t: &str,
+        network_json: &str,
+    ) -> Result<Vec<danm_api::validation::Violation>, TranslateError> {
         self.inner.validate(t, network_json)
     }
 }
