@@ -88,6 +88,16 @@ impl Cache {
         verified: Option<&FileStamp>,
     ) -> Option<Loaded> {
         let path = self.path(key, "cwasm");
+        // Only entries this user wrote are mapped as code: one another user owns (planted, or left by another
+        // install) is recompiled and replaced.
+        if let Ok(m) = fs::metadata(&path) {
+            let me = nix::unistd::geteuid().as_raw();
+            if std::os::unix::fs::MetadataExt::uid(&m) != me {
+                tracing::warn!(file = %path.display(), owner = std::os::unix::fs::MetadataExt::uid(&m), uid = me,
+                    "ignoring a plugin cache entry another user owns");
+                return None;
+            }
+        }
         let unchanged = verified.is_some_and(|v| fs::metadata(&path).is_ok_and(|m| FileStamp::of(&m) == *v));
         let mut newly = None;
         if !unchanged {

@@ -199,6 +199,37 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
     }
 }
 
+#[test]
+fn a_cache_entry_another_user_owns_is_not_loaded_and_the_cache_is_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let plugins = dir_with(&[real("macvlan")]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("c");
+    drop(PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap());
+    assert_eq!(
+        std::fs::metadata(&cache_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let entry = cwasm_files(&cache_dir).remove(0);
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let me = std::fs::metadata(&entry).unwrap().uid();
+    if me != 0 {
+        eprintln!("skipping the foreign-owner half: giving a file to another user needs root");
+        return;
+    }
+    let good = std::fs::read(&entry).unwrap();
+    std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+    let set = PluginSet::load(config(plugins.path(), Some(cache_dir.clone()))).unwrap();
+    set.translate(&request("macvlan"))
+        .expect("recompiled from the .wasm");
+    let now = std::fs::metadata(&entry).unwrap();
+    assert_eq!(now.uid(), me, "the foreign entry was replaced by one of ours");
+    assert_eq!(std::fs::read(&entry).unwrap(), good);
+}
+
 /// Rewrites every checksum the cache recorded (in the metadata entries and the index) with a wrong one.
 fn corrupt_recorded_checksums(cache_dir: &std::path::Path) -> usize {
     fn walk(v: &mut serde_json::Value, n: &mut usize) {
