@@ -4,6 +4,18 @@
 //! the same thing, and the always-serialised empty `allocation_pool`/`allocation_pool_v6` objects are accepted.
 //! With the `kube` feature (the host side) the types implement `kube::Resource` and can describe their CRDs; guests
 //! build without it and get plain serde types.
+//!
+//! ```
+//! use danm_api::{Network, NetworkKind};
+//!
+//! // An object as DANM's Go components wrote it: zero values present, `""` meaning absent.
+//! let net: Network = serde_json::from_str(r#"{"apiVersion":"danm.k8s.io/v1","kind":"DanmNet",
+//!     "metadata":{"name":"ext","namespace":"default"},
+//!     "spec":{"NetworkID":"ext","NetworkType":"","Options":{"cidr":"10.0.0.0/24","vlan":0,
+//!             "allocation_pool":{"start":"","end":"","lastIp":""}}}}"#).unwrap();
+//! assert_eq!(net.network_kind().unwrap(), NetworkKind::DanmNet);
+//! assert_eq!(net.spec.backend(), "ipvlan"); // an empty NetworkType is DANM's default
+//! ```
 
 mod danmep;
 mod ipblock;

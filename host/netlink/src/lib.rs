@@ -8,6 +8,20 @@
 //! never moves a runtime thread into another namespace: it opens one netlink socket per namespace from a
 //! short-lived thread that joined it (a socket stays bound to the namespace it was created in), and writes
 //! namespaced sysctls from such a thread too (see [`netns`]).
+//!
+//! ```
+//! use danm_netlink::{FakeNetlink, MacvlanMode, Netlink, Netns, NewLink};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let nl = FakeNetlink::new();
+//! nl.add_device(&Netns::Host, "ens1", 1500);
+//! let pod = Netns::path("/var/run/netns/pod1");
+//! nl.add_netns(pod.clone());
+//! // A macvlan made on the host's ens1, directly inside the pod's namespace.
+//! let link = NewLink::macvlan("eth0", "ens1", MacvlanMode::Bridge).in_netns(pod.clone());
+//! nl.create_link(&Netns::Host, &link).await.unwrap();
+//! assert!(nl.find_link(&pod, "eth0").await.unwrap().is_some());
+//! # });
+//! ```
 
 pub mod error;
 pub mod fake;

@@ -8,6 +8,24 @@
 //! cap, an output cap and no WASI capabilities; the guest's stderr is captured into the error.
 //!
 //! The host never looks at a NetworkType's name: everything it knows about a backend comes from the plugin.
+//!
+//! ```no_run
+//! use danm_wasm::{PluginSet, RuntimeConfig, TranslateRequest};
+//!
+//! let set = PluginSet::load(RuntimeConfig::with_plugin_dir("/etc/danm/plugins")).unwrap();
+//! assert!(set.serves("macvlan"));
+//! let config = set
+//!     .translate(&TranslateRequest {
+//!         network_json: r#"{"kind":"DanmNet","metadata":{"name":"ext"},
+//!             "spec":{"NetworkType":"macvlan","Options":{"host_device":"ens1"}}}"#.into(),
+//!         interface_name: "eth1".into(),
+//!         ip4: Some("10.0.0.5/24".into()),
+//!         cni_version: "1.0.0".into(),
+//!         ..TranslateRequest::default()
+//!     })
+//!     .unwrap();
+//! println!("{config}"); // a macvlan CNI config with danm's fakeipam block
+//! ```
 
 mod bindings;
 mod cache;
