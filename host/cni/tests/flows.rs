@@ -1762,3 +1762,108 @@ async fn status_stays_ready_when_a_pool_is_exhausted() {
     call.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm"});
     w.run(&call).await.expect("STATUS succeeds with a full pool");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interface_without_an_address_gets_no_routes_and_proutes_need_rt_tables() {
+    let Some(w) = world().await else { return };
+    // `ip: none` on a network with routes: nothing to route from, so no route is added (behaviour §4.10).
+    w.macvlan(
+        "routed",
+        json!({"routes": {"10.70.0.0/24": "10.10.0.254"}, "rt_tables": 30}),
+    )
+    .await;
+    // Policy routes on a network without rt_tables are ignored (DANM's rule).
+    w.danmnet(
+        "notable",
+        json!({"NetworkID":"notable","NetworkType":"macvlan","Options":{"host_device":"ens1","cidr":"10.13.0.0/24"}}),
+    )
+    .await;
+    w.pod(
+        "p-none",
+        json!([{"network":"routed","ip":"none"},
+               {"network":"notable","ip":"dynamic","proutes":{"10.71.0.0/24":"10.13.0.1"}}]),
+    )
+    .await;
+    w.run(&w.call("ADD", "p-none", "c-none")).await.unwrap();
+    let routes = w.fake.routes(&w.pod_ns, danm_netlink::TABLE_MAIN).await.unwrap();
+    assert!(
+        !routes.iter().any(|r| r.dst.to_string() == "10.70.0.0/24"),
+        "no route for an interface without an address: {routes:?}"
+    );
+    assert!(w.fake.routes(&w.pod_ns, 30).await.unwrap().is_empty());
+    let rules = w.fake.rules(&w.pod_ns).await.unwrap();
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r.from.is_some_and(|f| f.to_string().starts_with("10.13."))),
+        "no policy rule without rt_tables: {rules:?}"
+    );
+    w.run(&w.call("DEL", "p-none", "c-none")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_danmep_records_the_pod_uid_and_the_infra_container_and_native_results_their_sandbox_and_mac() {
+    let Some(w) = world().await else { return };
+    w.macvlan("mgmt", json!({})).await;
+    let pod = w.pod("p-ids", json!([{"network":"mgmt","ip":"dynamic"}])).await;
+    let out: Value = serde_json::from_str(
+        &w.run(&w.call("ADD", "p-ids", "sandbox-7"))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let ep = &w.lab.eps(NS).await[0];
+    let uid = pod.metadata.uid.clone().unwrap();
+    assert_ne!(uid, "sandbox-7");
+    assert_eq!(ep.spec.pod_uid, uid, "PodUID is the pod's UID");
+    assert_eq!(ep.spec.cid, "sandbox-7", "CID is the infra container's id");
+    let ep_labels = ep.metadata.labels.clone().unwrap();
+    assert_eq!(ep_labels[labels::POD_UID], uid);
+    assert_eq!(ep_labels[labels::CONTAINER_ID], "sandbox-7");
+    // The result of a host-made interface names its sandbox and the MAC the pod sees.
+    let link = w.fake.link(&w.pod_ns, "eth0").await.unwrap();
+    assert_eq!(out["interfaces"][0]["sandbox"], w.netns_path.as_str());
+    assert_eq!(
+        out["interfaces"][0]["mac"],
+        link.mac.map(|m| m.to_string()).unwrap_or_default()
+    );
+    w.run(&w.call("DEL", "p-ids", "sandbox-7")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_types_are_case_insensitive_and_an_empty_one_is_ipvlan() {
+    let Some(w) = world().await else { return };
+    w.danmnet(
+        "upper",
+        json!({"NetworkID":"upper","NetworkType":"MacVlan","Options":{"host_device":"ens1","cidr":"10.14.0.0/24"}}),
+    )
+    .await;
+    w.danmnet(
+        "plain",
+        json!({"NetworkID":"plain","Options":{"host_device":"ens1","cidr":"10.15.0.0/24"}}),
+    )
+    .await;
+    w.pod(
+        "p-types",
+        json!([{"network":"upper","ip":"dynamic"},{"network":"plain","ip":"dynamic"}]),
+    )
+    .await;
+    w.run(&w.call("ADD", "p-types", "c-types")).await.unwrap();
+    let eth0 = w.fake.link(&w.pod_ns, "eth0").await.unwrap();
+    assert!(matches!(eth0.kind, LinkKind::Macvlan { .. }), "{:?}", eth0.kind);
+    let second = w
+        .fake
+        .links(&w.pod_ns)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.name != "lo" && l.name != "eth0")
+        .unwrap();
+    assert!(
+        matches!(second.kind, LinkKind::Ipvlan { .. }),
+        "{:?}",
+        second.kind
+    );
+    w.run(&w.call("DEL", "p-types", "c-types")).await.unwrap();
+}
