@@ -234,6 +234,13 @@ async fn add_connects_two_macvlan_networks_in_annotation_order_and_del_leaves_no
             .as_deref(),
         Some("0")
     );
+    // Neighbours learn the IPv6 address at once (unsolicited neighbour advertisements when it comes up).
+    assert_eq!(
+        w.fake
+            .sysctl_value(&w.pod_ns, "net/ipv6/conf/ext1/ndisc_notify")
+            .as_deref(),
+        Some("1")
+    );
     let main = w.fake.routes(&w.pod_ns, TABLE_MAIN).await.unwrap();
     assert!(
         main.iter()
@@ -1866,4 +1873,52 @@ async fn network_types_are_case_insensitive_and_an_empty_one_is_ipvlan() {
         second.kind
     );
     w.run(&w.call("DEL", "p-types", "c-types")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_delegate_gets_fakeipam_with_the_address_danm_allocated_in_place_of_its_own_ipam() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(w) = world().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A delegate that keeps the config it was given on stdin and answers with the address fakeipam would echo.
+    let seen = dir.path().join("seen.json");
+    std::fs::write(
+        dir.path().join("recorder"),
+        format!(
+            "#!/bin/sh\ncfg=$(cat)\ncase \"$CNI_COMMAND\" in\nVERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}}' ;;\nADD) echo \"$cfg\" > {seen}\n echo '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.16.0.1/24\"}}]}}' ;;\nesac\nexit 0\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("recorder"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rec.conf"),
+        r#"{"cniVersion":"1.0.0","name":"rec","type":"recorder","ipam":{"type":"host-local","subnet":"192.168.0.0/24"}}"#,
+    )
+    .unwrap();
+    w.danmnet(
+        "rec",
+        json!({"NetworkID":"rec","NetworkType":"recorder","Options":{"cidr":"10.16.0.0/24"}}),
+    )
+    .await;
+    w.pod("p-rec", json!([{"network":"rec","ip":"dynamic"}])).await;
+    let mut add = w.call("ADD", "p-rec", "c-rec");
+    add.cni_path = vec![dir.path().display().to_string()];
+    add.config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm","cniDir": dir.path()});
+    w.run(&add).await.unwrap();
+    let given: Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(given["type"], "recorder");
+    assert_eq!(
+        given["ipam"],
+        json!({"type":"fakeipam","ips":[{"ipcidr":"10.16.0.1/24","version":4}]}),
+        "its own IPAM is replaced by fakeipam carrying danm's address: {given}"
+    );
+    let mut del = w.call("DEL", "p-rec", "c-rec");
+    del.cni_path = add.cni_path.clone();
+    del.config = add.config.clone();
+    w.run(&del).await.unwrap();
 }
