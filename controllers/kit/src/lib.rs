@@ -2,12 +2,14 @@
 //! health/readiness endpoints, a kube client from a kubeconfig or the in-cluster environment, and HTTPS serving with
 //! a certificate that is reloaded when its files change.
 
+pub mod args;
 pub mod health;
 pub mod kubeclient;
 pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 
+pub use args::CommonArgs;
 pub use health::{Readiness, health_router};
 pub use kubeclient::client;
 pub use metrics::MetricsRegistry;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use danm_controller_kit::{LogFormat, MetricsRegistry, Readiness, health_router, init_tracing};
+use danm_controller_kit::{CommonArgs, MetricsRegistry, Readiness, health_router};
 use danm_netlink::{Netns, RtNetlink};
 use danm_netwatcher::watch::{LoopTiming, WatchError, installed_kinds, run, start_caches};
 use danm_netwatcher::{LinkReconciler, Metrics};
@@ -20,9 +20,8 @@ use tracing::{error, info};
     about = "Keeps the host VLAN/VxLAN links DANM networks and NADs need"
 )]
 struct Args {
-    /// kubeconfig file; default: KUBECONFIG, ~/.kube/config, then in-cluster.
-    #[arg(long, env = "DANM_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Seconds between full reconciliations without any event (drift repair).
     #[arg(long, env = "DANM_NETWATCHER_RESYNC_SECONDS", default_value_t = 60)]
     resync_seconds: u64,
@@ -35,16 +34,13 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "DANM_NETWATCHER_METRICS_ADDR", default_value = "0.0.0.0:9471")]
     metrics_addr: SocketAddr,
-    /// Log format: text or json.
-    #[arg(long, env = "DANM_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format, None)?;
-    let client = danm_controller_kit::client(args.kubeconfig.as_deref()).await?;
+    args.common.init_tracing()?;
+    let client = args.common.client().await?;
     let kinds = match installed_kinds(&client, 5, Duration::from_millis(100)).await {
         Ok(kinds) => kinds,
         Err(err @ WatchError::NoApis) => {

@@ -1,12 +1,11 @@
 //! `svcwatcher`: the Deployment binary. Candidates elect a leader with a Lease; the leader runs the controller.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use danm_controller_kit::{LogFormat, MetricsRegistry, Readiness, health_router, init_tracing};
+use danm_controller_kit::{CommonArgs, MetricsRegistry, Readiness, health_router};
 use danm_svcwatcher::controller::{Metrics, run};
 use danm_svcwatcher::leader::{LeaderElector, LeadershipEnd, LeaseConfig};
 use tracing::{error, info};
@@ -18,9 +17,8 @@ use tracing::{error, info};
     about = "EndpointSlices and Endpoints of DANM-selected services"
 )]
 struct Args {
-    /// kubeconfig file; default: KUBECONFIG, ~/.kube/config, then in-cluster.
-    #[arg(long, env = "DANM_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "DANM_SVCWATCHER_LEASE_NAMESPACE", default_value = "kube-system")]
     lease_namespace: String,
@@ -53,9 +51,6 @@ struct Args {
     /// Seconds between IPAM reconciler scans (0: no reconciler).
     #[arg(long, env = "DANM_IPAM_SCAN_SECONDS", default_value_t = 60)]
     ipam_scan_seconds: u64,
-    /// Log format: text or json.
-    #[arg(long, env = "DANM_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
 }
 
 fn hostname() -> String {
@@ -73,8 +68,8 @@ fn hostname() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format, None)?;
-    let client = danm_controller_kit::client(args.kubeconfig.as_deref()).await?;
+    args.common.init_tracing()?;
+    let client = args.common.client().await?;
     let registry = MetricsRegistry::with_prefix("danm_svcwatcher");
     let metrics = Metrics::register(&registry);
     let ipam_metrics = danm_svcwatcher::ipam::IpamMetrics::register(&registry);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use danm_controller_kit::{CertFiles, LogFormat, MetricsRegistry, Readiness, ReloadingCert};
+use danm_controller_kit::{CertFiles, CommonArgs, MetricsRegistry, Readiness, ReloadingCert};
 use danm_core::ipam::blocks::IpamMode;
 use danm_webhook::admit::{Endpoint, Webhook};
 use danm_webhook::cluster::KubeCluster;
@@ -30,16 +30,12 @@ struct Cli {
     /// Cache of compiled plugins. `review` defaults to ~/.cache/danm/plugins; the server compiles in memory.
     #[arg(long, global = true, env = "DANM_PLUGIN_CACHE_DIR")]
     plugin_cache_dir: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "DANM_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    common: CommonArgs,
     /// IPAM mode of new networks that name none (`danm.k8s.io/ipam-mode`): `blocks` or `bitmap`. Defaults to
     /// `blocks` when serving; `review` judges as DANM's webhook did (`bitmap`) unless told otherwise.
     #[arg(long, global = true, env = "DANM_IPAM_MODE")]
     ipam_mode: Option<IpamMode>,
-    /// Log filter (EnvFilter syntax, e.g. `info,danm_webhook=debug`); RUST_LOG when unset.
-    #[arg(long, global = true, env = "DANM_LOG")]
-    log: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,9 +71,6 @@ struct ServeArgs {
     bind_address: IpAddr,
     #[arg(long, global = true, env = "DANM_WEBHOOK_BIND_PORT", default_value_t = 8443)]
     bind_port: u16,
-    /// kubeconfig file; in-cluster configuration when unset.
-    #[arg(long, global = true, env = "DANM_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
     /// Seconds between checks of the certificate files.
     #[arg(
         long,
@@ -124,7 +117,7 @@ fn main() -> std::process::ExitCode {
     match cli.cmd {
         Some(Cmd::Review(ref args)) => rt.block_on(review(&cli, args)),
         _ => {
-            if let Err(e) = danm_controller_kit::init_tracing(cli.log_format, cli.log.as_deref()) {
+            if let Err(e) = cli.common.init_tracing() {
                 eprintln!("{e}");
             }
             match rt.block_on(serve(&cli)) {
@@ -141,8 +134,8 @@ fn main() -> std::process::ExitCode {
 
 async fn review(cli: &Cli, args: &ReviewArgs) -> std::process::ExitCode {
     // Logs go to stderr only on request, so stdout holds exactly one AdmissionReview.
-    if cli.log.is_some() {
-        let _ = danm_controller_kit::init_tracing(cli.log_format, cli.log.as_deref());
+    if cli.common.log.is_some() {
+        let _ = cli.common.init_tracing();
     }
     // A short-lived process: keep compiled plugins between runs unless told otherwise.
     let cache = cli.plugin_cache_dir.clone().or_else(plugins::user_cache_dir);
@@ -179,7 +172,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         plugins::load(&cli.plugin_dir, cli.plugin_cache_dir.as_deref(), true).context("loading plugins")?;
     tracing::info!(plugins = %validator.describe(), "plugins loaded");
     validator.spawn_reloader(Duration::from_secs(a.plugin_reload_seconds.max(1)));
-    let client = danm_controller_kit::client(a.kubeconfig.as_deref()).await?;
+    let client = cli.common.client().await?;
     let registry = MetricsRegistry::with_prefix("danm_webhook");
     let metrics = Arc::new(WebhookMetrics::register(&registry));
     let webhook = Arc::new(
