@@ -37,6 +37,15 @@ pub use release::{FreeOutcome, free_address, release};
 pub use reserve::{IpRequest, Reservation, reserve};
 pub use usage::{FamilyUsage, Reserved, ReservedReason, Usage, usage};
 
+/// The address `n` after `base` in its family (wrapping at the end of the family's range): a block's base plus an
+/// owner's offset, or the next address of a range.
+pub fn addr_plus(base: std::net::IpAddr, n: u32) -> std::net::IpAddr {
+    match base {
+        std::net::IpAddr::V4(a) => std::net::IpAddr::V4(u32::from(a).wrapping_add(n).into()),
+        std::net::IpAddr::V6(a) => std::net::IpAddr::V6(u128::from(a).wrapping_add(u128::from(n)).into()),
+    }
+}
+
 /// An address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {

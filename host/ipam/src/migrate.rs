@@ -159,19 +159,11 @@ fn reconcile(label: &str, network: &Network, eps: &[DanmEp]) -> Result<Vec<Owned
         network: label.to_owned(),
         source,
     })?;
-    let mut allocated = BTreeSet::new();
-    for family in [&usage.v4, &usage.v6].into_iter().flatten() {
-        for (first, last) in &family.allocated {
-            let mut a = *first;
-            loop {
-                allocated.insert(a);
-                if a == *last {
-                    break;
-                }
-                a = next(a);
-            }
-        }
-    }
+    let mut allocated: BTreeSet<IpAddr> = [&usage.v4, &usage.v6]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f.allocated_addrs())
+        .collect();
     let mut owned = Vec::new();
     let mut without_bit = Vec::new();
     for ep in eps {
@@ -215,13 +207,6 @@ fn in_ranges(network: &Network, ip: IpAddr) -> bool {
         .ok()
         .and_then(|l| l.offset_of(ip))
         .is_some()
-}
-
-fn next(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => IpAddr::V4(u32::from(v).wrapping_add(1).into()),
-        IpAddr::V6(v) => IpAddr::V6(u128::from(v).wrapping_add(1).into()),
-    }
 }
 
 /// A block's layout and the addresses to move into it (offset, owner).

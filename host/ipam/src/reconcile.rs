@@ -250,7 +250,7 @@ impl Reconciler {
                 .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
                 .collect();
             for family in [&usage.v4, &usage.v6].into_iter().flatten() {
-                for addr in expand(&family.allocated) {
+                for addr in family.allocated_addrs() {
                     if held.contains(&addr) {
                         continue;
                     }
@@ -357,24 +357,6 @@ async fn futures_join(cluster: &dyn Inventory) -> Result<View, ApiError> {
 
 fn created(ep: &DanmEp) -> Option<Timestamp> {
     ep.metadata.creation_timestamp.as_ref().map(|t| t.0)
-}
-
-fn expand(ranges: &[(IpAddr, IpAddr)]) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for (first, last) in ranges {
-        let mut a = *first;
-        loop {
-            out.push(a);
-            if a == *last {
-                break;
-            }
-            a = match a {
-                IpAddr::V4(v) => IpAddr::V4(u32::from(v).wrapping_add(1).into()),
-                IpAddr::V6(v) => IpAddr::V6(u128::from(v).wrapping_add(1).into()),
-            };
-        }
-    }
-    out
 }
 
 /// Pool size and use per network and family.

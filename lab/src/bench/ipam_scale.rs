@@ -343,15 +343,8 @@ async fn held_addresses(
             let v4 = danm_core::ipam::parse_v4_cidr(&net.spec.options.cidr)?.prefix();
             let v6 = danm_core::ipam::parse_v6_cidr(&net.spec.options.net6)?.prefix();
             for (family, prefix) in [(&usage.v4, v4), (&usage.v6, v6)] {
-                for (first, last) in family.iter().flat_map(|f| &f.allocated) {
-                    let mut a = *first;
-                    loop {
-                        held.insert(format!("{a}/{prefix}"));
-                        if a == *last {
-                            break;
-                        }
-                        a = offset(a, 1);
-                    }
+                for a in family.iter().flat_map(|f| f.allocated_addrs()) {
+                    held.insert(format!("{a}/{prefix}"));
                 }
             }
         }
@@ -362,19 +355,12 @@ async fn held_addresses(
                 let prefix = if block.spec.cidr.contains(':') { v6 } else { v4 };
                 let base: std::net::IpAddr = block.spec.cidr.split('/').next().unwrap_or_default().parse()?;
                 for rel in block.spec.owners.keys() {
-                    held.insert(format!("{}/{prefix}", offset(base, *rel)));
+                    held.insert(format!("{}/{prefix}", danm_core::ipam::addr_plus(base, *rel)));
                 }
             }
         }
     }
     Ok(held)
-}
-
-fn offset(base: std::net::IpAddr, rel: u32) -> std::net::IpAddr {
-    match base {
-        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) + rel).into()),
-        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) + u128::from(rel)).into()),
-    }
 }
 
 /// The report as its JSON line.

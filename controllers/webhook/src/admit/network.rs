@@ -269,7 +269,7 @@ impl Webhook {
             let family = if base.is_ipv4() { Family::V4 } else { Family::V6 };
             let layout = BlockLayout::new(new, family, 0).ok();
             for rel in block.spec.owners.keys() {
-                let addr = offset(base, *rel);
+                let addr = danm_core::ipam::addr_plus(base, *rel);
                 if layout.as_ref().and_then(|l| l.offset_of(addr)).is_none() {
                     outside.push(addr.to_string());
                 }
@@ -483,13 +483,6 @@ fn ranges_changed(old: &NetworkOptions, new: &NetworkOptions) -> bool {
         || old.net6 != new.net6
         || old.allocation_pool != new.allocation_pool
         || old.allocation_pool_v6 != new.allocation_pool_v6
-}
-
-fn offset(base: IpAddr, rel: u32) -> IpAddr {
-    match base {
-        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(rel).into()),
-        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(u128::from(rel)).into()),
-    }
 }
 
 /// An `add` of one annotation, creating `metadata.annotations` when the object has none.

@@ -47,6 +47,15 @@ pub struct FamilyUsage {
     pub allocated_count: u64,
 }
 
+impl FamilyUsage {
+    /// Every allocated address, ascending (the ranges of [`FamilyUsage::allocated`] expanded).
+    pub fn allocated_addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.allocated.iter().flat_map(|&(first, last)| {
+            std::iter::successors(Some(first), move |&a| (a != last).then(|| super::addr_plus(a, 1)))
+        })
+    }
+}
+
 /// Allocation summary of a network; a family without a bitmap is `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
