@@ -19,6 +19,7 @@ use admission::AdmissionConfig;
 use fault::{Fault, Faults};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, RwLock};
 use store::Store;
 use tokio::net::TcpListener;
@@ -91,7 +92,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wakes watches after a write.
     pub(crate) fn notify(&self) {
-        let rv = self.store.lock().unwrap().rv();
+        let rv = self.store.lock().unwrap_or_else(PoisonError::into_inner).rv();
         self.rv_tx.send_if_modified(|cur| {
             let changed = *cur != rv;
             *cur = rv;
@@ -323,14 +324,18 @@ impl LabHandle {
         self.shared
             .admission
             .write()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .services
             .insert(namespace_name.into(), base_url.into());
     }
 
     /// Skip TLS verification of webhooks without a `caBundle`.
     pub fn set_webhook_insecure(&self, insecure: bool) {
-        self.shared.admission.write().unwrap().insecure = insecure;
+        self.shared
+            .admission
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insecure = insecure;
     }
 
     /// Creates (or, if they exist, replaces) every object of the YAML manifests at `path` (a file or a directory of
@@ -369,7 +374,7 @@ impl LabHandle {
     }
 
     fn apply_object(&self, mut v: serde_json::Value) -> Result<String, status::ApiError> {
-        let mut st = self.shared.store.lock().unwrap();
+        let mut st = self.shared.store.lock().unwrap_or_else(PoisonError::into_inner);
         let av = v["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = v["kind"].as_str().unwrap_or_default().to_string();
         let def = st
@@ -401,7 +406,11 @@ impl LabHandle {
 
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
-        self.shared.store.lock().unwrap().rv()
+        self.shared
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rv()
     }
 
     /// Stops accepting, ends open connections and watches, and removes a kubeconfig the lab chose itself.

@@ -1,5 +1,6 @@
 //! A shared Prometheus registry (`prometheus-client`) rendered in the text exposition format.
 
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
@@ -29,14 +30,14 @@ impl MetricsRegistry {
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         self.inner
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .register(name, help, metric);
     }
 
     /// The text exposition of every registered metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let reg = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let reg = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &reg);
         out

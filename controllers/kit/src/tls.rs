@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -97,13 +98,13 @@ impl ReloadingCert {
     /// Returns whether a new certificate is now served.
     pub fn reload_if_changed(&self) -> bool {
         let now = self.files.mtimes();
-        if *self.seen.read().unwrap_or_else(|p| p.into_inner()) == now {
+        if *self.seen.read().unwrap_or_else(PoisonError::into_inner) == now {
             return false;
         }
-        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = now;
+        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = now;
         match self.files.load(&self.provider) {
             Ok(key) => {
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
                 tracing::info!(cert = %self.files.cert.display(), "reloaded the TLS certificate");
                 true
             }
@@ -146,7 +147,7 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(
-            &self.current.read().unwrap_or_else(|p| p.into_inner()),
+            &self.current.read().unwrap_or_else(PoisonError::into_inner),
         ))
     }
 }
@@ -227,7 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = write_pair(dir.path(), "one.example");
         let rc = ReloadingCert::new(files.clone()).unwrap();
-        let before = rc.current.read().unwrap().cert[0].clone();
+        let before = rc.current.read().unwrap_or_else(PoisonError::into_inner).cert[0].clone();
         assert!(!rc.reload_if_changed(), "nothing changed yet");
         std::thread::sleep(Duration::from_millis(20));
         write_pair(dir.path(), "two.example");
@@ -240,7 +241,10 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert!(rc.reload_if_changed());
-        assert_ne!(rc.current.read().unwrap().cert[0], before);
+        assert_ne!(
+            rc.current.read().unwrap_or_else(PoisonError::into_inner).cert[0],
+            before
+        );
     }
 
     #[test]

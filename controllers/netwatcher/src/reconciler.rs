@@ -1,6 +1,7 @@
 //! Executes link plans over the [`Netlink`] trait in one namespace, and tells drift repair from ordinary changes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use danm_netlink::{LinkChange, Netlink, NetlinkError, Netns};
@@ -123,7 +124,11 @@ impl LinkReconciler {
             outcome.errors.push(problem.to_string());
         }
 
-        let settled = self.settled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let settled = self
+            .settled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let unchanged = |name: &str| {
             settled
                 .get(name)
@@ -245,7 +250,7 @@ impl LinkReconciler {
             .filter(|l| !failed.contains(&l.name))
             .map(|l| (l.name.clone(), l.spec.clone()))
             .collect();
-        *self.settled.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        *self.settled.lock().unwrap_or_else(PoisonError::into_inner) = now;
         Ok(outcome)
     }
 }

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -123,7 +124,7 @@ impl LeaderElector {
                 Duration::from_secs(u64::try_from(s).unwrap_or(0))
             });
             let expired = {
-                let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+                let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
                 match observed.as_ref() {
                     Some((seen, at)) if *seen == rv => holder.is_empty() || at.elapsed() >= duration,
                     _ => {

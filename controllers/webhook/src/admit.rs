@@ -10,6 +10,7 @@ mod vni;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -235,7 +236,7 @@ impl Webhook {
     fn pick(&self, n: usize) -> usize {
         self.rng
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .random_range(0..n)
     }
 
@@ -248,7 +249,7 @@ impl Webhook {
         let jitter = self
             .rng
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .random_range(0.5..1.0);
         tokio::time::sleep(exp.mul_f64(jitter)).await;
     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, labels};
 use danm_core::annotation::{InterfaceRequest, NetworkRef, parse_pod_annotations};
@@ -63,7 +64,7 @@ impl Progress {
         let journal = Journal::default();
         self.journals
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .push(journal.clone());
         journal
     }
@@ -89,7 +90,7 @@ pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Er
     };
     tracing::warn!(error = %err, "ADD failed; rolling back");
     // Reservations still on the wire finish first, so what they reserved is in the journals.
-    let inflight = std::mem::take(&mut *progress.inflight.lock().unwrap_or_else(|e| e.into_inner()));
+    let inflight = std::mem::take(&mut *progress.inflight.lock().unwrap_or_else(PoisonError::into_inner));
     let budget = ctx.config.timeout().max(std::time::Duration::from_secs(5));
     if tokio::time::timeout(budget, futures::future::join_all(inflight))
         .await
@@ -97,7 +98,7 @@ pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Er
     {
         tracing::error!("an address reservation did not finish within {budget:?}; GC will release it");
     }
-    let journals = std::mem::take(&mut *progress.journals.lock().unwrap_or_else(|e| e.into_inner()));
+    let journals = std::mem::take(&mut *progress.journals.lock().unwrap_or_else(PoisonError::into_inner));
     rollback::run(&ctx, journals).await;
     Err(err)
 }
@@ -579,7 +580,7 @@ async fn reserve_all(
         progress
             .inflight
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .push(handle);
         receivers.push((members, rx));
     }

@@ -1,6 +1,7 @@
 //! The undo journal of one ADD: every side effect is recorded *before* it is attempted, so a failed, cancelled or
 //! timed-out ADD can be rolled back completely (links, rules, delegate DELs — B16 —, DanmEps, IPs).
 
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use danm_api::NetworkKind;
@@ -43,12 +44,12 @@ pub struct Journal(Arc<Mutex<Vec<Undo>>>);
 
 impl Journal {
     pub fn push(&self, undo: Undo) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(undo);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(undo);
     }
 
     /// The entries, most recent first (the order to undo them in).
     pub fn take_reversed(&self) -> Vec<Undo> {
-        let mut entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
         entries.reverse();
         entries
     }

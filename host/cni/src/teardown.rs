@@ -3,6 +3,7 @@
 //! are released and the DanmEps deleted, in the order the network's IPAM mode makes safe.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use danm_api::{DanmEp, NetworkKind};
 use danm_core::annotation::valid_routes;
@@ -48,7 +49,7 @@ pub(crate) async fn cleanup_eps_after(
     );
     let mut errors = gone.errors;
     // The plain native links go together, one request per namespace (one RCU wait instead of one per link).
-    let mut by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut by_netns = std::mem::take(&mut *doomed.0.lock().unwrap_or_else(PoisonError::into_inner));
     if let Some(done) = &gone.netns {
         by_netns.remove(done);
     }
@@ -175,7 +176,7 @@ impl Doomed {
     fn add(&self, netns: &str, link: &str) {
         self.0
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(netns.to_owned())
             .or_default()
             .push(link.to_owned());

@@ -3,6 +3,7 @@
 //! set being loaded on its own thread while an invocation already talks to the API server.
 
 use danm_api::validation::Violation;
+use std::sync::PoisonError;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -100,7 +101,7 @@ impl Loading {
 
     fn get(&self) -> &Loaded {
         self.loaded.get_or_init(
-            || match self.source.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            || match self.source.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 Some(Source::Deferred(load)) => load(),
                 Some(Source::Thread(rx)) => {
                     match rx.recv_timeout(self.deadline.saturating_duration_since(Instant::now())) {

@@ -1,6 +1,7 @@
 //! One plugin file: identification (sha256, WIT version, world), compilation or cache load, and the guarded calls.
 
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -257,7 +258,7 @@ impl Plugin {
         })?;
         let reuse = rt.config.reuse_instance_calls;
         let pooled = if reuse > 0 {
-            self.live.lock().unwrap_or_else(|e| e.into_inner()).pop()
+            self.live.lock().unwrap_or_else(PoisonError::into_inner).pop()
         } else {
             None
         };
@@ -284,7 +285,10 @@ impl Plugin {
             Ok(r) => {
                 live.calls += 1;
                 if reuse > 0 && live.calls < reuse {
-                    self.live.lock().unwrap_or_else(|e| e.into_inner()).push(live);
+                    self.live
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(live);
                 }
                 Ok(r)
             }

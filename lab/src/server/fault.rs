@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 /// One injected fault. `resource` is a plural (`danmeps`) or `*` for every resource.
@@ -61,20 +62,20 @@ pub struct Verdict {
 
 impl Faults {
     pub fn add(&self, f: Fault) {
-        self.list.lock().unwrap().push(f);
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).push(f);
     }
 
     pub fn clear(&self) {
-        self.list.lock().unwrap().clear();
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     pub fn list(&self) -> Vec<Fault> {
-        self.list.lock().unwrap().clone()
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Consumes one failure for a request to `resource` (if it is a write) and sums the latencies.
     pub fn take(&self, resource: &str, write: bool) -> Verdict {
-        let mut l = self.list.lock().unwrap();
+        let mut l = self.list.lock().unwrap_or_else(PoisonError::into_inner);
         if l.is_empty() {
             return Verdict::default();
         }

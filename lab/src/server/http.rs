@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 
 const MAX_BODY: usize = 32 << 20;
 const RETRIES: usize = 8;
@@ -95,13 +96,23 @@ async fn route(sh: &Arc<Shared>, req: Request) -> Result<Response, ApiError> {
         )),
         ["version"] => Ok(ok(&version())),
         ["lab", "v1", "faults"] => faults(sh, req).await,
-        ["openapi", "v3"] => Ok(ok(&openapi::root(&sh.store.lock().unwrap().registry))),
-        ["openapi", "v3", "api", v] => openapi::group_version(&sh.store.lock().unwrap().registry, "", v)
-            .map(|d| ok(&d))
-            .ok_or_else(ApiError::no_resource),
-        ["openapi", "v3", "apis", g, v] => openapi::group_version(&sh.store.lock().unwrap().registry, g, v)
-            .map(|d| ok(&d))
-            .ok_or_else(ApiError::no_resource),
+        ["openapi", "v3"] => Ok(ok(&openapi::root(
+            &sh.store.lock().unwrap_or_else(PoisonError::into_inner).registry,
+        ))),
+        ["openapi", "v3", "api", v] => openapi::group_version(
+            &sh.store.lock().unwrap_or_else(PoisonError::into_inner).registry,
+            "",
+            v,
+        )
+        .map(|d| ok(&d))
+        .ok_or_else(ApiError::no_resource),
+        ["openapi", "v3", "apis", g, v] => openapi::group_version(
+            &sh.store.lock().unwrap_or_else(PoisonError::into_inner).registry,
+            g,
+            v,
+        )
+        .map(|d| ok(&d))
+        .ok_or_else(ApiError::no_resource),
         ["api"] => Ok(ok(&json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sh.addr}],
@@ -132,7 +143,12 @@ fn version() -> Value {
 }
 
 fn group_list(sh: &Shared) -> Value {
-    let groups = sh.store.lock().unwrap().registry.groups();
+    let groups = sh
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .registry
+        .groups();
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|(name, vs)| {
@@ -182,7 +198,7 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn resolve(sh: &Shared, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
-    let st = sh.store.lock().unwrap();
+    let st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
     let reg = &st.registry;
     let s = |i: usize| rest.get(i).map(|x| x.to_string());
     let t = if rest.len() >= 3
@@ -254,7 +270,12 @@ async fn resource(
         if *req.method() != Method::GET {
             return Err(ApiError::method_not_allowed("discovery documents are read-only"));
         }
-        let list = sh.store.lock().unwrap().registry.resource_list(group, version);
+        let list = sh
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .registry
+            .resource_list(group, version);
         return list.map(|l| ok(&l)).ok_or_else(ApiError::no_resource);
     }
     let t = resolve(sh, group, version, rest)?;
@@ -326,7 +347,7 @@ fn list_or_watch(
         ));
     }
     let (items, rv) = {
-        let st = sh.store.lock().unwrap();
+        let st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
         (st.list(&t.def, t.namespace.as_deref(), &labels, &fields), st.rv())
     };
     if wants_table(req.headers()) {
@@ -341,7 +362,12 @@ fn list_or_watch(
 
 /// GET of one object (or its table row).
 fn get_one(sh: &Shared, req: &Request, t: &Target, ns: &str, name: &str) -> Result<Response, ApiError> {
-    let obj = sh.store.lock().unwrap().get(&t.def, ns, name)?.clone();
+    let obj = sh
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&t.def, ns, name)?
+        .clone();
     if wants_table(req.headers()) {
         let rv = obj["metadata"]["resourceVersion"]
             .as_str()
@@ -407,7 +433,12 @@ async fn patch_one(
         })?;
     let body = read_body(req).await?;
     if kind == PatchKind::Apply {
-        let exists = sh.store.lock().unwrap().get(&t.def, ns, name).is_ok();
+        let exists = sh
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&t.def, ns, name)
+            .is_ok();
         if !exists {
             let mut obj: Value = serde_yaml::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -468,11 +499,12 @@ async fn delete_collection(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let items = sh
-        .store
-        .lock()
-        .unwrap()
-        .list(&t.def, t.namespace.as_deref(), &labels, &fields);
+    let items = sh.store.lock().unwrap_or_else(PoisonError::into_inner).list(
+        &t.def,
+        t.namespace.as_deref(),
+        &labels,
+        &fields,
+    );
     let mut gone = Vec::new();
     for o in items {
         let ons = o
@@ -486,7 +518,7 @@ async fn delete_collection(
             Err(e) => return Err(e),
         }
     }
-    let rv = sh.store.lock().unwrap().rv();
+    let rv = sh.store.lock().unwrap_or_else(PoisonError::into_inner).rv();
     Ok(ok(&json!({
         "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
         "metadata": {"resourceVersion": rv.to_string()}, "items": gone,
@@ -527,13 +559,13 @@ fn hooks_for(
         .and_then(|d| st.get(d, a.namespace, a.namespace).ok())
         .map(|n| labels_of(n, "/metadata/labels"))
         .unwrap_or_default();
-    let cfg = sh.admission.read().unwrap();
+    let cfg = sh.admission.read().unwrap_or_else(PoisonError::into_inner);
     admission::matching(&cfg, &m, &v, a, &ns_labels, obj, old)
 }
 
 async fn create(sh: &Shared, t: &Target, ns: &str, obj: Value, dry_run: bool) -> Result<Value, ApiError> {
     let (prepared, hooks) = {
-        let mut st = sh.store.lock().unwrap();
+        let mut st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
         let prepared = st.prepare_create(&t.def, ns, obj)?;
         let name = store::name_of(&prepared).to_string();
         let a = attrs(t, ns, &name, Operation::Create, dry_run);
@@ -548,11 +580,19 @@ async fn create(sh: &Shared, t: &Target, ns: &str, obj: Value, dry_run: bool) ->
     };
     let name = store::name_of(&prepared).to_string();
     let a = attrs(t, ns, &name, Operation::Create, dry_run);
-    let cfg = sh.admission.read().unwrap().clone();
+    let cfg = sh
+        .admission
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let admitted = admission::run(&cfg, &hooks, &a, Some(prepared), None)
         .await?
         .expect("create has an object");
-    let out = sh.store.lock().unwrap().commit_create(&t.def, admitted, dry_run);
+    let out = sh
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .commit_create(&t.def, admitted, dry_run);
     sh.notify();
     out
 }
@@ -584,7 +624,7 @@ where
 {
     for _ in 0..RETRIES {
         let (old, new, hooks) = {
-            let mut st = sh.store.lock().unwrap();
+            let mut st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
             let (old, new) = prepare(&st)?;
             let a = attrs(t, ns, name, Operation::Update, dry_run);
             let hooks = hooks_for(sh, &st, &a, Some(&new), Some(&old));
@@ -601,7 +641,11 @@ where
             (old, new, hooks)
         };
         let a = attrs(t, ns, name, Operation::Update, dry_run);
-        let cfg = sh.admission.read().unwrap().clone();
+        let cfg = sh
+            .admission
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let admitted = admission::run(&cfg, &hooks, &a, Some(new), Some(&old))
             .await?
             .expect("update has an object");
@@ -612,7 +656,7 @@ where
         let res = sh
             .store
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .commit_update(&t.def, admitted, &base, dry_run);
         sh.notify();
         match res {
@@ -637,7 +681,7 @@ async fn delete(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     let hooks = {
-        let mut st = sh.store.lock().unwrap();
+        let mut st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
         let old = st.get(&t.def, ns, name)?.clone();
         let a = attrs(t, ns, name, Operation::Delete, dry_run);
         let hooks = hooks_for(sh, &st, &a, None, Some(&old));
@@ -650,13 +694,19 @@ async fn delete(
         (hooks, old)
     };
     let a = attrs(t, ns, name, Operation::Delete, dry_run);
-    let cfg = sh.admission.read().unwrap().clone();
+    let cfg = sh
+        .admission
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     admission::run(&cfg, &hooks.0, &a, None, Some(&hooks.1)).await?;
-    let out = sh
-        .store
-        .lock()
-        .unwrap()
-        .delete(&t.def, ns, name, preconditions, dry_run);
+    let out = sh.store.lock().unwrap_or_else(PoisonError::into_inner).delete(
+        &t.def,
+        ns,
+        name,
+        preconditions,
+        dry_run,
+    );
     sh.notify();
     out
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -88,7 +89,7 @@ pub fn serve(
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut initial = Vec::new();
     let start = {
-        let st = sh.store.lock().unwrap();
+        let st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
         if rv_param.is_empty() || rv_param == "0" || send_initial {
             for o in st.list(&f.def, f.namespace.as_deref(), &f.labels, &f.fields) {
                 initial.push(line("ADDED", &f.out(o)));
@@ -155,7 +156,7 @@ async fn pump(
     loop {
         let mut out = Vec::new();
         let expired = {
-            let st = sh.store.lock().unwrap();
+            let st = sh.store.lock().unwrap_or_else(PoisonError::into_inner);
             if last < st.pruned_rv() {
                 Some(line(
                     "ERROR",

@@ -2,6 +2,7 @@
 //! replaces, and injected API errors from `ApiFault` pseudo-objects (`apiVersion: acceptance.danm.io/v1`).
 
 use std::sync::Mutex;
+use std::sync::PoisonError;
 
 use async_trait::async_trait;
 use danm_api::{DanmEp, DanmIpBlock, TenantConfig};
@@ -239,7 +240,7 @@ impl MemoryCluster {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -2,6 +2,7 @@
 //! files the CNI loads. The directory is re-scanned periodically and reloaded when its files change.
 
 use std::path::Path;
+use std::sync::PoisonError;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -81,7 +82,7 @@ impl WasmValidator {
 
     /// Reloads when the directory's `.wasm` files changed. Returns whether it reloaded.
     pub fn reload_if_changed(&self) -> Result<bool, PluginError> {
-        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.set.write().unwrap_or_else(PoisonError::into_inner);
         let reloaded = set.reload_if_changed().map_err(err)?;
         if reloaded {
             for e in set.errors() {
@@ -118,7 +119,7 @@ impl WasmValidator {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, PluginSet> {
-        self.set.read().unwrap_or_else(|p| p.into_inner())
+        self.set.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
