@@ -27,4 +27,5 @@ pub mod cni;
 pub mod ipam;
 pub mod naming;
 pub mod resolve;
+pub mod stamp;
 pub mod vni;

@@ -6,9 +6,9 @@
 //! `Component::deserialize_file` instead of being read and copied twice (once by `read`, once by wasmtime). Its CRC32
 //! is recorded in the metadata; the file is checked against it (streamed through a small buffer) before wasmtime maps
 //! it. The checksum detects corruption (torn writes, disk errors, truncation); access control is the directory's
-//! root-only mode. CRC32 rather than sha256 because it costs ~15 µs instead of ~500 µs on a 700 KB artefact.
+//! root-only mode. CRC32 rather than sha256 because it is far cheaper on an artefact (docs/performance.md §2).
 //! Once an entry has matched its checksum, its [`FileStamp`] is recorded too, and a later load that finds the same
-//! stamp maps the entry without reading it first (as the index does for plugin files; ~100 µs of every short-lived
+//! stamp maps the entry without reading it first (as the index does for plugin files; a saving on every short-lived
 //! CNI process). Any write to the file through the kernel changes the stamp (ctime, which no tool can set back), and
 //! a stamp is only recorded once it is [`FileStamp::settled`], so that a write in the same clock tick as the check
 //! cannot hide behind an equal timestamp; then the checksum is checked again. What the stamp cannot see is corruption
@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+pub(crate) use danm_core::stamp::FileStamp;
 
 use crate::{BackendInfo, PluginError, PluginKind};
 
@@ -217,43 +219,6 @@ impl Mode0600 for fs::OpenOptions {
     fn mode_0600(&mut self) -> &mut Self {
         use std::os::unix::fs::OpenOptionsExt;
         self.mode(0o600)
-    }
-}
-
-/// What identifies a file's content without reading it (as git's index does): device, inode, size, mtime and ctime.
-/// ctime cannot be set by user tools, so a rewrite that restores the mtime is still noticed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) struct FileStamp {
-    pub dev: u64,
-    pub ino: u64,
-    pub len: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-}
-
-/// How long after its last change a file's stamp is trusted to tell it apart from any later change: file times come
-/// from a clock that ticks in steps of up to a few milliseconds, so a change within the same step as a check can
-/// leave the times as they were (git calls such index entries "racy" and checks them again).
-const SETTLE_NS: i128 = 2_000_000_000;
-
-impl FileStamp {
-    /// Whether the file has not changed for [`SETTLE_NS`], so that any later change gets other times.
-    pub(crate) fn settled(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        self.ctime_ns.max(self.mtime_ns) + SETTLE_NS <= now
-    }
-
-    pub(crate) fn of(meta: &fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
     }
 }
 
