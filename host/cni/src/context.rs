@@ -13,7 +13,7 @@ use ipnetwork::IpNetwork;
 use serde_json::Value;
 
 use crate::api::Api;
-use crate::delegate::{self, Chain, DelegateEnv};
+use crate::delegate::{self, Chain, DelegateEnv, PluginRunner};
 use crate::error::Error;
 use crate::ipam::{Retry, is_real};
 use crate::native::Sysfs;
@@ -37,6 +37,8 @@ pub struct Ctx {
     pub kubelet_root: PathBuf,
     /// `PATH` passed to delegates.
     pub process_path: String,
+    /// What runs delegate plugins ([`crate::delegate::ProcessRunner`] in the binary).
+    pub delegates: Arc<dyn PluginRunner>,
 }
 
 impl Ctx {
@@ -48,6 +50,7 @@ impl Ctx {
             args: self.env.args.clone().unwrap_or_default(),
             cni_path: self.config.delegate_path(&self.env.path),
             path: self.process_path.clone(),
+            runner: self.delegates.clone(),
         }
     }
 

@@ -1,22 +1,25 @@
-//! Delegation: running `<CNI_PATH>/<type>` with a config (single plugin or a `.conflist` chain), loading static
-//! delegate configs from `cniDir` and swapping their IPAM for fakeipam (behaviour §4.3, §4.6, §4.7), and
-//! negotiating the CNI version each delegate binary speaks (`CNI_COMMAND=VERSION`, asked once per binary per
-//! process).
+//! Delegation: running a delegate plugin through a [`PluginRunner`] (the real one starts `<CNI_PATH>/<type>` as a
+//! process, as libcni does) with a config (single plugin or a `.conflist` chain), loading static delegate configs
+//! from `cniDir` and swapping their IPAM for fakeipam (behaviour §4.3, §4.6, §4.7), and negotiating the CNI version
+//! each delegate speaks (`CNI_COMMAND=VERSION`, asked once per plugin identity per process).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::PoisonError;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use danm_core::cni::CniResult;
+use danm_core::stamp::FileStamp;
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 
 /// The environment a delegate gets: only these variables (behaviour §4.7), plus `CNI_COMMAND` and
-/// `CNI_IFNAME`.
-#[derive(Clone, Debug, Default)]
+/// `CNI_IFNAME`; and what runs it.
+#[derive(Clone, Debug)]
 pub struct DelegateEnv {
     pub container_id: String,
     pub netns: String,
@@ -25,6 +28,93 @@ pub struct DelegateEnv {
     pub cni_path: Vec<String>,
     /// `PATH` of the danm process.
     pub path: String,
+    /// What runs the plugins: [`ProcessRunner`] in the `danm` binary.
+    pub runner: Arc<dyn PluginRunner>,
+}
+
+impl Default for DelegateEnv {
+    fn default() -> Self {
+        DelegateEnv {
+            container_id: String::new(),
+            netns: String::new(),
+            args: String::new(),
+            cni_path: Vec::new(),
+            path: String::new(),
+            runner: Arc::new(ProcessRunner),
+        }
+    }
+}
+
+/// One verb of one delegate plugin: what a runner needs to run it.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginCall<'a> {
+    /// The plugin's `type`.
+    pub plugin: &'a str,
+    /// `CNI_COMMAND`.
+    pub command: &'a str,
+    /// `CNI_IFNAME`.
+    pub ifname: &'a str,
+    /// The config it reads on stdin.
+    pub config: &'a Value,
+    pub env: &'a DelegateEnv,
+}
+
+impl PluginCall<'_> {
+    /// The error of this call failing with CNI `code` (if it printed one) and `message`.
+    pub fn failure(&self, code: Option<u32>, message: impl Into<String>) -> Error {
+        Error::Delegate {
+            plugin: self.plugin.to_owned(),
+            command: self.command.to_owned(),
+            ifname: self.ifname.to_owned(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What identifies a delegate plugin as it would run now; its VERSION answer is kept per identity for the process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PluginId {
+    /// Where it is (a binary's path for [`ProcessRunner`]).
+    pub path: PathBuf,
+    /// The binary's file stamp, so a replaced binary is asked again.
+    pub stamp: Option<FileStamp>,
+}
+
+/// How delegate plugins are run. [`ProcessRunner`] is the real one; tests give danm plugins written in Rust that
+/// answer the same calls, so no test writes shell scripts.
+pub trait PluginRunner: Send + Sync + std::fmt::Debug {
+    /// Which plugin `plugin` is, as it would run now; fails as a missing plugin would.
+    fn identify(&self, plugin: &str, env: &DelegateEnv) -> Result<PluginId, Error>;
+    /// Runs one verb: the plugin's stdout on success; on failure [`Error::Delegate`] with the CNI error code and
+    /// message it printed, if any.
+    fn run<'a>(&'a self, call: PluginCall<'a>) -> BoxFuture<'a, Result<Vec<u8>, Error>>;
+}
+
+/// Runs a delegate as libcni does: `<CNI_PATH>/<type>` as a child process with only the CNI variables set, the
+/// config on stdin, the result on stdout; the child is killed if the call is dropped (the ADD deadline).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessRunner;
+
+impl PluginRunner for ProcessRunner {
+    fn identify(&self, plugin: &str, env: &DelegateEnv) -> Result<PluginId, Error> {
+        let binary = find_plugin(plugin, &env.cni_path)?;
+        let meta = std::fs::metadata(&binary).map_err(|e| Error::Delegate {
+            plugin: plugin.to_owned(),
+            command: "VERSION".into(),
+            ifname: String::new(),
+            code: None,
+            message: format!("cannot stat {}: {e}", binary.display()),
+        })?;
+        Ok(PluginId {
+            stamp: Some(FileStamp::of(&meta)),
+            path: binary,
+        })
+    }
+
+    fn run<'a>(&'a self, call: PluginCall<'a>) -> BoxFuture<'a, Result<Vec<u8>, Error>> {
+        Box::pin(run_process(call))
+    }
 }
 
 /// One plugin invocation of a chain: the binary name (`type`) and its config.
@@ -122,22 +212,12 @@ fn version_key(v: &str) -> Option<(u32, u32, u32)> {
     parts.next().is_none().then_some(key)
 }
 
-/// A plugin binary as found on disk: a replaced binary is a different one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct BinaryId {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
 /// A plugin's VERSION answer: its `supportedVersions`, or `None` when it gave no usable answer.
 type VersionAnswer = Option<Vec<String>>;
 
-/// The VERSION answers of this process, one per binary; concurrent interfaces on one binary share one question.
-static VERSION_ANSWERS: LazyLock<Mutex<HashMap<BinaryId, Arc<tokio::sync::OnceCell<VersionAnswer>>>>> =
+/// The VERSION answers of this process, one per plugin identity; concurrent interfaces on one plugin share one
+/// question.
+static VERSION_ANSWERS: LazyLock<Mutex<HashMap<PluginId, Arc<tokio::sync::OnceCell<VersionAnswer>>>>> =
     LazyLock::new(Default::default);
 
 /// The versions plugin `plugin` supports, asked with `CNI_COMMAND=VERSION` at most once per binary per process (one
@@ -150,26 +230,10 @@ pub async fn plugin_versions(
     requested: &str,
     env: &DelegateEnv,
 ) -> Result<VersionAnswer, Error> {
-    use std::os::unix::fs::MetadataExt;
-    let binary = find_plugin(plugin, &env.cni_path)?;
-    let meta = std::fs::metadata(&binary).map_err(|e| Error::Delegate {
-        plugin: plugin.to_owned(),
-        command: "VERSION".into(),
-        ifname: String::new(),
-        code: None,
-        message: format!("cannot stat {}: {e}", binary.display()),
-    })?;
-    let id = BinaryId {
-        path: binary,
-        dev: meta.dev(),
-        ino: meta.ino(),
-        len: meta.len(),
-        mtime: meta.mtime(),
-        mtime_nsec: meta.mtime_nsec(),
-    };
+    let id = env.runner.identify(plugin, env)?;
     let cell = VERSION_ANSWERS
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(PoisonError::into_inner)
         .entry(id)
         .or_default()
         .clone();
@@ -284,8 +348,8 @@ pub async fn negotiate(chain: &Chain, env: &DelegateEnv, minimum: &str) -> Resul
     Ok(chain)
 }
 
-/// Runs one plugin binary. Returns its stdout on success; a non-zero exit becomes [`Error::Delegate`] carrying the
-/// plugin's CNI error code and message when it printed one. The child is killed if the future is dropped.
+/// Runs one verb of a delegate through the environment's runner. Returns its stdout on success; a failure is
+/// [`Error::Delegate`] carrying the plugin's CNI error code and message when it printed one.
 pub async fn exec(
     plugin: &str,
     command: &str,
@@ -293,15 +357,28 @@ pub async fn exec(
     config: &Value,
     env: &DelegateEnv,
 ) -> Result<Vec<u8>, Error> {
+    let call = PluginCall {
+        plugin,
+        command,
+        ifname,
+        config,
+        env,
+    };
+    env.runner.run(call).await
+}
+
+/// [`ProcessRunner`]'s work: one plugin binary run as a child process.
+async fn run_process(call: PluginCall<'_>) -> Result<Vec<u8>, Error> {
+    let PluginCall {
+        plugin,
+        command,
+        ifname,
+        config,
+        env,
+    } = call;
     let binary = find_plugin(plugin, &env.cni_path)?;
     tracing::debug!(plugin, command, ifname, binary = %binary.display(), "running a delegate");
-    let fail = |code: Option<u32>, message: String| Error::Delegate {
-        plugin: plugin.to_owned(),
-        command: command.to_owned(),
-        ifname: ifname.to_owned(),
-        code,
-        message,
-    };
+    let fail = |code: Option<u32>, message: String| call.failure(code, message);
     let mut child = tokio::process::Command::new(&binary)
         .env_clear()
         .env("CNI_COMMAND", command)
@@ -556,6 +633,7 @@ mod tests {
             args: String::new(),
             cni_path: vec![dir.path().display().to_string()],
             path: "/usr/bin:/bin".into(),
+            ..DelegateEnv::default()
         };
         let big = json!({"cniVersion": "1.1.0", "pad": "x".repeat(1 << 20)});
         let out = exec("quick", "VERSION", "", &big, &env)

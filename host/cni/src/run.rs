@@ -193,6 +193,7 @@ pub async fn run(
         sysfs: Sysfs::default(),
         kubelet_root: PathBuf::from("/var/lib/kubelet"),
         process_path,
+        delegates: Arc::new(crate::delegate::ProcessRunner),
     });
     if let Some(early) = early_del {
         crate::del::del_after(ctx, early).await;

@@ -160,6 +160,7 @@ async fn world() -> Option<World> {
         },
         kubelet_root: tmp.path().join("kubelet"),
         retry: Retry::default(),
+        delegates: Arc::new(danm_cni::delegate::ProcessRunner),
     };
     Some(World {
         lab,

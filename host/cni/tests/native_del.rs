@@ -73,6 +73,7 @@ async fn del_of_a_native_interface_needs_no_translation_and_an_unrecorded_danmep
         },
         kubelet_root: tmp.path().join("kubelet"),
         retry: Retry::default(),
+        delegates: Arc::new(danm_cni::delegate::ProcessRunner),
     };
     lab.network(
         NetworkKind::DanmNet,

@@ -4,36 +4,15 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_gets_its_own_add_result_as_prev_result_for_check_and_del() {
-    use std::os::unix::fs::PermissionsExt;
     let Some(w) = world().await else { return };
-    let d = delegates();
+    let d = delegates(&w);
     let dir = d.dir.path();
-    // Keeps the stdin of every CHECK and DEL; fails CHECK while `fail-check` exists.
+    // Answers ADD with `added`; every call's stdin is kept by the fake plugins.
     let added = json!({"cniVersion":"1.0.0","interfaces":[{"name":"br-rec"},{"name":"eth0","sandbox":"/x"}],
                        "ips":[{"address":"10.88.0.9/24","interface":1}]});
-    std::fs::write(
-        dir.join("recorder"),
-        format!(
-            r#"#!/bin/sh
-input=$(cat)
-if [ "$CNI_COMMAND" = VERSION ]; then echo '{VERSIONS}'; exit 0; fi
-printf '%s' "$input" > {dir}/$CNI_COMMAND.$CNI_IFNAME.stdin
-case "$CNI_COMMAND" in
-ADD) echo '{added}' ;;
-CHECK) if [ -e {dir}/fail-check ]; then echo '{{"cniVersion":"1.0.0","code":11,"msg":"deliberate check failure"}}'; exit 1; fi ;;
-esac
-exit 0
-"#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(dir.join("recorder"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        dir.join("recorder.conf"),
-        r#"{"cniVersion":"1.0.0","name":"recorder","type":"recorder"}"#,
-    )
-    .unwrap();
+    w.plugins
+        .add("recorder", FakePlugin::adding(Answer::Print(added.clone())));
+    static_conf(dir, "recorder", "recorder", "1.0.0");
     let net = w
         .danmnet(
             "recorder",
@@ -41,9 +20,7 @@ exit 0
         )
         .await;
     w.pod("p30", json!([{"network":"recorder"}])).await;
-    let stdin = |cmd: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{cmd}.eth0.stdin"))).unwrap()).unwrap()
-    };
+    let stdin = |cmd: &str| -> Value { w.plugins.stdin("recorder", cmd, "eth0").expect("called") };
     let kept = dir.join("results/c30/eth0.json");
 
     w.run(&d.call(&w, "ADD", "p30", "c30", 10)).await.unwrap();
@@ -67,7 +44,8 @@ exit 0
         "CHECK gets the delegate's ADD result: {check}"
     );
     assert_eq!(check["type"], "recorder");
-    std::fs::write(dir.join("fail-check"), "").unwrap();
+    w.plugins
+        .set_check("recorder", Answer::Fail(11, "deliberate check failure".into()));
     let (code, msg) = code_of(w.run(&d.call(&w, "CHECK", "p30", "c30", 10)).await);
     assert_eq!(code, codes::DANM_FAILURE, "{msg}");
     assert!(
@@ -87,7 +65,7 @@ exit 0
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_delegate_gets_its_result_and_it_is_not_kept() {
     let Some(w) = world().await else { return };
-    let d = delegates();
+    let d = delegates(&w);
     let ok = w
         .danmnet(
             "okplugin",
@@ -112,7 +90,7 @@ async fn a_rolled_back_delegate_gets_its_result_and_it_is_not_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_delegate_in_the_middle_of_three_gets_its_del_and_everything_is_rolled_back() {
     let Some(w) = world().await else { return };
-    let d = delegates();
+    let d = delegates(&w);
     let a = w.macvlan("a", json!({})).await;
     let f = w
         .danmnet(
@@ -151,7 +129,7 @@ async fn a_failing_delegate_in_the_middle_of_three_gets_its_del_and_everything_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
     let Some(w) = world().await else { return };
-    let d = delegates();
+    let d = delegates(&w);
     let a = w.macvlan("a", json!({})).await;
     let s = w
         .danmnet(
@@ -179,7 +157,7 @@ async fn a_delegate_past_the_deadline_is_cancelled_and_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate() {
     let Some(w) = world().await else { return };
-    let d = delegates();
+    let d = delegates(&w);
     w.danmnet(
         "okplugin",
         json!({"NetworkID":"okplugin","NetworkType":"okplugin"}),
@@ -204,12 +182,7 @@ async fn a_delegates_address_is_recorded_in_its_danmep_and_del_runs_the_delegate
 async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_result_is_converted() {
     let Some(w) = world().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let log = versioned_plugin(
-        dir.path(),
-        "upto100",
-        &["0.3.1", "0.4.0", "1.0.0"],
-        "10.89.0.7/24",
-    );
+    versioned_plugin(&w, "upto100", &["0.3.1", "0.4.0", "1.0.0"], "10.89.0.7/24");
     for id in ["va", "vb"] {
         std::fs::write(
             dir.path().join(format!("{id}.conf")),
@@ -235,11 +208,7 @@ async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_resu
     del.cni_path = add.cni_path.clone();
     del.config = config;
     w.run(&del).await.unwrap();
-    let mut calls: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut calls = w.plugins.calls_of("upto100");
     calls.sort();
     assert_eq!(
         calls,
@@ -259,7 +228,7 @@ async fn a_delegate_runs_at_the_highest_version_it_shares_with_danm_and_its_resu
 async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_both_lists() {
     let Some(w) = world().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let log = versioned_plugin(dir.path(), "future", &["1.2.0", "2.0.0"], "10.89.0.8/24");
+    versioned_plugin(&w, "future", &["1.2.0", "2.0.0"], "10.89.0.8/24");
     std::fs::write(
         dir.path().join("fut.conf"),
         r#"{"cniVersion":"1.1.0","name":"fut","type":"future"}"#,
@@ -291,10 +260,10 @@ async fn a_delegate_that_shares_no_version_with_danm_fails_with_code_7_naming_bo
         msg.contains("danm asked for 1.1.0") && msg.contains(r#""1.0.0", "1.1.0"]"#),
         "{msg}"
     );
-    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls = w.plugins.calls_of("future");
     assert!(
-        !calls.contains("ADD"),
-        "never run at a version it does not speak: {calls}"
+        calls.iter().all(|c| !c.starts_with("ADD")),
+        "never run at a version it does not speak: {calls:?}"
     );
     w.assert_nothing_left(&[&a, &fut]).await;
 }
@@ -304,13 +273,9 @@ async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_versio
     let Some(w) = world().await else { return };
     let dir = tempfile::tempdir().unwrap();
     // Prints nothing for VERSION: run at the requested version; it would refuse by itself if it could not.
-    let silent = plugin_answering_version(dir.path(), "silent", "exit 0");
+    plugin_answering_version(&w, dir.path(), "silent", Versions::Silent);
     // libcni's rule: "unknown CNI_COMMAND: VERSION" means the plugin only knows 0.1.0.
-    let ancient = plugin_answering_version(
-        dir.path(),
-        "ancient",
-        r#"echo '{"code":4,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1"#,
-    );
+    plugin_answering_version(&w, dir.path(), "ancient", Versions::Unknown);
     for name in ["silent", "ancient"] {
         w.danmnet(name, json!({"NetworkID": name, "NetworkType": name}))
             .await;
@@ -321,31 +286,25 @@ async fn a_delegate_without_a_usable_version_answer_runs_at_the_requested_versio
     add.cni_path = vec![dir.path().display().to_string()];
     add.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cniDir": dir.path()});
     w.run(&add).await.unwrap();
-    let log = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
-    assert_eq!(log(&silent), "VERSION 1.0.0\nADD 1.0.0\n");
-    assert_eq!(log(&ancient), "VERSION 1.0.0\nADD 0.1.0\n");
+    assert_eq!(w.plugins.calls_of("silent"), ["VERSION  1.0.0", "ADD eth0 1.0.0"]);
+    assert_eq!(
+        w.plugins.calls_of("ancient"),
+        ["VERSION  1.0.0", "ADD eth1 0.1.0"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_delegate_gets_fakeipam_with_the_address_danm_allocated_in_place_of_its_own_ipam() {
-    use std::os::unix::fs::PermissionsExt;
     let Some(w) = world().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    // A delegate that keeps the config it was given on stdin and answers with the address fakeipam would echo.
-    let seen = dir.path().join("seen.json");
-    std::fs::write(
-        dir.path().join("recorder"),
-        format!(
-            "#!/bin/sh\ncfg=$(cat)\ncase \"$CNI_COMMAND\" in\nVERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}}' ;;\nADD) echo \"$cfg\" > {seen}\n echo '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.16.0.1/24\"}}]}}' ;;\nesac\nexit 0\n",
-            seen = seen.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        dir.path().join("recorder"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    // A delegate that answers with the address fakeipam would echo; the config it read is kept.
+    w.plugins.add(
+        "recorder",
+        FakePlugin::adding(Answer::Print(
+            json!({"cniVersion":"1.0.0","ips":[{"address":"10.16.0.1/24"}]}),
+        ))
+        .versions(Versions::Supports(vec!["1.0.0".into()])),
+    );
     std::fs::write(
         dir.path().join("rec.conf"),
         r#"{"cniVersion":"1.0.0","name":"rec","type":"recorder","ipam":{"type":"host-local","subnet":"192.168.0.0/24"}}"#,
@@ -361,7 +320,7 @@ async fn a_static_delegate_gets_fakeipam_with_the_address_danm_allocated_in_plac
     add.cni_path = vec![dir.path().display().to_string()];
     add.config = json!({"cniVersion":"1.0.0","name":"danm","type":"danm","cniDir": dir.path()});
     w.run(&add).await.unwrap();
-    let given: Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    let given = w.plugins.stdin("recorder", "ADD", "eth0").expect("ADD ran");
     assert_eq!(given["type"], "recorder");
     assert_eq!(
         given["ipam"],

@@ -7,11 +7,11 @@ mod add;
 mod common;
 mod del;
 mod delegate;
+mod fake_plugins;
 mod ipam;
 mod lifecycle;
 mod sriov;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::lab::{Call, Lab, Services, ctx, lab, plugins};
@@ -25,6 +25,7 @@ use danm_lab::Fault;
 use danm_netlink::{
     Call as NlCall, FakeNetlink, IpvlanMode, LinkKind, MacvlanMode, Netlink, Netns, TABLE_MAIN,
 };
+use fake_plugins::{Answer, FakePlugin, FakePlugins, Versions};
 use serde_json::{Value, json};
 
 const NS: &str = "default";
@@ -32,6 +33,8 @@ const NS: &str = "default";
 struct World {
     lab: Lab,
     fake: Arc<FakeNetlink>,
+    /// The delegate plugins this world's invocations run.
+    plugins: Arc<FakePlugins>,
     svc: Services,
     pod_ns: Netns,
     netns_path: String,
@@ -50,6 +53,7 @@ async fn world() -> Option<World> {
     let pod_ns = Netns::path(&netns_path);
     fake.add_netns(pod_ns.clone());
     let tmp = tempfile::tempdir().unwrap();
+    let delegates = Arc::new(FakePlugins::default());
     let svc = Services {
         api: lab.api.clone(),
         netlink: fake.clone(),
@@ -59,10 +63,12 @@ async fn world() -> Option<World> {
         },
         kubelet_root: tmp.path().join("kubelet"),
         retry: Retry::default(),
+        delegates: delegates.clone(),
     };
     Some(World {
         lab,
         fake,
+        plugins: delegates,
         svc,
         pod_ns,
         netns_path,
@@ -141,62 +147,48 @@ fn code_of(r: Result<Option<String>, Error>) -> (u32, String) {
     (e.code, format!("{} {}", e.msg, e.details))
 }
 
-/// What the test delegates answer to VERSION.
-const VERSIONS: &str = r#"{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}"#;
-
-/// A delegate plugin script: answers VERSION, logs every other call, then behaves per `add` (shell) on ADD.
-fn script_plugin(dir: &std::path::Path, name: &str, log: &std::path::Path, add: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
+/// A static delegate config `<dir>/<name>.conf` naming plugin `plugin`.
+fn static_conf(dir: &std::path::Path, name: &str, plugin: &str, version: &str) {
     std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\ncat > /dev/null\nif [ \"$CNI_COMMAND\" = VERSION ]; then\necho '{VERSIONS}'\nexit 0\nfi\necho \"$CNI_COMMAND $CNI_IFNAME\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n{add}\nfi\nexit 0\n",
-            log.display()
-        ),
+        dir.join(format!("{name}.conf")),
+        format!(r#"{{"cniVersion":"{version}","name":"{name}","type":"{plugin}"}}"#),
     )
     .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-struct Delegates {
+/// Three delegates with static configs of their name: `slow` never answers ADD, `failing` fails it with code 7,
+/// `okplugin` answers it with 10.88.0.9/24.
+struct Delegates<'w> {
     dir: tempfile::TempDir,
-    log: PathBuf,
+    plugins: &'w FakePlugins,
 }
 
-fn delegates() -> Delegates {
+fn delegates(w: &World) -> Delegates<'_> {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("calls.log");
-    script_plugin(dir.path(), "slow", &log, "sleep 30");
-    script_plugin(
-        dir.path(),
+    w.plugins.add("slow", FakePlugin::adding(Answer::Hang));
+    w.plugins.add(
         "failing",
-        &log,
-        "echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"deliberate delegate failure\"}'\nexit 1",
+        FakePlugin::adding(Answer::Fail(7, "deliberate delegate failure".into())),
     );
-    script_plugin(
-        dir.path(),
+    w.plugins.add(
         "okplugin",
-        &log,
-        "echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.88.0.9/24\"}]}'",
+        FakePlugin::adding(Answer::Print(
+            json!({"cniVersion":"1.0.0","ips":[{"address":"10.88.0.9/24"}]}),
+        )),
     );
     for name in ["slow", "failing", "okplugin"] {
-        std::fs::write(
-            dir.path().join(format!("{name}.conf")),
-            format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"{name}"}}"#),
-        )
-        .unwrap();
+        static_conf(dir.path(), name, name, "1.0.0");
     }
-    Delegates { dir, log }
+    Delegates {
+        dir,
+        plugins: &w.plugins,
+    }
 }
 
-impl Delegates {
+impl Delegates<'_> {
+    /// `"<verb> <ifname>"` of every call but VERSION.
     fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        self.plugins.calls()
     }
     fn call<'a>(
         &'a self,
@@ -241,31 +233,17 @@ async fn fake_sriov_on(fake: &FakeNetlink, root: &std::path::Path) {
     }
 }
 
-/// A delegate that supports `versions`, logs `<command> <ifname> <cniVersion it was given>` (VERSION included) and
-/// answers ADD with a 0.4.0-shaped result for `address`.
-fn versioned_plugin(dir: &std::path::Path, name: &str, versions: &[&str], address: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let log = dir.join(format!("{name}.log"));
-    let list = serde_json::to_string(versions).unwrap();
-    std::fs::write(
-        dir.join(name),
-        format!(
-            r#"#!/bin/sh
-cfg=$(cat)
-v=$(echo "$cfg" | sed -n 's/.*"cniVersion":"\([^"]*\)".*/\1/p')
-echo "$CNI_COMMAND $CNI_IFNAME $v" >> {log}
-case "$CNI_COMMAND" in
-VERSION) echo '{{"cniVersion":"'"$v"'","supportedVersions":{list}}}' ;;
-ADD) echo '{{"cniVersion":"'"$v"'","ips":[{{"version":"4","address":"{address}"}}]}}' ;;
-esac
-exit 0
-"#,
-            log = log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
-    log
+/// A delegate that supports `versions` and answers ADD with a 0.4.0-shaped result for `address`.
+fn versioned_plugin(w: &World, name: &str, versions: &[&str], address: &str) {
+    w.plugins.add(
+        name,
+        FakePlugin::adding(Answer::Print(
+            json!({"cniVersion":"0.4.0","ips":[{"version":"4","address": address}]}),
+        ))
+        .versions(Versions::Supports(
+            versions.iter().map(|v| (*v).to_owned()).collect(),
+        )),
+    );
 }
 
 mod kubelet {
@@ -400,32 +378,9 @@ fn sriov_config(
     }
 }
 
-/// A delegate whose VERSION behaviour is the shell `on_version`; it logs `<command> <cniVersion>` and answers ADD
-/// with an empty result.
-fn plugin_answering_version(dir: &std::path::Path, name: &str, on_version: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let log = dir.join(format!("{name}.log"));
-    std::fs::write(
-        dir.join(name),
-        format!(
-            r#"#!/bin/sh
-cfg=$(cat)
-v=$(echo "$cfg" | sed -n 's/.*"cniVersion":"\([^"]*\)".*/\1/p')
-echo "$CNI_COMMAND $v" >> {log}
-if [ "$CNI_COMMAND" = VERSION ]; then
-{on_version}
-fi
-exit 0
-"#,
-            log = log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.conf")),
-        format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"{name}"}}"#),
-    )
-    .unwrap();
-    log
+/// A delegate with a static config of its name whose VERSION answer is `versions`; it answers ADD with nothing.
+fn plugin_answering_version(w: &World, dir: &std::path::Path, name: &str, versions: Versions) {
+    w.plugins
+        .add(name, FakePlugin::adding(Answer::Nothing).versions(versions));
+    static_conf(dir, name, name, "1.0.0");
 }
