@@ -1,16 +1,15 @@
 //! Link options of the `danm` and `fakeipam` executables.
 //!
 //! They are linked as position-dependent executables (`-no-pie`), as Debian's reference CNI plugins are. kubelet
-//! executes them once per pod and verb, and a position-independent `danm` spends ~0.9 ms of every start applying
-//! its ~67 000 relative relocations (each touched page of `.data.rel.ro` a copy-on-write fault; measured on this
-//! machine: `CNI_COMMAND=VERSION` median 3.0 ms PIE vs 2.1 ms non-PIE, Debian's macvlan 3.5 ms). The code is
+//! executes them once per pod and verb, and a position-independent `danm` spends a large part of every start
+//! applying its relative relocations (each touched page of `.data.rel.ro` a copy-on-write fault; figures in
+//! docs/performance.md §1). The code is
 //! still compiled position-independent, so only the executable's own base address is fixed; libraries, heap,
 //! stacks and the plugins' compiled code stay randomised.
 //!
 //! They also carry gcc's unwinder (`libgcc_eh.a`) instead of loading `libgcc_s.so.1`: that library's constructor
-//! probes the CPU with a dozen `cpuid` instructions at every start, each a VM exit on virtual machines (measured
-//! here: an empty C program starts in 1117 µs, 1281 µs with libgcc_s; `danm` `CNI_COMMAND=VERSION` 2318 -> 2053 µs
-//! median over 200 interleaved runs). Rust's std asks the linker for `-lgcc_s`; a `libgcc_s.a` that is gcc's
+//! probes the CPU with a dozen `cpuid` instructions at every start, each a VM exit on virtual machines
+//! (docs/performance.md §1). Rust's std asks the linker for `-lgcc_s`; a `libgcc_s.a` that is gcc's
 //! static unwinder, found first on the library path, answers that request. Without gcc's `libgcc_eh.a` the
 //! executables link against `libgcc_s.so.1` as usual. `tests/unwind.rs` checks panics still unwind.
 

@@ -81,8 +81,8 @@ pub async fn del(ctx: Arc<Ctx>) -> Vec<Error> {
 ///
 /// The plain native links danm made in the pod's namespace carry link group [`NATIVE_LINK_GROUP`]; they are deleted
 /// with one request, sent before the API client is even built, while the DanmEps are listed and their networks
-/// read: the kernel's wait for an RCU grace period (15-20 ms) runs during the API round trips instead of after
-/// them. Addresses are released only once that request has completed, so an address is never handed out again
+/// read: the kernel's wait for an RCU grace period runs during the API round trips instead of after them
+/// (docs/performance.md §3). Addresses are released only once that request has completed, so an address is never handed out again
 /// while its old interface still exists. Links without the group (made by an older danm, or by DANM) are deleted
 /// by name after the teardowns, as before.
 pub async fn del_after(ctx: Arc<Ctx>, early: EarlyLinkDelete) -> Vec<Error> {

@@ -289,11 +289,9 @@ impl Runtime {
     /// Builds the engine and the small linker on the calling thread, then starts the epoch source (a ticker thread
     /// that parks at once, or the call timers' signal handler; see `epoch.rs`).
     ///
-    /// Everything happens on the caller: measured on a 2-vCPU VM, a new thread usually first runs on its parent's
-    /// CPU while the parent waits, and waking the idle vCPU takes 100-300 µs, so building the engine on a helper
-    /// thread while the caller reads the plugin directory made a short-lived process slower, not faster (two runs
-    /// of 200 interleaved fresh-process translates, helper thread -> this order: median 1298 -> 1254 µs and
-    /// 1103 -> 1063 µs).
+    /// Everything happens on the caller: a new thread usually first runs on its parent's CPU while the parent waits,
+    /// so building the engine on a helper thread while the caller reads the plugin directory made a short-lived
+    /// process slower, not faster (docs/performance.md §2).
     pub(crate) fn new(config: RuntimeConfig) -> Result<Runtime, String> {
         let built = build(&engine_config(&config)).map_err(|e| format!("{e:#}"))?;
         let clock = Clock::start(&built.engine, config.tick, config.epoch_clock)?;

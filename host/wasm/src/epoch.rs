@@ -3,8 +3,8 @@
 //! thread itself (no thread to start).
 //!
 //! Why the timer: in the short-lived CNI process the plugin runtime lives for one or two calls, and starting a thread
-//! costs 30-140 µs on the 2-vCPU VMs danm is measured on (stack mapping, guard page, clone, and the new thread
-//! usually running first on its parent's CPU), while a timer costs three system calls (~4 µs) per call.
+//! (stack mapping, guard page, clone, and the new thread usually running first on its parent's CPU) costs far more
+//! than a timer's three system calls per call (docs/performance.md §2).
 //!
 //! The timer sends `SIGURG` to the thread that makes the call (`SIGEV_THREAD_ID`). `SIGURG` is ignored by default, so
 //! a signal still in flight after its timer is deleted, or reaching a process that never claimed it, does nothing.
