@@ -590,10 +590,7 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
 #[tokio::test]
 async fn manifests_applied_at_start_make_the_danm_crds_servable() {
     let lab = lab().await;
-    let crds = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../deploy/crds");
+    let crds = danm_testkit::fixtures::workspace_dir().join("deploy/crds");
     let applied = lab.apply_manifests(&crds).unwrap();
     assert!(
         applied.contains(&"customresourcedefinition/danmnets.danm.k8s.io".to_string()),

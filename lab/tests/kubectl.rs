@@ -64,7 +64,9 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
     let Some(bin) = kubectl_bin() else {
-        eprintln!("skipping: kubectl is not installed");
+        danm_testkit::fixtures::skip(
+            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
+        );
         return;
     };
     let lab = common::lab().await;
@@ -73,10 +75,7 @@ async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
         bin,
         kubeconfig: lab.kubeconfig_path().to_path_buf(),
     };
-    let crds = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../deploy/crds");
+    let crds = danm_testkit::fixtures::workspace_dir().join("deploy/crds");
     let manifest = dir.path().join("danmnet.yaml");
     std::fs::write(&manifest, DANMNET).unwrap();
 

@@ -13,7 +13,7 @@ use std::process::Command;
 const PLUGINS: &str = "/usr/lib/cni";
 
 fn skip_reason() -> Option<String> {
-    if !nix_is_root() {
+    if !danm_testkit::fixtures::is_root() {
         return Some("not root".into());
     }
     for p in ["bridge", "host-local", "tuning"] {
@@ -29,17 +29,6 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn in_netns(ns: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
         .args(["netns", "exec", ns])
@@ -52,7 +41,7 @@ fn in_netns(ns: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn a_simulated_pod_gets_a_netns_an_address_from_the_cni_chain_and_is_cleaned_up_on_delete() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+        danm_testkit::fixtures::skip(&why);
         return;
     }
     let lab = common::lab().await;

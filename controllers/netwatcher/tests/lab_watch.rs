@@ -13,19 +13,11 @@ use danm_netwatcher::source::ORIGINAL_MASTER_ANNOTATION;
 use danm_netwatcher::watch::{LoopTiming, NO_APIS_MESSAGE, WatchError, installed_kinds, run, start_caches};
 use danm_netwatcher::{LinkReconciler, Metrics};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, crd) in danm_api::crd::all() {
-        let crd: CustomResourceDefinition =
-            serde_json::from_value(crd).unwrap_or_else(|e| panic!("{file}: {e}"));
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("CRD installs");
-    }
+    danm_testkit::lab::install_crds(client).await;
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
         metadata: ObjectMeta {

@@ -1,9 +1,8 @@
 //! netwatcher against the real kernel: VxLAN host links in a fresh network namespace whose host device is a veth
-//! carrying an IPv4 (or only a global IPv6) address. Needs root and `ip`; skips with a reason otherwise.
+//! carrying an IPv4 (or only a global IPv6) address. Needs root and `ip`; prints why it skips otherwise
+//! (and fails where fixtures are required).
 
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use danm_api::NetworkKind;
 use danm_netlink::{LinkKind, Netlink, Netns, RtNetlink};
@@ -11,64 +10,30 @@ use danm_netwatcher::desired::desired_links;
 use danm_netwatcher::source::{LinkSource, SourceKind, SourceRef};
 use danm_netwatcher::{LinkReconciler, Metrics};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct TestNs {
-    name: String,
-}
+/// A test namespace (the shared kit's) with `ip -n` at hand.
+struct TestNs(danm_testkit::netns::TestNs);
 
 impl TestNs {
     fn netns(&self) -> Netns {
-        Netns::named(&self.name)
+        self.0.ns.clone()
     }
     fn ip(&self, args: &str) {
-        let status = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args.split_whitespace())
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "ip -n {} {args} failed", self.name);
+        let mut argv = vec!["ip", "-n", &self.0.name];
+        argv.extend(args.split_whitespace());
+        danm_testkit::process::cmd_ok(&argv);
     }
 }
 
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-/// A fresh namespace with veth `hd0` (peer `hd1`) up; `addr` goes on `hd0`. `None` (with the reason printed) when
-/// the test cannot run here.
+/// A fresh namespace with veth `hd0` (peer `hd1`) up; `addr` goes on `hd0`. `None` (with the reason printed; a
+/// failure where fixtures are required) when the test cannot run here.
 fn setup(addr: &str) -> Option<TestNs> {
-    // Root is uid 0 in /proc/self/status.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        eprintln!("skipping: needs root to create network namespaces");
-        return None;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipping: the ip tool is not installed");
-        return None;
-    }
-    let name = format!(
-        "nwt-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    let ok = Command::new("ip")
-        .args(["netns", "add", &name])
-        .status()
-        .map(|s| s.success());
-    if !matches!(ok, Ok(true)) {
-        eprintln!("skipping: cannot create a network namespace");
-        return None;
-    }
-    let ns = TestNs { name };
+    let ns = match danm_testkit::netns::TestNs::new("nwt") {
+        Ok(ns) => TestNs(ns),
+        Err(reason) => {
+            danm_testkit::fixtures::skip(&reason);
+            return None;
+        }
+    };
     ns.ip("link add hd0 type veth peer name hd1");
     if addr.contains(':') {
         ns.ip(&format!("addr add {addr} dev hd0 nodad"));

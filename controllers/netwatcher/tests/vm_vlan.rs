@@ -3,51 +3,28 @@
 //! VLAN kind is a failure. Each test uses a fresh namespace whose host device is a veth.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use danm_api::NetworkKind;
-use danm_netlink::netns::{create_named, delete_named};
 use danm_netlink::{LinkChange, LinkKind, Netlink, Netns, NewLink, RtNetlink};
 use danm_netwatcher::desired::desired_links;
 use danm_netwatcher::source::{LinkSource, SourceKind, SourceRef};
 use danm_netwatcher::{LinkReconciler, Metrics, Outcome};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A namespace made without the `ip` tool (the lane's VM has only busybox), removed on drop.
-struct TestNs(String, Netns);
+struct TestNs(danm_testkit::netns::TestNs);
 
 impl TestNs {
     fn netns(&self) -> Netns {
-        self.1.clone()
+        self.0.ns.clone()
     }
 }
 
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = delete_named(&self.0);
-    }
-}
-
-fn in_lane() -> bool {
-    std::env::var("DANM_KERNEL_LANE").is_ok_and(|v| v == "1")
-}
-
-/// A fresh namespace with veth `hd0`/`hd1` up, or a printed skip (a failure in the lane).
+/// A fresh namespace with veth `hd0`/`hd1` up, or a printed skip (a failure in the lane and under CI).
 async fn setup(nl: &RtNetlink) -> Option<TestNs> {
-    let name = format!(
-        "nwv-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    let ns = match create_named(&name) {
-        Ok(ns) => TestNs(name, ns),
-        Err(err) => {
-            assert!(
-                !in_lane(),
-                "kernel lane: cannot create a network namespace: {err}"
-            );
-            eprintln!("skipping: cannot create a network namespace ({err}); needs root");
+    let ns = match danm_testkit::netns::TestNs::new("nwv") {
+        Ok(ns) => TestNs(ns),
+        Err(reason) => {
+            danm_testkit::fixtures::skip(&reason);
             return None;
         }
     };
@@ -73,15 +50,10 @@ fn src(name: &str, nid: &str, vlan: u32) -> LinkSource {
 /// `false` (skip printed) when the first pass shows the kernel lacks 8021q outside the lane.
 fn vlan_supported(out: &Outcome) -> bool {
     if out.errors.iter().any(|e| e.contains("not supported")) {
-        assert!(
-            !in_lane(),
-            "the lane's kernel must create VLAN links: {:?}",
+        danm_testkit::fixtures::skip_kernel_feature(&format!(
+            "this kernel lacks a link kind (802.1q vlan): {:?}",
             out.errors
-        );
-        eprintln!(
-            "skipping: this kernel lacks a link kind (802.1q vlan): {:?}",
-            out.errors
-        );
+        ));
         return false;
     }
     true

@@ -29,14 +29,7 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn plugin_dir() -> PathBuf {
-    std::env::var_os("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        })
+    danm_testkit::fixtures::plugin_dir()
 }
 
 /// Reviews of the mix the bench sends: a valid DanmNet with a /24 (alloc patch), a denied one, a TenantConfig.

@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use danm_api::{DanmEp, Network, NetworkKind, TenantConfig};
 use danm_controller_kit::{CertFiles, MetricsRegistry, Readiness, ReloadingCert};
-use danm_lab::{LabOptions, LabServer};
 use danm_webhook::Webhook;
 use danm_webhook::cluster::KubeCluster;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 
@@ -28,14 +26,7 @@ fn denial(e: kube::Error) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhook() {
-    let lab = LabServer::start(LabOptions::default()).await.expect("lab starts");
-    let client = lab.client().await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, crd) in danm_api::crd::all() {
-        let crd: CustomResourceDefinition =
-            serde_json::from_value(crd).unwrap_or_else(|e| panic!("{file}: {e}"));
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    let (lab, client) = danm_testkit::lab::with_crds().await;
 
     // The webhook over TLS on loopback, backed by the lab.
     let dir = tempfile::tempdir().unwrap();
@@ -73,13 +64,9 @@ async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhoo
     // Register it exactly as deployed.
     lab.map_webhook_service("kube-system/danm-webhook-svc", &format!("https://{addr}"));
     lab.set_webhook_insecure(true);
-    let manifest = std::fs::read_to_string(
-        std::path::PathBuf::from(
-            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../../deploy/webhook/webhook.yaml"),
-    )
-    .unwrap();
+    let manifest =
+        std::fs::read_to_string(danm_testkit::fixtures::workspace_dir().join("deploy/webhook/webhook.yaml"))
+            .unwrap();
     for doc in serde_yaml::Deserializer::from_str(&manifest) {
         let v: Value = serde::Deserialize::deserialize(doc).unwrap();
         match v["kind"].as_str() {

@@ -4,10 +4,7 @@ use serde_json::Value;
 
 #[test]
 fn checked_in_crds_match_the_rust_types() {
-    let dir = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../deploy/crds");
+    let dir = danm_testkit::fixtures::workspace_dir().join("deploy/crds");
     for (file, crd) in danm_api::crd::all() {
         let path = dir.join(file);
         let on_disk = std::fs::read_to_string(&path)

@@ -149,17 +149,10 @@ fn unknown_network_kinds_are_named_in_the_error() {
 /// the repository, skipped when absent) reads into our types.
 #[test]
 fn every_object_of_the_acceptance_corpus_reads_into_our_types() {
-    let dir = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../../shared/acceptance/webhook");
-    if !dir.exists() {
-        eprintln!(
-            "skipping: the shared acceptance corpus is not at {}",
-            dir.display()
-        );
+    let Some(dir) = danm_testkit::fixtures::acceptance_dir() else {
         return;
-    }
+    };
+    let dir = dir.join("webhook");
     let mut seen = 0;
     for sub in ["netvalidation", "netdeletion", "confvalidation"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {

@@ -6,15 +6,11 @@
 //! the kernel, so fewer rounds cannot resolve a difference of a few percent; DANM_BENCH_DANM runs another `danm`
 //! binary, to compare two builds against the same baseline).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use danm_api::{Network, NetworkKind, NetworkSpec};
-use danm_lab::{LabOptions, LabServer};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
@@ -26,70 +22,23 @@ fn danm() -> PathBuf {
 }
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
 
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
+use danm_testkit::process::{cmd as sh, run_plugin as plugin};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-fn plugin_dir() -> Option<PathBuf> {
-    let dir = std::env::var("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        });
-    let out = std::env::temp_dir().join(format!("danm-bench-plugins-{}", std::process::id()));
-    std::fs::create_dir_all(&out).ok()?;
-    for e in std::fs::read_dir(&dir).ok()?.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name
-            .strip_prefix("danm_guest_")
-            .is_some_and(|s| dir.join(s).exists())
-        {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink(e.path(), out.join(&name));
-    }
-    out.join("macvlan.wasm").exists().then_some(out)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let Some(plugins) = plugin_dir() else {
-        eprintln!("skipping: the backend plugins are not built (make guests)");
+    let Some(plugins) = danm_testkit::fixtures::plugins_or_skip() else {
         return;
     };
-    if !root || !Path::new("/usr/lib/cni/macvlan").exists() {
-        eprintln!("skipping: needs root and /usr/lib/cni/macvlan");
+    if !danm_testkit::fixtures::root_or_skip("network namespaces and links") {
+        return;
+    }
+    if !Path::new("/usr/lib/cni/macvlan").exists() {
+        danm_testkit::fixtures::skip("needs /usr/lib/cni/macvlan (containernetworking-plugins)");
         return;
     }
     let rounds: usize = std::env::var("DANM_BENCH_ROUNDS")
@@ -112,14 +61,7 @@ async fn main() {
     std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
     let cni_path = format!("{}:/usr/lib/cni", bin.display());
 
-    let lab = LabServer::start(LabOptions::default()).await.unwrap();
-    let client = lab.client().await.unwrap();
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .unwrap();
-    }
+    let (lab, client) = danm_testkit::lab::with_crds().await;
     let mut spec: NetworkSpec = serde_json::from_value(json!({"NetworkID":"bench","NetworkType":"macvlan",
         "Options":{"host_device": parent, "cidr":"10.190.0.0/24"}}))
     .unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Netns, cmd_ok, is_root, run_plugin};
+use common::{Netns, cmd_ok, run_plugin};
 use serde_json::Value;
 
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
@@ -43,8 +43,7 @@ fn fakeipam_binary_reports_errors_as_cni_json_with_a_nonzero_exit() {
 
 #[test]
 fn netns_debian_macvlan_uses_fakeipam_for_its_addresses_in_every_version_it_knows() {
-    if !is_root() || !Path::new("/usr/lib/cni/macvlan").exists() {
-        eprintln!("skipping: needs root and /usr/lib/cni/macvlan (containernetworking-plugins)");
+    if !common::root_and(&["/usr/lib/cni/macvlan"]) {
         return;
     }
     let tag = format!("fi{}", std::process::id() % 100000);

@@ -17,10 +17,7 @@ const DANM: &str = env!("CARGO_BIN_EXE_danm");
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
 /// deploy/cni/install.sh of this checkout (found at run time: a test binary may have been built for another clone).
 fn install_script() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../deploy/cni/install.sh")
+    danm_testkit::fixtures::workspace_dir().join("deploy/cni/install.sh")
 }
 
 /// `danmctl`, built next to `danm` by `cargo test --workspace` / `cargo build --workspace`.
@@ -79,7 +76,9 @@ fn mode(path: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_installer_leaves_a_working_danm_with_precompiled_plugins_a_token_kubeconfig_and_a_config_list() {
     let (Some(plugins), Some(danmctl)) = (plugin_dir(), danmctl()) else {
-        eprintln!("skipping: needs the built plugins (make guests) and danmctl (cargo build --workspace)");
+        danm_testkit::fixtures::skip(
+            "needs the built plugins (make guests) and danmctl (cargo build --workspace)",
+        );
         return;
     };
     let lab = LabServer::start(LabOptions {

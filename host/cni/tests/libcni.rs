@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::lab::{lab, plugin_link_dir};
-use common::{Netns, cmd, cmd_ok, is_root};
+use common::{Netns, cmd, cmd_ok};
 use danm_api::NetworkKind;
 use serde_json::{Value, json};
 
@@ -24,10 +24,7 @@ fn libcni_knows(version: &str) -> bool {
 }
 
 fn build_driver(dir: &Path) -> Option<std::path::PathBuf> {
-    let src = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("conformance/driver.go");
+    let src = danm_testkit::fixtures::workspace_dir().join("host/cni/conformance/driver.go");
     let out = dir.join("driver");
     let status = Command::new("go")
         .args(["build", "-o"])
@@ -48,13 +45,16 @@ fn build_driver(dir: &Path) -> Option<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netns_libcni_runs_add_check_and_del_of_danm_for_every_version_it_knows() {
-    if !is_root() || !Path::new(LIBCNI).exists() || plugin_link_dir().is_none() {
-        eprintln!("skipping: needs root, golang-go + golang-github-appc-cni-dev, and the built plugins");
+    if !common::root_and(&[LIBCNI]) {
+        return;
+    }
+    if plugin_link_dir().is_none() {
+        common::skip_without_plugins();
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let Some(driver) = build_driver(tmp.path()) else {
-        eprintln!("skipping: the Go driver does not build here (no go toolchain?)");
+        danm_testkit::fixtures::skip("the Go driver does not build here (no go toolchain?)");
         return;
     };
     let tag = format!("{}", std::process::id() % 10000);

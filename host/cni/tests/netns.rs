@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::lab::{Lab, lab, plugin_link_dir};
-use common::{Netns, cmd, cmd_ok, is_root, run_plugin};
+use common::{Netns, cmd, cmd_ok, run_plugin};
 use danm_api::NetworkKind;
 use danm_cni::journal::Journal;
 use danm_cni::native::{self, Sysfs};
@@ -19,14 +19,11 @@ const DANM: &str = env!("CARGO_BIN_EXE_danm");
 const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
 
 fn ready() -> bool {
-    if !is_root() {
-        eprintln!("skipping: needs root for network namespaces");
+    if !common::root_and(&["/usr/lib/cni/bridge"]) {
         return false;
     }
-    if !Path::new("/usr/lib/cni/bridge").exists() || plugin_link_dir().is_none() {
-        eprintln!(
-            "skipping: needs /usr/lib/cni (containernetworking-plugins) and the built plugins (make guests)"
-        );
+    if plugin_link_dir().is_none() {
+        common::skip_without_plugins();
         return false;
     }
     true
@@ -419,8 +416,7 @@ async fn netns_bad_stdin_missing_env_and_a_dead_api_server_are_cni_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netns_native_macvlan_matches_debians_macvlan_plugin_for_the_same_config() {
-    if !ready() || !Path::new("/usr/lib/cni/macvlan").exists() {
-        eprintln!("skipping: needs root and /usr/lib/cni/macvlan");
+    if !ready() || !common::root_and(&["/usr/lib/cni/macvlan"]) {
         return;
     }
     let tag = format!("{}", std::process::id() % 10000);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use async_trait::async_trait;
-use common::{is_root, skip};
+use common::skip;
 use danm_cni::journal::Journal;
 use danm_cni::native::{self, NativeConfig, Sysfs};
 use danm_netlink::netns::{create_named, delete_named};
@@ -135,8 +135,7 @@ struct World {
 
 impl World {
     fn new(driver: &str) -> Option<World> {
-        if !is_root() {
-            skip("needs root for network namespaces");
+        if !danm_testkit::fixtures::root_or_skip("network namespaces") {
             return None;
         }
         if let Some(why) = missing_kind() {

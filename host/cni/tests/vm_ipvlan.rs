@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use common::lab::{Lab, lab};
 use common::node::{Node, plugin_subset_dir};
-use common::{cmd, cmd_ok, is_root, skip};
+use common::{cmd, cmd_ok, skip};
 use danm_api::NetworkKind;
 use danm_core::cni::codes;
 use danm_netlink::netns::{create_named, delete_named};
@@ -71,8 +71,7 @@ impl Drop for World {
 /// The world, or a printed skip (a failure in the kernel lane). `kinds`: the test needs ipvlan, dummy and 802.1q.
 async fn world(kinds: bool) -> Option<World> {
     let start = Instant::now();
-    if !is_root() {
-        skip("needs root for network namespaces");
+    if !danm_testkit::fixtures::root_or_skip("network namespaces") {
         return None;
     }
     if kinds && let Some(why) = missing_kind() {
@@ -80,7 +79,7 @@ async fn world(kinds: bool) -> Option<World> {
         return None;
     }
     let Some(plugins) = plugin_subset_dir(&["ipvlan"]) else {
-        skip("needs the built plugins (make guests)");
+        common::skip_without_plugins();
         return None;
     };
     let lab = lab().await;

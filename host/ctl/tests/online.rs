@@ -5,8 +5,6 @@ use std::process::Command;
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, NetworkSpec};
 use danm_core::ipam::IpRequest;
 use danm_ipam::{Ipam, IpamConfig, Request};
-use danm_lab::{LabOptions, LabServer};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use serde_json::json;
 
@@ -27,14 +25,7 @@ fn danmctl(args: &[&str], kubeconfig: &std::path::Path) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn show_and_migrate_work_on_a_cluster_in_both_modes() {
-    let lab = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = lab.client().await.unwrap();
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .unwrap();
-    }
+    let (lab, client) = danm_testkit::lab::with_crds().await;
     let mut spec: NetworkSpec =
         serde_json::from_value(json!({"NetworkID": "m", "Options": {"cidr": "10.30.0.0/24"}})).unwrap();
     danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();

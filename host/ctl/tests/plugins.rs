@@ -7,10 +7,9 @@ use std::process::Command;
 
 fn env_dir(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(
-            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join(default)
+        danm_testkit::fixtures::workspace_dir()
+            .join("host/ctl")
+            .join(default)
     })
 }
 

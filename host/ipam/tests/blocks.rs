@@ -7,8 +7,7 @@ use std::time::Duration;
 use danm_api::{DanmIpBlock, Network, NetworkKind, NetworkSpec};
 use danm_core::ipam::IpRequest;
 use danm_ipam::{Ipam, IpamConfig, IpamStore, Release, Request};
-use danm_lab::{LabHandle, LabOptions, LabServer};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use danm_lab::LabHandle;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
@@ -18,14 +17,7 @@ struct Lab {
 }
 
 async fn lab() -> Lab {
-    let handle = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .expect("CRD");
-    }
+    let (handle, client) = danm_testkit::lab::with_crds().await;
     Lab {
         _handle: handle,
         client,

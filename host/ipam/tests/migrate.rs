@@ -7,20 +7,12 @@ use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, Networ
 use danm_core::ipam::IpRequest;
 use danm_ipam::migrate::{MigrateError, migrate};
 use danm_ipam::{Ipam, IpamConfig, IpamStore, Request};
-use danm_lab::{LabHandle, LabOptions, LabServer};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use danm_lab::LabHandle;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
 async fn lab() -> (LabHandle, kube::Client) {
-    let handle = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .expect("CRD");
-    }
+    let (handle, client) = danm_testkit::lab::with_crds().await;
     (handle, client)
 }
 

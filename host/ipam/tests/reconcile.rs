@@ -10,9 +10,8 @@ use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, DanmIpBlock, Network, Networ
 use danm_core::ipam::IpRequest;
 use danm_ipam::reconcile::{Inventory, Reconciler};
 use danm_ipam::{ApiError, Ipam, IpamConfig, IpamStore, Request};
-use danm_lab::{LabHandle, LabOptions, LabServer};
+use danm_lab::LabHandle;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
@@ -20,14 +19,7 @@ use serde_json::json;
 const GRACE: Duration = Duration::from_secs(300);
 
 async fn lab() -> (LabHandle, kube::Client) {
-    let handle = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .unwrap();
-    }
+    let (handle, client) = danm_testkit::lab::with_crds().await;
     (handle, client)
 }
 

@@ -66,7 +66,9 @@ async fn main() {
     let host = match create_named(&host_name) {
         Ok(ns) => ns,
         Err(err) => {
-            eprintln!("skipping: cannot create a network namespace ({err}); the bench needs root");
+            danm_testkit::fixtures::skip(&format!(
+                "cannot create a network namespace ({err}); the bench needs root"
+            ));
             return;
         }
     };

@@ -515,8 +515,7 @@ async fn a_namespace_recreated_under_the_same_name_gets_a_fresh_socket() {
     let nl = RtNetlink::new();
     nl.create_link(&ns, &NewLink::bridge("br-old")).await.unwrap();
     drop(spaces);
-    let again = danm_netlink::netns::create_named(&name).unwrap();
-    let _cleanup = TestNs { name, ns: again };
+    let _again = TestNs::named(&name).unwrap();
     let links = nl.links(&ns).await.unwrap();
     assert!(
         !links.iter().any(|l| l.name == "br-old"),

@@ -12,7 +12,7 @@ mod common;
 use std::net::IpAddr;
 use std::process::Command;
 
-use common::{in_kernel_lane, net};
+use common::net;
 use danm_netlink::*;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -27,13 +27,9 @@ macro_rules! needs_kind {
         match $result {
             Ok(value) => value,
             Err(err) if err.is_not_supported() => {
-                assert!(
-                    !in_kernel_lane(),
-                    "kernel lane: the VM's kernel must support this: {err}"
-                );
-                eprintln!(
-                    "skipping: this kernel lacks a link kind ({err}); `make kernel-lane` runs this test"
-                );
+                danm_testkit::fixtures::skip_kernel_feature(&format!(
+                    "this kernel lacks a link kind ({err}); `make kernel-lane` runs this test"
+                ));
                 return;
             }
             Err(err) => panic!("{err}"),
@@ -553,11 +549,9 @@ async fn ipvlan_on_loopback_is_a_kernel_refusal_not_a_missing_kind() {
         Err(err) => err,
     };
     if err.is_not_supported() {
-        assert!(
-            !in_kernel_lane(),
-            "kernel lane: the VM's kernel must support this: {err}"
-        );
-        eprintln!("skipping: this kernel lacks a link kind ({err}); `make kernel-lane` runs this test");
+        danm_testkit::fixtures::skip_kernel_feature(&format!(
+            "this kernel lacks a link kind ({err}); `make kernel-lane` runs this test"
+        ));
         return;
     }
     assert_eq!(err.errno(), Some(Errno::EINVAL as i32), "{err}");
@@ -590,11 +584,9 @@ async fn every_kind_the_kernel_lane_needs_is_created_with_its_kind_read_back() {
         }
     }
     if !missing.is_empty() {
-        assert!(
-            !in_kernel_lane(),
-            "kernel lane: the VM's kernel lacks {missing:#?}"
-        );
-        eprintln!("skipping: this kernel lacks {missing:?}; `make kernel-lane` runs these tests");
+        danm_testkit::fixtures::skip_kernel_feature(&format!(
+            "this kernel lacks {missing:?}; `make kernel-lane` runs these tests"
+        ));
         return;
     }
     assert_eq!(created, ["k-dum", "k-ipv", "k-dum.7"]);

@@ -22,12 +22,7 @@ const CHILD_ENV: &str = "DANM_WASM_BENCH_CHILD";
 fn plugin_files() -> Vec<(&'static str, PathBuf)> {
     let dir = std::env::var_os("DANM_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        });
+        .unwrap_or_else(|| danm_testkit::fixtures::workspace_dir().join("build/plugins"));
     REAL.iter()
         .map(|n| {
             let f = [

@@ -2,23 +2,13 @@
 #![allow(dead_code)]
 
 use danm_lab::{LabHandle, LabOptions, LabServer};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
+
+#[allow(unused_imports)] // not every test binary installs CRDs
+pub use danm_testkit::lab::install_crds;
 
 pub async fn lab() -> LabHandle {
     LabServer::start(LabOptions::default()).await.expect("lab starts")
-}
-
-/// Installs the real danm CRDs (from danm-api) into the lab.
-pub async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, crd) in danm_api::crd::all() {
-        let crd: CustomResourceDefinition =
-            serde_json::from_value(crd).unwrap_or_else(|e| panic!("{file}: {e}"));
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-    }
 }
 
 pub fn danmnet(name: &str, cidr: &str) -> danm_api::Network {

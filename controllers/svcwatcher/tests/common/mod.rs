@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, NetworkSpec};
-use danm_lab::{LabHandle, LabOptions, LabServer};
+use danm_lab::LabHandle;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -20,16 +19,7 @@ pub const VNF: &str = "example-vnf";
 pub const CLIENT_NS: &str = "external-client";
 
 pub async fn lab() -> (LabHandle, Client) {
-    let lab = LabServer::start(LabOptions::default()).await.expect("lab starts");
-    let client = lab.client().await.expect("lab client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, crd) in danm_api::crd::all() {
-        let crd: CustomResourceDefinition =
-            serde_json::from_value(crd).unwrap_or_else(|e| panic!("{file}: {e}"));
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("CRD installs");
-    }
+    let (lab, client) = danm_testkit::lab::with_crds().await;
     let nss: Api<Namespace> = Api::all(client.clone());
     for ns in [VNF, CLIENT_NS, "kube-system"] {
         let obj = Namespace {

@@ -20,14 +20,7 @@ use tower::ServiceExt;
 
 /// The plugin directory: `DANM_PLUGIN_DIR`, else `<repo>/build/plugins` (where `make guests` stages them).
 pub fn plugin_dir() -> PathBuf {
-    std::env::var_os("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        })
+    danm_testkit::fixtures::plugin_dir()
 }
 
 /// Whether `dir` holds any `.wasm` file.

@@ -8,37 +8,20 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use danm_api::{Network, NetworkKind, NetworkSpec};
-use danm_lab::{LabHandle, LabOptions, LabServer};
+use danm_lab::LabHandle;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 pub const NS: &str = "default";
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+pub use danm_testkit::fixtures::is_root;
 
 /// The built backend plugins (`make guests`, or `DANM_PLUGIN_DIR`).
 pub fn plugin_dir() -> Option<PathBuf> {
-    let dir = std::env::var("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        });
-    dir.join("macvlan.wasm").exists().then_some(dir)
+    let dir = danm_testkit::fixtures::plugin_dir();
+    danm_testkit::fixtures::plugins_built(&dir).then_some(dir)
 }
 
 /// Why this machine cannot run the benchmark, if it cannot.
@@ -129,17 +112,7 @@ impl Drop for PodNs {
     }
 }
 
-pub async fn lab() -> (LabHandle, kube::Client) {
-    let lab = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = lab.client().await.expect("lab client");
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .expect("CRD");
-    }
-    (lab, client)
-}
+pub use danm_testkit::lab::with_crds as lab;
 
 /// Creates a DanmNet as the webhook would leave it (pool defaults and bitmaps applied).
 pub async fn danmnet(client: &kube::Client, name: &str, spec: Value) -> Network {

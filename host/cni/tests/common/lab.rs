@@ -9,14 +9,14 @@ use std::sync::{Arc, OnceLock};
 use danm_api::{DanmEp, Network, NetworkKind, NetworkSpec};
 use danm_cni::api::{Api, IpamStore, KubeApi};
 use danm_cni::context::Ctx;
+use danm_cni::delegate::PluginRunner;
 use danm_cni::ipam::Retry;
 use danm_cni::native::Sysfs;
 use danm_cni::translate::Translator;
 use danm_core::cni::{CniArgs, CniConfig, CniEnv};
-use danm_lab::{LabHandle, LabOptions, LabServer};
+use danm_lab::LabHandle;
 use danm_netlink::Netlink;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 
@@ -35,14 +35,7 @@ pub struct Lab {
 }
 
 pub async fn lab() -> Lab {
-    let handle = LabServer::start(LabOptions::default()).await.expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for (_, crd) in danm_api::crd::all() {
-        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
-            .await
-            .expect("CRD");
-    }
+    let (handle, client) = danm_testkit::lab::with_crds().await;
     let api = Arc::new(KubeApi::new(client.clone()));
     Lab { handle, client, api }
 }
@@ -146,26 +139,8 @@ impl Lab {
 
 /// The directory of the built plugins (`make guests`), if present.
 pub fn plugin_dir() -> Option<PathBuf> {
-    let dir = std::env::var("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        });
-    (dir.join("macvlan.wasm").exists() || dir.join("danm_guest_macvlan.wasm").exists()).then_some(dir)
-}
-
-fn test_plugin_dir() -> PathBuf {
-    std::env::var("DANM_TEST_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/test-plugins")
-        })
+    let dir = danm_testkit::fixtures::plugin_dir();
+    danm_testkit::fixtures::plugins_built(&dir).then_some(dir)
 }
 
 /// A directory of links to the real backend plugins plus the `trap` and `spin` test plugins (made once per test
@@ -190,7 +165,7 @@ pub fn plugin_link_dir() -> Option<PathBuf> {
             std::os::unix::fs::symlink(entry.path(), dir.join(&name)).unwrap();
         }
         for test in ["trap.wasm", "spin.wasm"] {
-            let file = test_plugin_dir().join(test);
+            let file = danm_testkit::fixtures::test_plugin_dir().join(test);
             if file.exists() {
                 std::os::unix::fs::symlink(&file, dir.join(test)).unwrap();
             }
@@ -251,6 +226,8 @@ pub struct Services {
     pub sysfs: Sysfs,
     pub kubelet_root: PathBuf,
     pub retry: Retry,
+    /// What runs delegate plugins: the real process runner, or the flow tests' plugins written in Rust.
+    pub delegates: Arc<dyn PluginRunner>,
 }
 
 pub fn ctx(svc: &Services, call: &Call<'_>) -> Arc<Ctx> {
@@ -288,5 +265,6 @@ pub fn ctx(svc: &Services, call: &Call<'_>) -> Arc<Ctx> {
         sysfs: svc.sysfs.clone(),
         kubelet_root: svc.kubelet_root.clone(),
         process_path: "/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        delegates: svc.delegates.clone(),
     })
 }

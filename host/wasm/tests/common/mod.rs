@@ -14,14 +14,7 @@ pub const REAL: [&str; 5] = ["ipvlan", "macvlan", "sriov", "bridge", "rules"];
 /// (what `make guests` and `guests/build.sh` fill). Panics, telling how to build them, when they are missing: these
 /// tests never skip.
 pub fn plugin_dir() -> PathBuf {
-    let dir = std::env::var_os("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/plugins")
-        });
+    let dir = danm_testkit::fixtures::plugin_dir();
     for name in REAL {
         find(&dir, name);
     }
@@ -50,14 +43,7 @@ pub fn real(name: &str) -> PathBuf {
 
 /// A misbehaving test plugin: `$DANM_TEST_PLUGIN_DIR` (set by the Makefile), else `<repo>/build/test-plugins`.
 pub fn test_plugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("DANM_TEST_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../../build/test-plugins")
-        });
+    let dir = danm_testkit::fixtures::test_plugin_dir();
     let f = dir.join(format!("{name}.wasm"));
     assert!(
         f.is_file(),
