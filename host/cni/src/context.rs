@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use danm_api::{Network, NetworkSpec};
 use danm_core::cni::{CniArgs, CniConfig, CniEnv, CniVersion};
@@ -15,7 +16,7 @@ use serde_json::Value;
 use crate::api::Api;
 use crate::delegate::{self, Chain, DelegateEnv, PluginRunner};
 use crate::error::Error;
-use crate::ipam::{Retry, is_real};
+use crate::ipam::{Ipam, IpamConfig, Retry, is_real};
 use crate::native::Sysfs;
 use crate::results::ResultCache;
 use crate::translate::{TranslateError, TranslateRequest, Translator};
@@ -188,4 +189,29 @@ pub async fn build_config(ctx: &Ctx, input: &ConfigInput<'_>) -> Result<Chain, E
 /// The namespace of a netns path.
 pub fn netns_of(path: &str) -> Netns {
     Netns::path(path)
+}
+
+/// IPAM, as this invocation configures it.
+impl Ctx {
+    /// The cluster-wide IPAM settings of this invocation.
+    pub fn ipam_config(&self) -> IpamConfig {
+        let defaults = IpamConfig::default();
+        let config = &self.config;
+        IpamConfig {
+            // Validated when the config was parsed.
+            default_mode: config.ipam_mode().unwrap_or(defaults.default_mode),
+            retry: self.retry,
+            block_prefix_v4: config.ipam_block_prefix.unwrap_or(defaults.block_prefix_v4),
+            block_prefix_v6: config.ipam_block_prefix6.unwrap_or(defaults.block_prefix_v6),
+            idle: config
+                .ipam_idle_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.idle),
+        }
+    }
+
+    /// IPAM for this node over the invocation's API client.
+    pub fn ipam(&self) -> Ipam<'_> {
+        Ipam::new(self.api.as_ref(), &self.hostname, self.ipam_config())
+    }
 }

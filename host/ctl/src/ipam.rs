@@ -5,16 +5,13 @@
 //! to stderr when the object itself goes to stdout, so `danmctl ipam reserve -f n.yaml > new.yaml` stays clean.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use danm_core::ipam::{
-    self, FamilyUsage, FreeOutcome, IpRequest, IpamError, ReservedReason, apply_network_defaults,
-    free_address,
-};
+use danm_core::ipam::{self, FreeOutcome, IpRequest, IpamError, apply_network_defaults, free_address};
 
 use crate::file::{self, FileError};
+use crate::usage::render_usage;
 
 #[derive(Debug, Subcommand)]
 pub enum IpamCommand {
@@ -234,65 +231,4 @@ fn show(a: ShowArgs) -> Result<(), IpamCmdError> {
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(IpamCmdError::Report)
-}
-
-/// What `show` prints for a bitmap network.
-pub(crate) fn render_usage(reference: &str, network: &danm_api::Network, u: &ipam::Usage) -> String {
-    let o = &network.spec.options;
-    let mut s = format!("{reference}\n");
-    match (&u.v4, o.cidr.is_empty()) {
-        (Some(f), _) => family(&mut s, &format!("IPv4 cidr {}", o.cidr), f),
-        (None, true) => s.push_str("IPv4: no cidr (L2)\n"),
-        (None, false) => {
-            s.push_str(&format!(
-                "IPv4 cidr {}: no allocation bitmap (run `danmctl ipam init`)\n",
-                o.cidr
-            ));
-        }
-    }
-    match (&u.v6, o.net6.is_empty()) {
-        (Some(f), _) => family(&mut s, &format!("IPv6 net6 {} pool cidr {}", o.net6, f.cidr), f),
-        (None, true) => s.push_str("IPv6: no net6 (L2)\n"),
-        (None, false) => s.push_str(&format!(
-            "IPv6 net6 {}: no allocation bitmap yet (the first IPv6 reservation or `danmctl ipam init` creates it)\n",
-            o.net6
-        )),
-    }
-    s
-}
-
-fn family(s: &mut String, title: &str, f: &FamilyUsage) {
-    s.push_str(title);
-    s.push('\n');
-    s.push_str(&format!(
-        "  pool {} - {}: {} addresses, {} used, {} free\n",
-        f.pool_start,
-        f.pool_end,
-        f.pool_size,
-        f.pool_size - f.pool_free,
-        f.pool_free
-    ));
-    let reserved: Vec<String> = f
-        .reserved
-        .iter()
-        .map(|r| {
-            let why = match r.reason {
-                ReservedReason::Network => "network",
-                ReservedReason::Broadcast => "broadcast",
-                ReservedReason::Gateway => "gateway",
-            };
-            format!("{} ({why})", r.addr)
-        })
-        .collect();
-    s.push_str(&format!("  reserved: {}\n", reserved.join(", ")));
-    let ranges: Vec<String> = f.allocated.iter().map(|(a, b)| range(*a, *b)).collect();
-    s.push_str(&format!(
-        "  allocated ({}): {}\n",
-        f.allocated_count,
-        ranges.join(", ")
-    ));
-}
-
-fn range(a: IpAddr, b: IpAddr) -> String {
-    if a == b { a.to_string() } else { format!("{a}-{b}") }
 }

@@ -5,6 +5,7 @@ mod file;
 mod ipam;
 mod online;
 mod plugins;
+mod usage;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -132,7 +132,7 @@ pub fn run_show(name: &str, args: &ClusterNetworkArgs) -> Result<String, OnlineE
                 let reference = danm_ipam::network_id(&network).to_string();
                 Ok(format!(
                     "IPAM mode: bitmap\n{}",
-                    crate::ipam::render_usage(&reference, &network, &usage)
+                    crate::usage::render_usage(&reference, &network, &usage)
                 ))
             }
             IpamMode::Blocks => Ok(render_blocks(&network, &ipam.block_stats(&network).await?)),
