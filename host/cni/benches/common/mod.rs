@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use danm_api::{Network, NetworkKind, NetworkSpec};
@@ -12,7 +12,6 @@ use danm_lab::LabHandle;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 pub const NS: &str = "default";
 
@@ -148,27 +147,7 @@ pub async fn pod(client: &kube::Client, name: &str, interfaces: Value) {
         .expect("pod");
 }
 
-/// Runs a CNI plugin binary with a clean environment, as a runtime does.
-pub async fn exec_plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = tokio::process::Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plugin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .await
-        .unwrap();
-    child.wait_with_output().await.unwrap()
-}
+pub use danm_testkit::process::run_plugin_async as exec_plugin;
 
 /// Panics with the plugin's output unless it succeeded; returns stdout.
 pub fn ok(what: &str, out: &Output) -> String {
