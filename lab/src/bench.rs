@@ -1,7 +1,13 @@
 //! Raw throughput of the lab API server through kube-rs: conditional writes to one object (uncontended and
-//! contended) and creates. The IPAM benchmark compares itself with these numbers.
+//! contended) and creates. The IPAM benchmark compares itself with these numbers. The load benchmarks
+//! (`webhook_load`, `pods_at_once`, `attachments`) drive danm's real binaries.
 
+pub mod attachments;
+pub mod cni_pods;
+pub mod host;
 pub mod ipam_scale;
+pub mod pods_at_once;
+pub mod webhook_load;
 
 use crate::{LabOptions, LabServer};
 use k8s_openapi::api::core::v1::ConfigMap;

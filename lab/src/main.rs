@@ -26,7 +26,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PodCmd,
     },
-    /// Print the server's raw throughput (conditional writes to one object, creates), or run `ipam-scale`.
+    /// Print the server's raw throughput (conditional writes to one object, creates), or run a named benchmark.
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -61,6 +61,98 @@ enum BenchCmd {
         #[arg(long, default_value = "fd00:5ca1:e::/64")]
         net6: String,
     },
+    /// The real `danm-webhook` over TLS at a constant rate from this process (open loop, a mix of network and
+    /// TenantConfig reviews), backed by a lab server process; prints one JSON line, exits 1 on any error.
+    Webhook {
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of load (after a one-second warm-up).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Pods (DanmEps) connected to the networks whose updates and deletes must be refused.
+        #[arg(long, default_value_t = 150)]
+        pods: usize,
+        /// The webhook binary (default: `danm-webhook` next to this binary).
+        #[arg(long)]
+        webhook: Option<PathBuf>,
+        #[command(flatten)]
+        bins: LoadBins,
+    },
+    /// N pods started at once, each by its own `danm` ADD, against a lab server process: every ADD succeeds or
+    /// says "try again" (code 11), no duplicate address, clean DEL; prints one JSON line, exits 1 otherwise.
+    PodsAtOnce {
+        #[arg(long, default_value_t = 200)]
+        pods: usize,
+        /// Networks (interfaces) per pod.
+        #[arg(long, default_value_t = 2)]
+        networks: usize,
+        /// `blocks` or `bitmap`.
+        #[arg(long, default_value = "blocks")]
+        mode: String,
+        /// Retries, one at a time, of a pod told to try again.
+        #[arg(long, default_value_t = 5)]
+        retries: usize,
+        #[command(flatten)]
+        bins: LoadBins,
+    },
+    /// Whereabouts #313: P pods x M macvlan attachments (M networks), K pods at a time, through `danm` and through
+    /// Debian's macvlan + host-local in the same run; prints one JSON line with the ratio, exits 1 on any error.
+    Attachments {
+        #[arg(long, default_value_t = 128)]
+        pods: usize,
+        #[arg(long, default_value_t = 16)]
+        networks: usize,
+        /// Pods started at a time.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// `blocks` or `bitmap`.
+        #[arg(long, default_value = "blocks")]
+        mode: String,
+        /// Where Debian's CNI plugins are.
+        #[arg(long, default_value = "/usr/lib/cni")]
+        cni_bin_dir: PathBuf,
+        /// Skip the Debian baseline.
+        #[arg(long)]
+        no_baseline: bool,
+        #[command(flatten)]
+        bins: LoadBins,
+    },
+}
+
+/// Where the load benchmarks find danm's binaries and plugins.
+#[derive(clap::Args)]
+struct LoadBins {
+    /// The `danm` CNI binary (default: `danm` next to this binary).
+    #[arg(long)]
+    danm: Option<PathBuf>,
+    /// The plugin directory (`make guests` fills build/plugins).
+    #[arg(long, env = "DANM_PLUGIN_DIR", default_value = "build/plugins")]
+    plugin_dir: PathBuf,
+}
+
+impl LoadBins {
+    fn danm(&self) -> PathBuf {
+        self.danm
+            .clone()
+            .unwrap_or_else(|| danm_lab::bench::host::sibling_bin("danm"))
+    }
+
+    fn plugin_dir(&self) -> anyhow::Result<PathBuf> {
+        std::path::absolute(&self.plugin_dir)
+            .with_context(|| format!("--plugin-dir {}", self.plugin_dir.display()))
+    }
+}
+
+fn lab_bin() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the danm-lab binary")
+}
+
+/// Prints the report's JSON line; fails when the run did not meet its invariants.
+fn report<R: serde::Serialize>(what: &str, r: &R, passed: bool) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(r)?);
+    anyhow::ensure!(passed, "{what}: the run failed its checks (see the JSON line)");
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -259,6 +351,81 @@ async fn main() -> anyhow::Result<()> {
             };
             let report = danm_lab::bench::ipam_scale::run(&opts).await?;
             println!("{}", danm_lab::bench::ipam_scale::json_line(&report));
+        }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Webhook {
+                    rate,
+                    seconds,
+                    pods,
+                    webhook,
+                    bins,
+                }),
+            ..
+        } => {
+            use danm_lab::bench::webhook_load;
+            let opts = webhook_load::WebhookOptions {
+                rate,
+                seconds,
+                pods,
+                webhook: webhook.unwrap_or_else(|| danm_lab::bench::host::sibling_bin("danm-webhook")),
+                lab: lab_bin()?,
+                plugin_dir: bins.plugin_dir()?,
+            };
+            let r = webhook_load::run(&opts).await?;
+            report("webhook", &r, r.passed())?;
+        }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::PodsAtOnce {
+                    pods,
+                    networks,
+                    mode,
+                    retries,
+                    bins,
+                }),
+            ..
+        } => {
+            use danm_lab::bench::pods_at_once;
+            let opts = pods_at_once::PodsOptions {
+                pods,
+                networks,
+                mode: mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?,
+                danm: bins.danm(),
+                lab: lab_bin()?,
+                plugin_dir: bins.plugin_dir()?,
+                retries,
+            };
+            let r = pods_at_once::run(&opts).await?;
+            report("pods-at-once", &r, r.passed())?;
+        }
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Attachments {
+                    pods,
+                    networks,
+                    parallel,
+                    mode,
+                    cni_bin_dir,
+                    no_baseline,
+                    bins,
+                }),
+            ..
+        } => {
+            use danm_lab::bench::attachments;
+            let opts = attachments::AttachOptions {
+                pods,
+                networks,
+                parallel,
+                mode: mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?,
+                danm: bins.danm(),
+                lab: lab_bin()?,
+                plugin_dir: bins.plugin_dir()?,
+                cni_bin_dir,
+                no_baseline,
+            };
+            let r = attachments::run(&opts).await?;
+            report("attachments", &r, r.passed())?;
         }
     }
     Ok(())

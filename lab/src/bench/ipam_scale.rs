@@ -330,18 +330,26 @@ pub async fn run(opts: &ScaleOptions) -> anyhow::Result<ScaleReport> {
 }
 
 /// Every address the store records as held: the bitmap's set bits (minus the protected ones a fresh bitmap has), or
-/// the owners of every block; as `addr/prefix` like the allocation results.
-async fn held_addresses(
+/// the owners of every block of this network; as `addr/prefix` like the allocation results. A family the network
+/// does not have (empty `cidr` or `net6`) holds nothing.
+pub(crate) async fn held_addresses(
     client: &kube::Client,
     net: &Network,
     mode: IpamMode,
 ) -> anyhow::Result<BTreeSet<String>> {
+    let o = &net.spec.options;
+    let v4 = match o.cidr.is_empty() {
+        true => 0,
+        false => danm_core::ipam::parse_v4_cidr(&o.cidr)?.prefix(),
+    };
+    let v6 = match o.net6.is_empty() {
+        true => 0,
+        false => danm_core::ipam::parse_v6_cidr(&o.net6)?.prefix(),
+    };
     let mut held = BTreeSet::new();
     match mode {
         IpamMode::Bitmap => {
             let usage = danm_core::ipam::usage(&net.spec)?;
-            let v4 = danm_core::ipam::parse_v4_cidr(&net.spec.options.cidr)?.prefix();
-            let v6 = danm_core::ipam::parse_v6_cidr(&net.spec.options.net6)?.prefix();
             for (family, prefix) in [(&usage.v4, v4), (&usage.v6, v6)] {
                 for a in family.iter().flat_map(|f| f.allocated_addrs()) {
                     held.insert(format!("{a}/{prefix}"));
@@ -349,9 +357,12 @@ async fn held_addresses(
             }
         }
         IpamMode::Blocks => {
-            let v4 = danm_core::ipam::parse_v4_cidr(&net.spec.options.cidr)?.prefix();
-            let v6 = danm_core::ipam::parse_v6_cidr(&net.spec.options.net6)?.prefix();
+            let kind = net.network_kind().unwrap_or(NetworkKind::DanmNet);
+            let id = danm_core::ipam::blocks::NetworkId::new(kind, net.namespace().unwrap_or(""), net.name());
             for block in client.list_blocks("").await? {
+                if block.spec.network != id.to_string() {
+                    continue;
+                }
                 let prefix = if block.spec.cidr.contains(':') { v6 } else { v4 };
                 let base: std::net::IpAddr = block.spec.cidr.split('/').next().unwrap_or_default().parse()?;
                 for rel in block.spec.owners.keys() {
