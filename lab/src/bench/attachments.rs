@@ -348,14 +348,12 @@ async fn run_in(opts: &AttachOptions, dir: &Path) -> anyhow::Result<AttachReport
 
     // One pod first, alone: compiles the plugins into the cache as the node installer would have.
     let warm = cni_pods::create_pod(&client, "warmup", &names, &format!("daw{tag}")).await?;
+    host::ip(&["netns", "add", &warm.netns_name]).await?;
+    let (w, mut warm_process) = danm.warm_up().run_unreaped("ADD", &warm).await?;
+    anyhow::ensure!(w.success, "the warm-up pod's ADD failed: {}", w.message());
     let driver = Danm(danm);
-    let w = driver.add(&warm).await?;
     let werr = driver.del(&warm).await?;
-    anyhow::ensure!(
-        w.errors.is_empty() && werr.is_empty(),
-        "the warm-up pod failed: {:?} {werr:?}",
-        w.errors
-    );
+    anyhow::ensure!(werr.is_empty(), "the warm-up pod's DEL failed: {werr:?}");
     cni_pods::delete_pods(&client, &[warm.name.clone()]).await;
 
     let mut pods = Vec::with_capacity(opts.pods);
@@ -367,6 +365,7 @@ async fn run_in(opts: &AttachOptions, dir: &Path) -> anyhow::Result<AttachReport
     report.danm = drive(&driver, &pods, opts.parallel).await?;
     report.danm_max_rss_kib = host::children_max_rss_kib();
     report.lab_server_peak_rss_kib = lab.peak_rss_kib();
+    let _ = warm_process.wait();
     report.danm_leftover_danmeps = cni_pods::danmeps_left(&client).await?;
     report.danm_leftover_addresses = cni_pods::held_addresses(&client, &names, opts.mode).await?;
     let pod_names: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();

@@ -44,21 +44,52 @@ impl DanmCni {
         }
     }
 
+    /// The same binary and config with a longer deadline (`timeoutSeconds`): the warm-up pod, whose ADD compiles
+    /// the plugins into the cache as the node installer would have, may take longer than a pod's deadline on a
+    /// busy machine.
+    pub fn warm_up(&self) -> DanmCni {
+        let mut config: Value = serde_json::from_str(&self.config).unwrap_or_default();
+        config["timeoutSeconds"] = json!(300);
+        DanmCni {
+            bin: self.bin.clone(),
+            config: config.to_string(),
+        }
+    }
+
     /// Runs `command` (ADD, DEL) for `pod` as kubelet would.
     pub async fn run(&self, command: &str, pod: &BenchPod) -> anyhow::Result<CniRun> {
+        let (args, netns) = Self::args(pod);
+        let env = Self::env(pod, &args, &netns);
+        cni(&self.bin, command, &env, &self.config).await
+    }
+
+    /// [`DanmCni::run`] without reaping the process (see [`super::host::cni_unreaped`]).
+    pub async fn run_unreaped(
+        &self,
+        command: &str,
+        pod: &BenchPod,
+    ) -> anyhow::Result<(CniRun, std::process::Child)> {
+        let (args, netns) = Self::args(pod);
+        let env = Self::env(pod, &args, &netns);
+        super::host::cni_unreaped(&self.bin, command, &env, &self.config).await
+    }
+
+    fn args(pod: &BenchPod) -> (String, String) {
         let args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={NS};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             pod.name, pod.container_id, pod.uid
         );
-        let netns = pod.netns.to_string_lossy();
-        let env = [
+        (args, pod.netns.to_string_lossy().into_owned())
+    }
+
+    fn env<'a>(pod: &'a BenchPod, args: &'a str, netns: &'a str) -> [(&'static str, &'a str); 5] {
+        [
             ("CNI_CONTAINERID", pod.container_id.as_str()),
-            ("CNI_NETNS", netns.as_ref()),
+            ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
+            ("CNI_ARGS", args),
             ("CNI_PATH", "/usr/lib/cni"),
-        ];
-        cni(&self.bin, command, &env, &self.config).await
+        ]
     }
 }
 

@@ -230,6 +230,57 @@ pub async fn cni(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -
     })
 }
 
+/// Like [`cni`], but the process is not reaped: its exit is seen as the end of its output, and the caller waits for
+/// it later. A child counts in [`children_max_rss_kib`] only once reaped, so a warm-up run reaped after the figures
+/// are read (the plugin compilation the node installer would have done) does not count as a pod's ADD.
+pub async fn cni_unreaped(
+    bin: &Path,
+    command: &str,
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> anyhow::Result<(CniRun, std::process::Child)> {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let mut child = std::process::Command::new(bin)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let input = stdin.as_bytes().to_vec();
+    let mut i = child.stdin.take().context("stdin")?;
+    let mut o = child.stdout.take().context("stdout")?;
+    let mut e = child.stderr.take().context("stderr")?;
+    let (stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let _ = i.write_all(&input);
+        drop(i);
+        let err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = e.read_to_end(&mut b);
+            b
+        });
+        let mut out = Vec::new();
+        let _ = o.read_to_end(&mut out);
+        (out, err.join().unwrap_or_default())
+    })
+    .await?;
+    let stdout: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+    // A CNI plugin prints a result on success and an error object (with "code") on failure.
+    let code = stdout.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let run = CniRun {
+        success: code == 0 && !stdout.is_null(),
+        code,
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    };
+    Ok((run, child))
+}
+
 /// The addresses (with prefix) a CNI result carries.
 pub fn result_addresses(result: &Value) -> Vec<String> {
     result

@@ -115,7 +115,7 @@ async fn run_in(opts: &PodsOptions, dir: &std::path::Path) -> anyhow::Result<Pod
     // One pod first, alone: compiles the plugins into the cache as the node installer would have.
     let warm = cni_pods::create_pod(&client, "warmup", &names, &format!("dlw{tag}")).await?;
     netnses.add(&warm.netns_name).await?;
-    let r = danm.run("ADD", &warm).await?;
+    let (r, mut warm_process) = danm.warm_up().run_unreaped("ADD", &warm).await?;
     anyhow::ensure!(r.success, "the warm-up pod's ADD failed: {}", r.message());
     danm.run("DEL", &warm).await?;
     netnses.delete_all().await;
@@ -187,6 +187,7 @@ async fn run_in(opts: &PodsOptions, dir: &std::path::Path) -> anyhow::Result<Pod
         .abs_diff(given);
     report.danm_max_rss_kib = host::children_max_rss_kib();
     report.lab_server_peak_rss_kib = lab.peak_rss_kib();
+    let _ = warm_process.wait();
 
     // DEL every pod at once, then the namespaces and the API objects.
     let started = Instant::now();
