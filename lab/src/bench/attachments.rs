@@ -354,7 +354,7 @@ async fn run_in(opts: &AttachOptions, dir: &Path) -> anyhow::Result<AttachReport
     let driver = Danm(danm);
     let werr = driver.del(&warm).await?;
     anyhow::ensure!(werr.is_empty(), "the warm-up pod's DEL failed: {werr:?}");
-    cni_pods::delete_pods(&client, &[warm.name.clone()]).await;
+    cni_pods::delete_pods(&client, std::slice::from_ref(&warm.name)).await;
 
     let mut pods = Vec::with_capacity(opts.pods);
     for i in 0..opts.pods {

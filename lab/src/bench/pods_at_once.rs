@@ -119,7 +119,7 @@ async fn run_in(opts: &PodsOptions, dir: &std::path::Path) -> anyhow::Result<Pod
     anyhow::ensure!(r.success, "the warm-up pod's ADD failed: {}", r.message());
     danm.run("DEL", &warm).await?;
     netnses.delete_all().await;
-    cni_pods::delete_pods(&client, &[warm.name.clone()]).await;
+    cni_pods::delete_pods(&client, std::slice::from_ref(&warm.name)).await;
 
     let mut pods = Vec::with_capacity(opts.pods);
     for i in 0..opts.pods {

@@ -640,11 +640,13 @@ async fn run_in(opts: &WebhookOptions, dir: &Path) -> anyhow::Result<WebhookRepo
     report.max_ms = host::r2(host::quantile_ms(&lat, 1.0));
     report.webhook_peak_rss_kib = host::peak_rss_kib(webhook_pid).unwrap_or(0);
     report.lab_server_peak_rss_kib = lab.peak_rss_kib();
-    let vnis = g.vnis.lock().unwrap_or_else(|p| p.into_inner());
-    report.vni_duplicates = vnis.duplicates;
+    let (duplicates, live) = {
+        let vnis = g.vnis.lock().unwrap_or_else(|p| p.into_inner());
+        (vnis.duplicates, vnis.live.len() as i64)
+    };
+    report.vni_duplicates = duplicates;
     let held = reserved_vnis(&lab.client).await? as i64 - before as i64;
-    report.vni_mismatch = held - vnis.live.len() as i64;
-    drop(vnis);
+    report.vni_mismatch = held - live;
     let _ = webhook.start_kill();
     let _ = webhook.wait().await;
     lab.stop().await;
