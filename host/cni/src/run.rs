@@ -5,9 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use danm_core::cni::{
-    CniArgs, CniCommand, CniConfig, CniEnv, CniError, CniVersion, VersionInfo, check_command_version, codes,
-};
+use danm_core::cni::{CniCommand, CniConfig, CniError, VersionInfo, codes};
 use danm_netlink::RtNetlink;
 
 use crate::api::{Api, ApiError, KubeApi};
@@ -18,14 +16,7 @@ use crate::native::Sysfs;
 use crate::translate::{Loading, TranslateError, Translator};
 use tokio::time::Instant;
 
-/// A parsed invocation.
-#[derive(Clone, Debug)]
-pub struct Invocation {
-    pub env: CniEnv,
-    pub config: CniConfig,
-    pub version: CniVersion,
-    pub args: CniArgs,
-}
+pub use danm_core::cni::Invocation;
 
 /// What the binary prints and how it exits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,23 +29,7 @@ pub enum Outcome {
 
 /// Parses env (through `lookup`) and stdin. `Err` carries the error JSON to print.
 pub fn parse(lookup: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Invocation, String> {
-    let latest = CniVersion::LATEST.as_str();
-    let env = CniEnv::from_lookup(&lookup).map_err(|e| e.to_json(latest))?;
-    let config = CniConfig::parse(stdin).map_err(|e| e.to_json(latest))?;
-    let shown = config.cni_version.clone().unwrap_or_else(|| latest.to_owned());
-    let version = config.version().map_err(|e| e.to_json(&shown))?;
-    check_command_version(env.command, version).map_err(|e| e.to_json(version.as_str()))?;
-    let args = CniArgs::parse(
-        env.args.as_deref().unwrap_or_default(),
-        env.container_id.as_deref(),
-    )
-    .map_err(|e| e.to_json(version.as_str()))?;
-    Ok(Invocation {
-        env,
-        config,
-        version,
-        args,
-    })
+    Invocation::parse(lookup, stdin)
 }
 
 /// The whole binary minus process I/O: VERSION needs no stdin; everything else is parsed, run and mapped.
