@@ -27,22 +27,39 @@
 //! println!("{config}"); // a macvlan CNI config with danm's fakeipam block
 //! ```
 
+// Feature `runtime` (default): everything that loads and runs plugins (wasmtime). Without it only the pure parts
+// build: the domain types and `output`, what the fuzz targets need without compiling a wasm engine.
+#[cfg(feature = "runtime")]
 mod bindings;
+#[cfg(feature = "runtime")]
 mod cache;
+#[cfg(feature = "runtime")]
 mod config;
+#[cfg(feature = "runtime")]
 mod engine;
+#[cfg(feature = "runtime")]
 mod epoch;
+#[cfg(feature = "runtime")]
 mod error;
+#[cfg(feature = "runtime")]
 mod plugin;
+#[cfg(feature = "runtime")]
 mod set;
+pub mod output;
 mod types;
 
+#[cfg(feature = "runtime")]
 pub use config::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR, RuntimeConfig};
+#[cfg(feature = "runtime")]
 pub use epoch::EpochClock;
+#[cfg(feature = "runtime")]
 pub use error::{CallSite, PluginError};
+#[cfg(feature = "runtime")]
 pub use plugin::{PluginInfo, PluginKind};
+#[cfg(feature = "runtime")]
 pub use set::{LoadReport, PluginSet};
 pub use types::{BackendInfo, Operation, Review, TranslateRequest, Violation};
 
 /// The `danm:plugin` package versions this host has bindings for, newest first.
+#[cfg(feature = "runtime")]
 pub const SUPPORTED_VERSIONS: &[&str] = &[bindings::v0_1_0::VERSION];

@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::v0_1_0;
 use crate::cache::{Cache, FileStamp, IndexEntry, Loaded, Meta};
 use crate::engine::{Host, Pipes, Runtime, sha256_hex};
+use crate::output::network_name;
 use crate::{
     BackendInfo, CallSite, Operation, PluginError, Review, SUPPORTED_VERSIONS, TranslateRequest, Violation,
 };
@@ -344,22 +345,11 @@ impl Plugin {
                 limit: rt.config.output_limit,
             });
         }
-        match serde_json::from_str::<serde_json::Value>(&config) {
-            Ok(v)
-                if v.get("type")
-                    .is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) =>
-            {
-                Ok(config)
-            }
-            Ok(_) => Err(PluginError::InvalidOutput {
-                site: site(),
-                message: "no \"type\"".into(),
-            }),
-            Err(e) => Err(PluginError::InvalidOutput {
-                site: site(),
-                message: e.to_string(),
-            }),
-        }
+        crate::output::check_translation(&config).map_err(|message| PluginError::InvalidOutput {
+            site: site(),
+            message,
+        })?;
+        Ok(config)
     }
 
     pub(crate) fn validate(
@@ -431,30 +421,6 @@ fn violations(
         });
     }
     Ok(v)
-}
-
-/// `kind/namespace/name` of a network object, for error messages.
-fn network_name(json: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        kind: String,
-        #[serde(default)]
-        metadata: MetaName,
-    }
-    #[derive(Deserialize, Default)]
-    struct MetaName {
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        namespace: Option<String>,
-    }
-    let d: Doc = serde_json::from_str(json).ok()?;
-    let name = d.metadata.name?;
-    Some(match d.metadata.namespace {
-        Some(ns) => format!("{} {ns}/{name}", d.kind),
-        None => format!("{} {name}", d.kind),
-    })
 }
 
 fn classify(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::cache::{Cache, FileStamp, Index, IndexEntry};
 use crate::engine::Runtime;
 use crate::plugin::Plugin;
+use crate::output::network_type_of;
 use crate::{
     BackendInfo, Operation, PluginError, PluginInfo, PluginKind, Review, RuntimeConfig, TranslateRequest,
     Violation,
@@ -319,29 +320,6 @@ impl PluginSet {
         *self = Self::load_with(self.rt.clone())?;
         Ok(true)
     }
-}
-
-/// `spec.NetworkType` lower-cased, empty meaning `ipvlan` (DANM's default, behaviour §8.3 / §10 B3).
-fn network_type_of(json: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        spec: Option<Spec>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Spec {
-        #[serde(rename = "NetworkType", default)]
-        network_type: Option<String>,
-    }
-    let ty = serde_json::from_str::<Doc>(json)
-        .ok()
-        .and_then(|d| d.spec)
-        .and_then(|s| s.network_type);
-    danm_api::NetworkSpec {
-        network_type: ty.unwrap_or_default(),
-        ..Default::default()
-    }
-    .backend()
 }
 
 /// `*.wasm` files of a directory with their stamps, sorted by path.

@@ -263,6 +263,10 @@ impl BlockLayout {
             Family::V4 => 32,
             Family::V6 => 128,
         };
+        // Offsets are u128 and sizes are `1 << bits`: a whole-space IPv6 pool (`::/0`, 128 bits) is taken as its
+        // lower half, so no size or shift overflows (found by the `blocks` fuzz target: a `::/0` pool with
+        // `/0` blocks panicked in `block_size`).
+        let space_bits = space_bits.min(127);
         let block_bits = width.saturating_sub(u32::from(block_prefix)).min(space_bits);
         let mut layout = BlockLayout {
             family,
@@ -322,7 +326,7 @@ impl BlockLayout {
     }
 
     fn space_size(&self) -> u128 {
-        1u128 << self.space_bits.min(127)
+        1u128 << self.space_bits
     }
 
     /// Addresses per block.

@@ -205,3 +205,16 @@ fn names_stay_valid_object_names_and_labels() {
     assert!(node_label(&"n".repeat(80)).len() <= 63);
     assert!(node_label("-bad").starts_with('h'));
 }
+
+#[test]
+fn a_whole_space_v6_pool_with_whole_space_blocks_does_not_overflow() {
+    let mut s = spec("", "::/0");
+    s.options.allocation_pool_v6.cidr = "::/0".into();
+    let l = BlockLayout::new(&s, Family::V6, 0).unwrap();
+    assert_eq!(l.block_size(), 1u128 << 127);
+    assert_eq!(l.block_prefix(), 1);
+    assert_eq!(l.pool_blocks(), 0..=0);
+    let (rel, addr) = l.next_free(0, &DanmIpBlockSpec::default()).unwrap();
+    assert_eq!((rel, addr.as_str()), (1, "::1/0"));
+    assert_eq!(l.locate(&addr), Some((0, 1)));
+}
