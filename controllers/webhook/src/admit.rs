@@ -12,7 +12,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "server")]
+use std::time::Instant;
 
 use danm_core::ipam::blocks::IpamMode;
 use rand::rngs::StdRng;
@@ -20,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::cluster::Cluster;
+#[cfg(feature = "server")]
 use crate::metrics::WebhookMetrics;
 use crate::review::{AdmissionRequest, Operation, Review, ReviewError, Verdict, encode_response};
 use crate::validator::{PluginError, RulesReview, Validator, Violation};
@@ -94,6 +97,7 @@ pub struct Webhook {
     validator: Arc<dyn Validator>,
     rng: Mutex<StdRng>,
     retry: RetryPolicy,
+    #[cfg(feature = "server")]
     metrics: Option<Arc<WebhookMetrics>>,
     /// The IPAM mode of new networks that name none (`bitmap`: DANM's, the default here; the server's flag
     /// defaults to `blocks`).
@@ -125,6 +129,7 @@ impl Webhook {
             validator,
             rng: Mutex::new(StdRng::from_os_rng()),
             retry: RetryPolicy::default(),
+            #[cfg(feature = "server")]
             metrics: None,
             ipam_mode: IpamMode::Bitmap,
         }
@@ -147,6 +152,7 @@ impl Webhook {
         self
     }
 
+    #[cfg(feature = "server")]
     pub fn with_metrics(mut self, metrics: Arc<WebhookMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -159,11 +165,13 @@ impl Webhook {
     /// Decodes a body, judges it and encodes the response. Protocol errors (empty or malformed bodies) are returned
     /// as errors: the server answers them with HTTP 400, the CLI with a non-zero exit.
     pub async fn handle(&self, endpoint: Endpoint, body: &[u8]) -> Result<Handled, ReviewError> {
+        #[cfg(feature = "server")]
         let started = Instant::now();
         let review = match Review::decode(body) {
             Ok(r) => r,
             Err(e) => {
-                if let Some(m) = &self.metrics {
+                #[cfg(feature = "server")]
+        if let Some(m) = &self.metrics {
                     m.observe_request(endpoint.path(), "", "", "error", started.elapsed());
                 }
                 return Err(e);
@@ -172,6 +180,7 @@ impl Webhook {
         let req = &review.request;
         let verdict = self.judge(endpoint, req).await;
         let kind = req.object_kind();
+        #[cfg(feature = "server")]
         if let Some(m) = &self.metrics {
             let outcome = if verdict.allowed { "allowed" } else { "denied" };
             m.observe_request(
@@ -209,8 +218,10 @@ impl Webhook {
 
     /// Runs the rules plugin, timing it.
     fn run_rules(&self, review: &RulesReview) -> Result<Vec<Violation>, PluginError> {
+        #[cfg(feature = "server")]
         let t = Instant::now();
         let res = self.validator.rules(review);
+        #[cfg(feature = "server")]
         if let Some(m) = &self.metrics {
             m.observe_plugin("rules", t.elapsed());
         }
@@ -225,8 +236,10 @@ impl Webhook {
         object_json: &str,
         old_json: Option<&str>,
     ) -> Result<Option<Vec<Violation>>, PluginError> {
+        #[cfg(feature = "server")]
         let t = Instant::now();
         let res = self.validator.backend(network_type, op, object_json, old_json);
+        #[cfg(feature = "server")]
         if let Some(m) = &self.metrics {
             m.observe_plugin(network_type, t.elapsed());
         }

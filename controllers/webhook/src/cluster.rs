@@ -2,12 +2,14 @@
 //! by resourceVersion (409 → [`ClusterError::Conflict`]), DanmEps and DanmIpBlocks. Two implementations: [`KubeCluster`] (a kube
 //! client) and [`MemoryCluster`] (the offline `review` command and tests; honours `ApiFault` pseudo-objects).
 
+#[cfg(feature = "server")]
 mod kube;
 mod memory;
 
 use async_trait::async_trait;
 use danm_api::{DanmEp, DanmIpBlock, TenantConfig};
 
+#[cfg(feature = "server")]
 pub use self::kube::KubeCluster;
 pub use memory::{ApiFault, MemoryCluster, ObjectsError};
 

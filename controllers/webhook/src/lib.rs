@@ -7,10 +7,16 @@
 
 pub mod admit;
 pub mod cluster;
+// Feature `server` (default): the HTTPS server, its metrics, the kube cluster and the wasm plugins. Without it the
+// admission logic builds alone (review decoding, judging, the in-memory cluster, the native validator with
+// `native-plugins`): what the fuzz target drives, with no wasm engine or kube client.
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod offline;
+#[cfg(feature = "server")]
 pub mod plugins;
 pub mod review;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod validator;
 

@@ -45,7 +45,9 @@ pub trait Validator: Send + Sync {
 
 #[cfg(feature = "native-plugins")]
 mod native;
+#[cfg(feature = "server")]
 mod wasm;
 #[cfg(feature = "native-plugins")]
 pub use native::NativeValidator;
+#[cfg(feature = "server")]
 pub use wasm::WasmValidator;
