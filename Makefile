@@ -7,10 +7,15 @@ export DANM_PLUGIN_DIR ?= $(CURDIR)/build/plugins
 export DANM_TEST_PLUGIN_DIR ?= $(CURDIR)/build/test-plugins
 # Tests that need the plugins fail instead of skipping when they are missing.
 export DANM_REQUIRE_FIXTURES ?= 1
+# The fuzz targets' instrumented build (fuzz/, a workspace of its own) and how long `make fuzz` runs each target.
+export DANM_FUZZ_TARGET_DIR ?= $(HOME)/.cache/danm-fuzz-target
+FUZZ_SECONDS ?= 20
+# The lab servers of the unit run append every API request here (DANM_LAB_AUDIT); the RBAC check reads it.
+RBAC_AUDIT ?= $(HOME)/.cache/danm-rbac-audit.jsonl
 
 CARGO ?= cargo
 
-.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane
+.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane fuzz rbac
 
 all: build guests
 
@@ -38,10 +43,22 @@ lint: setup
 
 ## unit: pure crates, fakes, guest logic natively, plugin runtime against the built .wasm files; then the CNI flow,
 ## netns and libcni tests once more with their networks in the blocks IPAM mode (the first run uses DANM's bitmaps).
+## The lab servers of these runs record each component's API calls (by User-Agent) for `rbac`, which runs last.
 unit: guests
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test --workspace
-	$(CARGO) test --workspace
-	DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
+	rm -f $(RBAC_AUDIT)
+	DANM_LAB_AUDIT=$(RBAC_AUDIT) $(CARGO) test --workspace
+	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
+	$(MAKE) --no-print-directory rbac
+
+## rbac: least privilege. The verbs each ServiceAccount holds in deploy/ against the API calls its binary made in
+## the last `make unit` (the lab's audit, $(RBAC_AUDIT)): nothing granted unused, nothing used ungranted.
+rbac:
+	DANM_RBAC_AUDIT=$(RBAC_AUDIT) $(CARGO) test -p danm-lab --test rbac -- --ignored --nocapture
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 20) each, on the stable toolchain (fuzz/run.sh says how).
+fuzz: setup
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 ## netns: real namespaces and links (root); the tests print why they skip otherwise. Part of `unit`'s cargo run;
 ## this target runs only them.
@@ -62,7 +79,7 @@ kernel-lane: setup guests
 	@bash lane/run.sh
 
 ## test: every tier CI runs (the README's test command).
-test: lint unit kernel-lane
+test: lint unit fuzz kernel-lane
 
 ## lab: the main job, the local lab demo.
 lab: guests

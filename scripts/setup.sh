@@ -21,3 +21,5 @@ command -v rustup >/dev/null || { echo "setup: rustup is required (https://rustu
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+# The fuzz targets (make fuzz): cargo-fuzz from crates.io, pinned by its lock file.
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet

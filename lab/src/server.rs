@@ -1,6 +1,7 @@
 //! The lab API server: options, start-up (state loading, TLS, kubeconfig), the accept loop and the handle tests use.
 
 pub mod admission;
+pub mod audit;
 pub mod fault;
 mod http;
 mod openapi;
@@ -87,6 +88,7 @@ pub(crate) struct Shared {
     pub(crate) admission: RwLock<AdmissionConfig>,
     pub(crate) token: Option<String>,
     pub(crate) addr: String,
+    pub(crate) audit: audit::AuditLog,
 }
 
 impl Shared {
@@ -159,6 +161,7 @@ impl LabServer {
             admission: RwLock::new(opts.admission.clone()),
             token: opts.token.clone(),
             addr: addr.to_string(),
+            audit: audit::AuditLog::from_env(),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -177,6 +180,26 @@ impl LabServer {
             task: Some(task),
         })
     }
+}
+
+/// The API as served, over a fresh in-memory store with the default namespaces: no listener, TLS, kubeconfig,
+/// persistence or audit. Requests go straight to the HTTP edge (the fuzz target of the request parsing drives it).
+pub fn in_memory_router() -> axum::Router {
+    let mut store = Store::new(1_000);
+    ensure_default_namespaces(&mut store);
+    let (_shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
+    let (rv_tx, _) = tokio_watch::channel(store.rv());
+    let shared = Arc::new(Shared {
+        store: Mutex::new(store),
+        rv_tx,
+        shutdown: shutdown_rx,
+        faults: Faults::default(),
+        admission: RwLock::new(AdmissionConfig::default()),
+        token: None,
+        addr: "127.0.0.1:0".to_owned(),
+        audit: audit::AuditLog::default(),
+    });
+    axum::Router::new().fallback(http::handle).with_state(shared)
 }
 
 fn ensure_default_namespaces(store: &mut Store) {

@@ -60,6 +60,11 @@ impl KubeApi {
         if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
             config.root_cert = Some(Vec::new());
         }
+        // Named in the API server's audit log (and the lab's RBAC check) as the CNI, apart from the controllers.
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("danm/", env!("CARGO_PKG_VERSION"))),
+        ));
         config.connect_timeout = Some(timeout);
         config.read_timeout = Some(timeout);
         config.write_timeout = Some(timeout);

@@ -279,6 +279,20 @@ async fn resource(
         return list.map(|l| ok(&l)).ok_or_else(ApiError::no_resource);
     }
     let t = resolve(sh, group, version, rest)?;
+    let resource = match &t.sub {
+        Some(sub) => format!("{}/{sub}", t.def.plural),
+        None => t.def.plural.clone(),
+    };
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    sh.audit.record(
+        req.headers(),
+        req.method(),
+        t.name.is_some(),
+        watch,
+        group,
+        &resource,
+        t.namespace.as_deref(),
+    );
     let write = !matches!(*req.method(), Method::GET | Method::HEAD);
     inject_faults(sh, &t, write).await?;
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
