@@ -37,6 +37,7 @@ crds:
 lint: setup
 	$(CARGO) fmt --all -- --check
 	cd guests && $(CARGO) fmt -- --check
+	cd fuzz && $(CARGO) fmt -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) run -q -p danm-api --bin crdgen -- --check

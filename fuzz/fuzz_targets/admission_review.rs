@@ -50,16 +50,24 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let endpoint = match selector % 3 {
         0 => Endpoint::NetValidation,
         1 => Endpoint::ConfValidation,
         _ => Endpoint::NetDeletion,
     };
-    let mode = if selector & 0x80 == 0 { IpamMode::Bitmap } else { IpamMode::Blocks };
+    let mode = if selector & 0x80 == 0 {
+        IpamMode::Bitmap
+    } else {
+        IpamMode::Blocks
+    };
     // A fresh cluster per input: the VNI bookkeeping writes the TenantConfig, and each run must start equal.
     let cluster = Arc::new(MemoryCluster::new(objects().clone()).expect("the fixed objects are valid"));
-    let webhook = Webhook::new(cluster, Arc::new(NativeValidator)).with_ipam_mode(mode).with_seed(1);
+    let webhook = Webhook::new(cluster, Arc::new(NativeValidator))
+        .with_ipam_mode(mode)
+        .with_seed(1);
     if let Ok(handled) = runtime().block_on(webhook.handle(endpoint, body)) {
         // Every answer is an AdmissionReview whose response says allowed or not, with a patch only when allowed.
         let r = &handled.response;

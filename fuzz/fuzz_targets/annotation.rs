@@ -8,7 +8,9 @@ use danm_core::annotation::{parse_interfaces, parse_ip_request, parse_pod_annota
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(requests) = parse_interfaces("danm.k8s.io/interfaces", text) {
         for r in &requests {
             let _ = (r.policy_routes(false), r.policy_routes(true));

@@ -6,8 +6,8 @@
 #![no_main]
 
 use danm_api::Network;
-use danm_core::ipam::{Bitmap, IpRequest, apply_network_defaults, release, reserve, usage};
 use danm_api::NetworkSpec;
+use danm_core::ipam::{Bitmap, IpRequest, apply_network_defaults, release, reserve, usage};
 use libfuzzer_sys::fuzz_target;
 
 /// Pools of 2^17 to 2^23 addresses (the largest DANM allows) are valid but cost up to a megabyte of bitmap per run,
@@ -20,18 +20,27 @@ fn costly(spec: &NetworkSpec) -> bool {
             .map_or(0, |p| width.saturating_sub(p))
     };
     let o = &spec.options;
-    (17..=23).contains(&host_bits(&o.cidr, 32)) || (17..=23).contains(&host_bits(&o.allocation_pool_v6.cidr, 128))
+    (17..=23).contains(&host_bits(&o.cidr, 32))
+        || (17..=23).contains(&host_bits(&o.allocation_pool_v6.cidr, 128))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // The bitmap text alone, as `danmctl ipam show` decodes it.
     if let Ok(bm) = Bitmap::decode(text) {
         assert_eq!(Bitmap::decode(&bm.encode()).map(|b| b.len()).ok(), Some(bm.len()));
         let n = bm.len();
-        let _ = (bm.first_clear_in(0, n), bm.count_set_in(0, n), bm.iter_set_in(0, n).count());
+        let _ = (
+            bm.first_clear_in(0, n),
+            bm.count_set_in(0, n),
+            bm.iter_set_in(0, n).count(),
+        );
     }
-    let Ok(network) = serde_json::from_str::<Network>(text) else { return };
+    let Ok(network) = serde_json::from_str::<Network>(text) else {
+        return;
+    };
     let annotation = |k: &str| {
         network
             .metadata
@@ -40,8 +49,10 @@ fuzz_target!(|data: &[u8]| {
             .and_then(|a| a.get(k).cloned())
             .unwrap_or_else(|| "dynamic".to_owned())
     };
-    let (Ok(req4), Ok(req6)) = (IpRequest::parse(&annotation("fuzz/ip")), IpRequest::parse(&annotation("fuzz/ip6")))
-    else {
+    let (Ok(req4), Ok(req6)) = (
+        IpRequest::parse(&annotation("fuzz/ip")),
+        IpRequest::parse(&annotation("fuzz/ip6")),
+    ) else {
         return;
     };
     for spec in [network.spec.clone(), {

@@ -15,7 +15,14 @@ use axum::http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
-const METHODS: [Method; 6] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD];
+const METHODS: [Method; 6] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+];
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -43,9 +50,13 @@ fn app() -> axum::Router {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&m, rest)) = data.split_first() else { return };
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
     let mut parts = rest.splitn(3, |b| *b == b'\n');
-    let (Some(uri), Some(ct)) = (parts.next(), parts.next()) else { return };
+    let (Some(uri), Some(ct)) = (parts.next(), parts.next()) else {
+        return;
+    };
     let body = parts.next().unwrap_or_default().to_vec();
     let Ok(uri) = std::str::from_utf8(uri) else { return };
     let Ok(req) = Request::builder()

@@ -6,7 +6,9 @@ use danm_wasm::output::{check_translation, network_name, network_type_of};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if check_translation(text).is_ok() {
         // What passed the check is an object with a type, as the CNI's delegate step expects.
         let v: serde_json::Value = serde_json::from_str(text).expect("checked config is JSON");

@@ -55,8 +55,15 @@ fn granted(docs: &[Value]) -> BTreeMap<String, BTreeSet<Grant>> {
     for d in docs {
         let kind = d["kind"].as_str().unwrap_or_default();
         if kind == "Role" || kind == "ClusterRole" {
-            let ns = if kind == "Role" { d["metadata"]["namespace"].as_str().unwrap_or_default() } else { "" };
-            roles.insert(role_key(kind, d["metadata"]["name"].as_str().unwrap_or_default(), ns), &d["rules"]);
+            let ns = if kind == "Role" {
+                d["metadata"]["namespace"].as_str().unwrap_or_default()
+            } else {
+                ""
+            };
+            roles.insert(
+                role_key(kind, d["metadata"]["name"].as_str().unwrap_or_default(), ns),
+                &d["rules"],
+            );
         }
     }
     let strs = |v: &Value| -> Vec<String> {
@@ -71,14 +78,22 @@ fn granted(docs: &[Value]) -> BTreeMap<String, BTreeSet<Grant>> {
             continue;
         }
         let role_kind = d["roleRef"]["kind"].as_str().unwrap_or_default();
-        let ns = if role_kind == "Role" { d["metadata"]["namespace"].as_str().unwrap_or_default() } else { "" };
+        let ns = if role_kind == "Role" {
+            d["metadata"]["namespace"].as_str().unwrap_or_default()
+        } else {
+            ""
+        };
         let key = role_key(role_kind, d["roleRef"]["name"].as_str().unwrap_or_default(), ns);
-        let rules = roles.get(&key).unwrap_or_else(|| panic!("binding {} names a missing {key}", d["metadata"]["name"]));
+        let rules = roles
+            .get(&key)
+            .unwrap_or_else(|| panic!("binding {} names a missing {key}", d["metadata"]["name"]));
         for subject in d["subjects"].as_array().into_iter().flatten() {
             if subject["kind"] != "ServiceAccount" {
                 continue;
             }
-            let grants = out.entry(subject["name"].as_str().unwrap_or_default().to_owned()).or_default();
+            let grants = out
+                .entry(subject["name"].as_str().unwrap_or_default().to_owned())
+                .or_default();
             for rule in rules.as_array().into_iter().flatten() {
                 for g in strs(&rule["apiGroups"]) {
                     for r in strs(&rule["resources"]) {
@@ -98,19 +113,35 @@ fn used(audit: &str) -> BTreeMap<String, BTreeSet<Grant>> {
     let mut out: BTreeMap<String, BTreeSet<Grant>> = BTreeMap::new();
     for line in audit.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("audit line {line:?}: {e}"));
-        let binary = v["agent"].as_str().unwrap_or_default().split('/').next().unwrap_or_default();
+        let binary = v["agent"]
+            .as_str()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default();
         let Some((_, sa)) = IDENTITIES.iter().find(|(b, _)| *b == binary) else {
             continue; // the tests' own clients, kubectl
         };
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        out.entry((*sa).to_owned()).or_default().insert((s("group"), s("resource"), s("verb")));
+        out.entry((*sa).to_owned())
+            .or_default()
+            .insert((s("group"), s("resource"), s("verb")));
     }
     out
 }
 
 fn show(set: &BTreeSet<Grant>) -> String {
     set.iter()
-        .map(|(g, r, v)| format!("  {v} {}{r}", if g.is_empty() { String::new() } else { format!("{g}/") }))
+        .map(|(g, r, v)| {
+            format!(
+                "  {v} {}{r}",
+                if g.is_empty() {
+                    String::new()
+                } else {
+                    format!("{g}/")
+                }
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -121,7 +152,10 @@ fn deploy_grants_name_every_danm_service_account() {
     yaml_docs(&deploy_dir(), &mut docs);
     let grants = granted(&docs);
     for (_, sa) in IDENTITIES {
-        assert!(grants.get(*sa).is_some_and(|g| !g.is_empty()), "deploy/ grants ServiceAccount {sa} nothing");
+        assert!(
+            grants.get(*sa).is_some_and(|g| !g.is_empty()),
+            "deploy/ grants ServiceAccount {sa} nothing"
+        );
     }
 }
 
@@ -129,9 +163,12 @@ fn deploy_grants_name_every_danm_service_account() {
 #[ignore = "needs the audit of a test run: `make rbac` (DANM_RBAC_AUDIT=<file>)"]
 fn each_service_account_holds_exactly_the_verbs_its_component_uses() {
     let Some(path) = std::env::var_os("DANM_RBAC_AUDIT") else {
-        panic!("DANM_RBAC_AUDIT is not set: run `make rbac`, which records an audit and then runs this check");
+        panic!(
+            "DANM_RBAC_AUDIT is not set: run `make rbac`, which records an audit and then runs this check"
+        );
     };
-    let audit = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", Path::new(&path).display()));
+    let audit = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", Path::new(&path).display()));
     let mut docs = Vec::new();
     yaml_docs(&deploy_dir(), &mut docs);
     let grants = granted(&docs);
@@ -140,18 +177,30 @@ fn each_service_account_holds_exactly_the_verbs_its_component_uses() {
     for (binary, sa) in IDENTITIES {
         let g = grants.get(*sa).cloned().unwrap_or_default();
         let Some(u) = used.get(*sa) else {
-            problems.push(format!("{binary} ({sa}) made no API call in the audited run: nothing observed"));
+            problems.push(format!(
+                "{binary} ({sa}) made no API call in the audited run: nothing observed"
+            ));
             continue;
         };
         println!("{binary} ({sa}) used:\n{}", show(u));
         let missing: BTreeSet<Grant> = u.difference(&g).cloned().collect();
         let unused: BTreeSet<Grant> = g.difference(u).cloned().collect();
         if !missing.is_empty() {
-            problems.push(format!("{binary} ({sa}) uses what deploy/ does not grant:\n{}", show(&missing)));
+            problems.push(format!(
+                "{binary} ({sa}) uses what deploy/ does not grant:\n{}",
+                show(&missing)
+            ));
         }
         if !unused.is_empty() {
-            problems.push(format!("{binary} ({sa}) holds what it never used:\n{}", show(&unused)));
+            problems.push(format!(
+                "{binary} ({sa}) holds what it never used:\n{}",
+                show(&unused)
+            ));
         }
     }
-    assert!(problems.is_empty(), "least privilege violated:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "least privilege violated:\n{}",
+        problems.join("\n")
+    );
 }

@@ -19,7 +19,9 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KitError> {
         }
         None => Config::infer().await.map_err(|e| KitError::Kube(e.to_string()))?,
     };
-    config.headers.push((axum::http::header::USER_AGENT, user_agent()));
+    config
+        .headers
+        .push((axum::http::header::USER_AGENT, user_agent()));
     Client::try_from(config).map_err(|e| KitError::Kube(e.to_string()))
 }
 
@@ -28,7 +30,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KitError> {
 fn user_agent() -> axum::http::HeaderValue {
     let binary = std::env::args_os()
         .next()
-        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "danm-controller".to_owned());
     axum::http::HeaderValue::from_str(&format!("{binary}/{}", env!("CARGO_PKG_VERSION")))
         .unwrap_or_else(|_| axum::http::HeaderValue::from_static("danm-controller"))

@@ -171,7 +171,7 @@ impl Webhook {
             Ok(r) => r,
             Err(e) => {
                 #[cfg(feature = "server")]
-        if let Some(m) = &self.metrics {
+                if let Some(m) = &self.metrics {
                     m.observe_request(endpoint.path(), "", "", "error", started.elapsed());
                 }
                 return Err(e);

@@ -41,11 +41,11 @@ mod engine;
 mod epoch;
 #[cfg(feature = "runtime")]
 mod error;
+pub mod output;
 #[cfg(feature = "runtime")]
 mod plugin;
 #[cfg(feature = "runtime")]
 mod set;
-pub mod output;
 mod types;
 
 #[cfg(feature = "runtime")]

@@ -7,7 +7,12 @@ use serde::Deserialize;
 /// Checks a backend's `translate()` answer: a JSON object with a non-empty string `type`. `Err` says what is wrong.
 pub fn check_translation(config: &str) -> Result<(), String> {
     match serde_json::from_str::<serde_json::Value>(config) {
-        Ok(v) if v.get("type").is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) => Ok(()),
+        Ok(v)
+            if v.get("type")
+                .is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())) =>
+        {
+            Ok(())
+        }
         Ok(_) => Err("no \"type\"".into()),
         Err(e) => Err(e.to_string()),
     }

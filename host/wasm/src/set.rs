@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::cache::{Cache, FileStamp, Index, IndexEntry};
 use crate::engine::Runtime;
-use crate::plugin::Plugin;
 use crate::output::network_type_of;
+use crate::plugin::Plugin;
 use crate::{
     BackendInfo, Operation, PluginError, PluginInfo, PluginKind, Review, RuntimeConfig, TranslateRequest,
     Violation,
