@@ -58,6 +58,8 @@ rbac:
 	DANM_RBAC_AUDIT=$(RBAC_AUDIT) $(CARGO) test -p danm-lab --test rbac -- --ignored --nocapture
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 20) each, on the stable toolchain (fuzz/run.sh says how).
+## Cost in CI: 7 targets x 20 s = 140 s of runs, plus the instrumented release build of fuzz/ (about 8 CPU-minutes
+## from scratch, most of it the lab server's dependencies; seconds when ~/.cache/danm-fuzz-target is reused).
 fuzz: setup
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
