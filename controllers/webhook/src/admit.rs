@@ -102,6 +102,8 @@ pub struct Webhook {
     /// The IPAM mode of new networks that name none (`bitmap`: DANM's, the default here; the server's flag
     /// defaults to `blocks`).
     ipam_mode: IpamMode,
+    /// One queue per TenantConfig for this process's VNI writes (see `admit/vni.rs`).
+    tenant_config_writes: vni::WriteQueues,
 }
 
 impl fmt::Debug for Webhook {
@@ -132,6 +134,7 @@ impl Webhook {
             #[cfg(feature = "server")]
             metrics: None,
             ipam_mode: IpamMode::Bitmap,
+            tenant_config_writes: vni::WriteQueues::default(),
         }
     }
 

@@ -491,6 +491,45 @@ async fn a_conflicting_tenantconfig_write_is_retried_on_a_fresh_copy() {
         .assert_denied("TenantConfig tc kept changing");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_tenantnetwork_creates_on_one_tenantconfig_all_get_distinct_vnis() {
+    // The load benchmark's finding: ~100 TenantNetwork reviews a second on one TenantConfig all computed from the
+    // same copy, and reviews lost all their attempts to 409s. Writes to one TenantConfig now queue in the process:
+    // every review succeeds, with at most one conflict each (its copy predates the writes queued before it).
+    let tc = tenantconfig("tc", json!([profile("ens4", "vxlan", "10-400")]), json!({}));
+    // A millisecond per TenantConfig round trip, so the reviews overlap as they do against an API server.
+    let cluster = danm_webhook::cluster::MemoryCluster::new(vec![tc])
+        .unwrap()
+        .with_latency(std::time::Duration::from_millis(1));
+    let rig = std::sync::Arc::new(rig_on(cluster, 7, danm_core::ipam::blocks::IpamMode::Bitmap));
+    let reviews = 48;
+    let mut tasks = Vec::new();
+    for i in 0..reviews {
+        let rig = rig.clone();
+        tasks.push(tokio::spawn(async move {
+            let spec = json!({"NetworkID": format!("n{i}"), "Options": {"host_device": "ens4"}});
+            let out = create(&rig, net("TenantNetwork", &format!("t{i}"), spec)).await;
+            out.assert_allowed();
+            out.patched["spec"]["Options"]["vxlan"].as_u64().unwrap()
+        }));
+    }
+    let mut vnis = std::collections::BTreeSet::new();
+    for t in tasks {
+        assert!(vnis.insert(t.await.unwrap()), "a VNI was given twice");
+    }
+    assert_eq!(vnis.len(), reviews);
+    assert_eq!(
+        set_bits(stored_tc(&rig, "tc")["hostDevices"][0]["alloc"].as_str().unwrap()).len(),
+        reviews + 1,
+        "bit 0 and one bit per network"
+    );
+    let writes = rig.cluster.tenant_config_writes() as usize;
+    assert!(
+        writes <= 2 * reviews,
+        "{writes} TenantConfig writes for {reviews} reviews: more than one conflict per review"
+    );
+}
+
 #[tokio::test]
 async fn a_dry_run_plans_the_vni_without_writing_the_tenantconfig() {
     let tc = tenantconfig("tc", json!([profile("ens4", "vlan", "7-9")]), json!({}));

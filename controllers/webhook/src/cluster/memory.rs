@@ -143,6 +143,9 @@ struct State {
 /// The in-memory cluster.
 pub struct MemoryCluster {
     state: Mutex<State>,
+    /// How long each TenantConfig read and write takes, as a round trip to a real API server does (none by
+    /// default); with it, concurrent reviews overlap as they do in a cluster.
+    latency: std::time::Duration,
 }
 
 impl std::fmt::Debug for MemoryCluster {
@@ -191,6 +194,7 @@ impl MemoryCluster {
         }
         Ok(MemoryCluster {
             state: Mutex::new(state),
+            latency: std::time::Duration::ZERO,
         })
     }
 
@@ -232,6 +236,18 @@ impl MemoryCluster {
     /// Every object (faults excluded), in load order.
     pub fn objects(&self) -> Vec<Value> {
         self.lock().objects.clone()
+    }
+
+    /// Each TenantConfig read and write takes `latency` from now on.
+    pub fn with_latency(mut self, latency: std::time::Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    async fn round_trip(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
     }
 
     /// How many TenantConfig replaces were attempted (successful or not).
@@ -295,6 +311,7 @@ impl Cluster for MemoryCluster {
     }
 
     async fn get_tenant_config(&self, name: &str) -> Result<TenantConfig, ClusterError> {
+        self.round_trip().await;
         let mut st = self.lock();
         st.fault("get", "tenantconfigs")?;
         let o = st
@@ -309,6 +326,7 @@ impl Cluster for MemoryCluster {
     }
 
     async fn replace_tenant_config(&self, tc: &TenantConfig) -> Result<TenantConfig, ClusterError> {
+        self.round_trip().await;
         let name = tc.metadata.name.clone().unwrap_or_default();
         let mut st = self.lock();
         st.tenant_config_writes += 1;

@@ -82,7 +82,12 @@ pub fn rig_seeded(objects: Vec<Value>, seed: u64) -> Rig {
 
 /// A rig whose webhook gives new networks `mode` when they name none.
 pub fn rig_with(objects: Vec<Value>, seed: u64, mode: danm_core::ipam::blocks::IpamMode) -> Rig {
-    let cluster = Arc::new(MemoryCluster::new(objects).unwrap());
+    rig_on(MemoryCluster::new(objects).unwrap(), seed, mode)
+}
+
+/// A rig over `cluster` as given (e.g. with API latency).
+pub fn rig_on(cluster: MemoryCluster, seed: u64, mode: danm_core::ipam::blocks::IpamMode) -> Rig {
+    let cluster = Arc::new(cluster);
     let registry = MetricsRegistry::with_prefix("danm_webhook");
     let metrics = Arc::new(WebhookMetrics::register(&registry));
     let retry = RetryPolicy {
