@@ -8,49 +8,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use danm_testkit::fixtures;
 use serde_json::Value;
 
 const LAB: &str = env!("CARGO_BIN_EXE_danm-lab");
-
-fn fixtures_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("DANM_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The plugin directory: `DANM_PLUGIN_DIR`, else `build/plugins` of the checkout (found at run time).
-fn plugin_dir() -> PathBuf {
-    std::env::var_os("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../build/plugins")
-        })
-}
 
 /// Why this machine cannot run a smoke run needing `bins` (next to `danm-lab`), if it cannot. Panics instead of
 /// skipping when fixtures are required.
 fn skip(bins: &[&str], needs_root: bool) -> Option<String> {
     let dir = PathBuf::from(LAB).parent().unwrap().to_path_buf();
     let mut why = None;
-    if needs_root && !is_root() {
+    let plugins = fixtures::plugin_dir();
+    if needs_root && !fixtures::is_root() {
         why = Some("needs root (network namespaces and links)".to_string());
-    } else if !plugin_dir().join("macvlan.wasm").exists() || !plugin_dir().join("rules.wasm").exists() {
+    } else if !fixtures::plugins_built(&plugins) {
         why = Some(format!(
             "the plugins are not built in {} (run `make guests` or set DANM_PLUGIN_DIR)",
-            plugin_dir().display()
+            plugins.display()
         ));
     } else if let Some(b) = bins.iter().find(|b| !dir.join(b).exists()) {
         why = Some(format!(
@@ -59,8 +33,7 @@ fn skip(bins: &[&str], needs_root: bool) -> Option<String> {
         ));
     }
     if let Some(w) = &why {
-        assert!(!fixtures_required(), "{w}");
-        eprintln!("skipping: {w}");
+        fixtures::skip(w);
     }
     why
 }
@@ -71,7 +44,7 @@ fn bench(args: &[&str]) -> Value {
         .arg("bench")
         .args(args)
         .arg("--plugin-dir")
-        .arg(plugin_dir())
+        .arg(fixtures::plugin_dir())
         .env("DANM_LOG", "warn")
         .output()
         .expect("danm-lab runs");
@@ -135,9 +108,9 @@ fn many_attachments_come_up_through_danm_and_debian_plugins_and_are_torn_down() 
         return;
     }
     if !PathBuf::from("/usr/lib/cni/macvlan").exists() {
-        let w = "Debian's CNI plugins are not installed (apt-get install containernetworking-plugins)";
-        assert!(!fixtures_required(), "{w}");
-        eprintln!("skipping: {w}");
+        fixtures::skip(
+            "Debian's CNI plugins are not installed (apt-get install containernetworking-plugins)",
+        );
         return;
     }
     let r = bench(&["attachments", "--pods", "8", "--networks", "4", "--parallel", "4"]);

@@ -25,9 +25,7 @@ const IDENTITIES: &[(&str, &str)] = &[
 ];
 
 fn deploy_dir() -> PathBuf {
-    let manifest =
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    Path::new(&manifest).join("../deploy")
+    danm_testkit::fixtures::workspace_dir().join("deploy")
 }
 
 fn yaml_docs(dir: &Path, out: &mut Vec<Value>) {
