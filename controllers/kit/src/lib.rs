@@ -1,6 +1,22 @@
 //! Shared plumbing of danm's controllers (webhook, netwatcher, svcwatcher): tracing set-up, a Prometheus registry,
 //! health/readiness endpoints, a kube client from a kubeconfig or the in-cluster environment, and HTTPS serving with
 //! a certificate that is reloaded when its files change.
+//!
+//! ```
+//! use danm_controller_kit::{MetricsRegistry, Readiness};
+//! use prometheus_client::metrics::counter::Counter;
+//!
+//! let registry = MetricsRegistry::with_prefix("danm_example");
+//! let handled: Counter = Counter::default();
+//! registry.register("handled", "Requests handled", handled.clone());
+//! handled.inc();
+//! assert!(registry.render().contains("danm_example_handled_total 1"));
+//!
+//! // `health_router(ready, registry)` serves /healthz, /readyz (200 once ready) and /metrics.
+//! let ready = Readiness::default();
+//! ready.set(true);
+//! assert!(ready.is_ready());
+//! ```
 
 pub mod args;
 pub mod health;

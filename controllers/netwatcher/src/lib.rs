@@ -5,6 +5,24 @@
 //! computes the reference-counted set of wanted links, and [`plan::plan`] diffs it against the kernel's links.
 //! [`reconciler::LinkReconciler`] executes plans over the `Netlink` trait; [`watch`] feeds it from the API
 //! (level-triggered: every change, start-up, and a periodic resync all run the same full reconciliation).
+//!
+//! ```
+//! use danm_api::NetworkKind;
+//! use danm_netwatcher::{LinkSource, SourceKind, SourceRef, desired_links};
+//!
+//! let network = |name: &str| LinkSource {
+//!     owner: SourceRef::new(SourceKind::Network(NetworkKind::DanmNet), Some("default"), name),
+//!     network_id: "shared".to_owned(),
+//!     host_device: "eth1".to_owned(),
+//!     vlan: 0,
+//!     vxlan: 50,
+//! };
+//! // Two networks on one VxLAN: one host link, kept until its last owner goes.
+//! let desired = desired_links(&[network("a"), network("b")]);
+//! assert!(desired.problems.is_empty());
+//! assert_eq!(desired.links.len(), 1);
+//! assert_eq!(desired.links.values().next().unwrap().owners.len(), 2);
+//! ```
 
 pub mod desired;
 pub mod metrics;

@@ -5,6 +5,23 @@
 //! computes its objects from the DanmEps and pods of its namespace. [`controller`] runs it level-triggered per
 //! Service (Service, Pod and DanmEp changes map to the Services they can affect); [`leader`] is the Lease lock.
 //! The leader also runs the IPAM reconciler ([`ipam`]).
+//!
+//! ```
+//! use danm_svcwatcher::selection;
+//! use k8s_openapi::api::core::v1::Service;
+//!
+//! // DANM's demo Service: no spec.selector; the pods are chosen by labels and by network.
+//! let svc: Service = serde_json::from_value(serde_json::json!({
+//!     "metadata": {"name": "vnf-internal", "namespace": "example-vnf", "annotations": {
+//!         "danm.k8s.io/selector": "{\"app\":\"loadbalancer\"}",
+//!         "danm.k8s.io/network": "internal"}},
+//!     "spec": {"ports": [{"port": 80}]}
+//! }))
+//! .unwrap();
+//! let chosen = selection(&svc).unwrap().expect("svcwatcher manages it");
+//! assert_eq!(chosen.selector["app"], "loadbalancer");
+//! assert!(chosen.selects_network(danm_api::NetworkKind::DanmNet, "internal"));
+//! ```
 
 pub mod desired;
 pub mod selection;
