@@ -22,12 +22,27 @@ pub fn render(server: &str, ca_pem: Option<&str>, token: Option<&str>) -> String
     )
 }
 
-/// Writes the kubeconfig to `path` (creating parent directories).
+/// Writes the kubeconfig to `path` (creating parent directories), readable by its owner only (it may hold a
+/// token), and atomically: a client reading it while a restarted server rewrites it sees the old or the new file,
+/// never a truncated one.
 pub fn write(path: &Path, server: &str, ca_pem: Option<&str>, token: Option<&str>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
-    std::fs::write(path, render(server, ca_pem, token))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(render(server, ca_pem, token).as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

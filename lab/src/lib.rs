@@ -26,3 +26,4 @@ pub use server::admission::AdmissionConfig;
 pub use server::fault::Fault;
 pub use server::{LabError, LabHandle, LabOptions, LabServer};
 pub mod bench;
+pub mod chaos;

@@ -38,6 +38,48 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Pod ADD/DEL cycles through the real `danm` binary while danm processes are SIGKILLed, the API server
+    /// restarts and fails requests; then GC, the IPAM reconciler and an audit of the API and the kernel. Prints one
+    /// JSON line; exits non-zero if anything was duplicated, leaked or left behind. Needs root.
+    Chaos(ChaosArgs),
+}
+
+#[derive(clap::Args)]
+struct ChaosArgs {
+    /// Pod lifecycles to complete.
+    #[arg(long, default_value_t = 500)]
+    cycles: usize,
+    /// Pods in flight at once.
+    #[arg(long, default_value_t = 20)]
+    concurrency: usize,
+    /// Fraction of danm processes (ADD and DEL) SIGKILLed at a random moment.
+    #[arg(long, default_value_t = 0.1)]
+    kill_rate: f64,
+    /// Restarts of the lab API server (with persistence) during the cycles.
+    #[arg(long, default_value_t = 2)]
+    api_restarts: usize,
+    /// `bitmap` (DANM's alloc/alloc6 in the networks) or `blocks`.
+    #[arg(long, default_value = "blocks")]
+    mode: String,
+    /// No cycle starts after this many seconds; the report says how many completed.
+    #[arg(long, default_value_t = 900)]
+    deadline_seconds: u64,
+    /// The `danm` binary (default: next to this executable).
+    #[arg(long)]
+    danm: Option<PathBuf>,
+    /// The built backend plugins (macvlan.wasm is used).
+    #[arg(long, env = "DANM_PLUGIN_DIR", default_value = "build/plugins")]
+    plugin_dir: PathBuf,
+    /// Where the lab state, danm's config, cache and logs go (kept); default a fresh temporary directory, removed
+    /// when the run passes.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// The lab server's bearer token (default: a random one).
+    #[arg(long, env = "DANM_LAB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seed of the random choices (default: random; the report prints it).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -426,6 +468,48 @@ async fn main() -> anyhow::Result<()> {
             };
             let r = attachments::run(&opts).await?;
             report("attachments", &r, r.passed())?;
+        }
+        Cmd::Chaos(a) => {
+            let danm = match a.danm {
+                Some(d) => d,
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("the executable has no directory")?
+                    .join("danm"),
+            };
+            let (work_dir, temp) = match a.work_dir {
+                Some(d) => (d, None),
+                None => {
+                    let t = tempfile::Builder::new().prefix("danm-chaos").tempdir()?;
+                    (t.path().to_path_buf(), Some(t))
+                }
+            };
+            let mut opts = danm_lab::chaos::ChaosOptions::new(danm, a.plugin_dir, work_dir.clone());
+            opts.cycles = a.cycles;
+            opts.concurrency = a.concurrency;
+            opts.kill_rate = a.kill_rate.clamp(0.0, 1.0);
+            opts.api_restarts = a.api_restarts;
+            opts.mode = a.mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+            opts.deadline = std::time::Duration::from_secs(a.deadline_seconds);
+            if let Some(t) = a.token {
+                opts.token = t;
+            }
+            if let Some(s) = a.seed {
+                opts.seed = s;
+            }
+            let report = danm_lab::chaos::run(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.passed() {
+                // Keep the evidence.
+                if let Some(t) = temp {
+                    let kept = t.keep();
+                    eprintln!(
+                        "chaos: the run failed; its logs and state are in {}",
+                        kept.display()
+                    );
+                }
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

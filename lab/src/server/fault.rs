@@ -13,6 +13,9 @@ pub struct Fault {
     /// How many writes (create, update, patch, delete) fail; 0 = none fail (latency only).
     #[serde(default)]
     pub count: u32,
+    /// Writes let through before the failures start (e.g. 1: the create succeeds, the delete that follows fails).
+    #[serde(default)]
+    pub after: u32,
     /// HTTP code of the failure: 500 (InternalError), 409 (Conflict), 429, 503, ...
     #[serde(default = "default_code")]
     pub code: u16,
@@ -30,16 +33,24 @@ impl Fault {
     pub fn fail_writes(resource: &str, count: u32, code: u16) -> Self {
         Self {
             resource: resource.into(),
+            after: 0,
             count,
             code,
             latency_ms: 0,
         }
     }
 
+    /// Lets the next `writes` writes through before the failures start.
+    pub fn after(mut self, writes: u32) -> Self {
+        self.after = writes;
+        self
+    }
+
     /// Delays every request of `resource` by `latency`.
     pub fn latency(resource: &str, latency: Duration) -> Self {
         Self {
             resource: resource.into(),
+            after: 0,
             count: 0,
             code: 500,
             latency_ms: latency.as_millis() as u64,
@@ -86,8 +97,12 @@ impl Faults {
         {
             v.latency += Duration::from_millis(f.latency_ms);
             if write && v.fail.is_none() && f.count > 0 {
-                f.count -= 1;
-                v.fail = Some(f.code);
+                if f.after > 0 {
+                    f.after -= 1;
+                } else {
+                    f.count -= 1;
+                    v.fail = Some(f.code);
+                }
             }
         }
         l.retain(|f| f.count > 0 || f.latency_ms > 0);
@@ -109,5 +124,14 @@ mod tests {
         assert_eq!(f.take("danmeps", true).fail, Some(409));
         assert_eq!(f.take("danmeps", true).fail, None);
         assert!(f.list().is_empty());
+    }
+
+    #[test]
+    fn a_fault_with_after_lets_that_many_writes_through_first() {
+        let f = Faults::default();
+        f.add(Fault::fail_writes("danmeps", 1, 500).after(1));
+        assert_eq!(f.take("danmeps", true).fail, None);
+        assert_eq!(f.take("danmeps", true).fail, Some(500));
+        assert_eq!(f.take("danmeps", true).fail, None);
     }
 }
