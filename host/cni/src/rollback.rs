@@ -1,5 +1,8 @@
 //! Rolling back a failed ADD from its journals: every interface concurrently, each in reverse order of what was
-//! done (rules, links or delegate DELs, DanmEps, IPs). Errors are logged; rollback never stops half-way.
+//! done (rules, links or delegate DELs, DanmEps, IPs). Errors are logged; rollback never stops half-way, with one
+//! exception: the addresses of a DanmEp that could not be deleted stay reserved. Whoever removes that DanmEp later
+//! (DEL, GC, the stale cleanup of the next ADD, the reconciler) releases them; releasing them now as well would free
+//! them twice, and in bitmap mode (no owner per address) the second release frees an address another pod got since.
 
 use std::time::Duration;
 
@@ -18,9 +21,31 @@ pub async fn run(ctx: &Ctx, journals: Vec<Journal>) {
 }
 
 async fn undo_all(ctx: &Ctx, journal: Journal) {
+    let mut kept_eps: Vec<String> = Vec::new();
     for undo in journal.take_reversed() {
+        if let Undo::Ips {
+            network,
+            owner,
+            ip4,
+            ip6,
+            ..
+        } = &undo
+            && kept_eps.contains(owner)
+        {
+            tracing::warn!(
+                network,
+                danmep = owner,
+                ip4,
+                ip6,
+                "rollback keeps the addresses of a DanmEp it could not delete; removing the DanmEp later releases them"
+            );
+            continue;
+        }
         if let Err(e) = undo_one(ctx, &undo).await {
             tracing::warn!(?undo, error = %e, "rollback step failed");
+            if let Undo::Ep { name, .. } = &undo {
+                kept_eps.push(name.clone());
+            }
         }
     }
 }

@@ -503,3 +503,34 @@ async fn network_types_are_case_insensitive_and_an_empty_one_is_ipvlan() {
     );
     w.run(&w.call("DEL", "p-types", "c-types")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_cannot_delete_its_danmep_leaves_the_addresses_to_whoever_removes_it() {
+    // Found by `danm-lab chaos`: a rollback released the addresses of a DanmEp whose deletion had failed, so the
+    // DEL, GC or reconciler that later removed the DanmEp released them a second time; in bitmap mode (no owner per
+    // address) that frees an address another pod got in between.
+    let Some(w) = world().await else { return };
+    let net = w.macvlan("mgmt", json!({})).await;
+    w.pod("p21", json!([{"network":"mgmt","ip":"dynamic"}])).await;
+    w.fake
+        .fail_when(|c| matches!(c, NlCall::AddAddress { .. }), 22, None);
+    // The DanmEp's create goes through; its deletion by the rollback fails.
+    w.lab
+        .handle
+        .inject(Fault::fail_writes("danmeps", 10, 500).after(1));
+    let (code, msg) = code_of(w.run(&w.call("ADD", "p21", "c21")).await);
+    assert_eq!(code, codes::KERNEL, "{msg}");
+    w.lab.handle.clear_faults();
+    w.fake.clear_failures();
+    let eps = w.lab.eps(NS).await;
+    assert_eq!(eps.len(), 1, "the DanmEp the rollback could not delete is there");
+    let (alloc, _, owners) = w.lab.holdings(&net).await;
+    if common::lab::ipam_mode() == "blocks" {
+        assert_eq!(owners, 1, "its address is still owned by it");
+    } else {
+        assert_ne!(alloc, net.spec.options.alloc, "its address is still reserved");
+    }
+    // The DEL kubelet sends after a failed ADD removes the DanmEp and releases its address, once.
+    w.run(&w.call("DEL", "p21", "c21")).await.unwrap();
+    w.assert_nothing_left(&[&net]).await;
+}
