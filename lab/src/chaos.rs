@@ -293,7 +293,11 @@ impl Shared {
 
     async fn create_pod(&self, name: &str) -> Result<String, String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
-        let interfaces = json!([{"network": "chaos-a"}, {"network": "chaos-b"}]).to_string();
+        let interfaces = json!([
+            {"network": "chaos-a", "ip": "dynamic", "ip6": "dynamic"},
+            {"network": "chaos-b", "ip": "dynamic"},
+        ])
+        .to_string();
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS, "annotations": {"danm.k8s.io/interfaces": interfaces}},

@@ -139,6 +139,22 @@ pub async fn audit(
             }
         }
         for ep in &eps {
+            // Every interface asks for a dynamic IPv4 address (and the dual-stack network for IPv6 too).
+            let dual = api
+                .networks
+                .iter()
+                .any(|n| n.name() == ep.spec.network_name && !n.spec.options.net6.is_empty());
+            if ep.spec.interface.address.is_empty() || (dual && ep.spec.interface.address_ipv6.is_empty()) {
+                f.missing_interfaces += 1;
+                f.details.push(format!(
+                    "pod {}: DanmEp {} on {} lacks an address ({:?}, {:?})",
+                    p.name,
+                    ep.metadata.name.as_deref().unwrap_or_default(),
+                    ep.spec.network_name,
+                    ep.spec.interface.address,
+                    ep.spec.interface.address_ipv6
+                ));
+            }
             let want: BTreeSet<String> = ep_addrs(ep).map(|a| a.to_string()).collect();
             let have: BTreeSet<String> = links
                 .get(&ep.spec.interface.name)
