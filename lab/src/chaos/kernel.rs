@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn link_groups_and_parents_are_read_from_ip_json() {
         let json = r#"[{"ifname":"lo","group":"default"},
-            {"ifname":"m1","link":"dca1","group":"1684107885","linkinfo":{"info_kind":"macvlan"}},
+            {"ifname":"m1","link":"dca1","group":"1684106861","linkinfo":{"info_kind":"macvlan"}},
             {"ifname":"m2","link":"dcb1","group":7}]"#;
         let l = links_of(json);
         assert_eq!(l.len(), 3);
