@@ -12,39 +12,12 @@ use serde_json::Value;
 /// The two modes run one after the other: each run alone keeps the two cores busy.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+use danm_testkit::fixtures::{is_root, skip};
 
-/// Under CI (`CI=true`) and `make test` (`DANM_REQUIRE_FIXTURES=1`) a test that would skip fails instead.
-fn fixtures_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("DANM_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    assert!(!fixtures_required(), "{reason}");
-    eprintln!("skipping: {reason}");
-}
-
-/// The built plugins: `DANM_PLUGIN_DIR`, else `build/plugins` of this checkout (found at run time).
+/// The built plugins (`DANM_PLUGIN_DIR`, else `build/plugins` of this checkout, found at run time).
 fn plugin_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("DANM_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(
-                std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../build/plugins")
-        });
-    dir.join("macvlan.wasm").exists().then_some(dir)
+    let dir = danm_testkit::fixtures::plugin_dir();
+    danm_testkit::fixtures::plugins_built(&dir).then_some(dir)
 }
 
 /// The `danm` binary of this build (`target/<profile>/danm`, next to `deps/` where this test runs), or `DANM_BIN`.
