@@ -27,5 +27,7 @@ pub mod cni;
 pub mod ipam;
 pub mod naming;
 pub mod resolve;
+// File stamps need the host's file metadata; the rules plugin builds this crate for wasm32-wasip2 without them.
+#[cfg(unix)]
 pub mod stamp;
 pub mod vni;
