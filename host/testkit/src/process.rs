@@ -28,17 +28,24 @@ pub fn cmd(args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs a CNI plugin as a runtime does: a clean environment holding only `CNI_COMMAND`, `PATH` and `env`, the
-/// config on stdin.
-pub fn run_plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = Command::new(bin)
-        .env_clear()
+/// The command a runtime runs for a CNI plugin: a clean environment holding only `CNI_COMMAND`, `PATH` and `env`,
+/// stdin, stdout and stderr piped.
+fn plugin_command(bin: &Path, command: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs a CNI plugin as a runtime does: a clean environment holding only `CNI_COMMAND`, `PATH` and `env`, the
+/// config on stdin.
+pub fn run_plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = plugin_command(bin, command, env)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     // A plugin that exits before reading its config closes the pipe; its output says why.
@@ -53,14 +60,7 @@ pub fn run_plugin(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) 
 /// [`run_plugin`] on the tokio runtime, for tests and benches that run many plugins at once.
 pub async fn run_plugin_async(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = tokio::process::Command::from(plugin_command(bin, command, env))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     let mut input = child.stdin.take().expect("piped stdin");

@@ -197,17 +197,24 @@ impl CniRun {
     }
 }
 
-/// Runs a CNI plugin as a runtime does: a clean environment (`CNI_COMMAND`, `PATH` and `env`), the config on stdin.
-pub async fn cni(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> anyhow::Result<CniRun> {
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(bin)
-        .env_clear()
+/// The command a runtime runs for a CNI plugin: a clean environment (`CNI_COMMAND`, `PATH` and `env`), stdin,
+/// stdout and stderr piped.
+fn cni_command(bin: &Path, command: &str, env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs a CNI plugin as a runtime does: a clean environment (`CNI_COMMAND`, `PATH` and `env`), the config on stdin.
+pub async fn cni(bin: &Path, command: &str, env: &[(&str, &str)], stdin: &str) -> anyhow::Result<CniRun> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::from(cni_command(bin, command, env))
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     if let Some(mut i) = child.stdin.take() {
@@ -241,14 +248,7 @@ pub async fn cni_unreaped(
 ) -> anyhow::Result<(CniRun, std::process::Child)> {
     use std::io::{Read, Write};
     let started = Instant::now();
-    let mut child = std::process::Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = cni_command(bin, command, env)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let input = stdin.as_bytes().to_vec();
