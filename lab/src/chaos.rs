@@ -14,7 +14,7 @@ pub mod kernel;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind, NetworkSpec};
@@ -247,7 +247,7 @@ impl Shared {
         let rate = (self.opts.kill_rate * (planned + 1.0) / (landed + 1.0)).min(1.0);
         let kill_after = (self.opts.kill_rate > 0.0 && rng.random_bool(rate)).then(|| {
             let est = {
-                let e = self.est.lock().unwrap();
+                let e = self.est.lock().unwrap_or_else(PoisonError::into_inner);
                 if add { e.0 } else { e.1 }
             };
             Duration::from_micros(rng.random_range(0..=(est * 1000.0) as u64))
@@ -262,7 +262,7 @@ impl Shared {
                 self.killed.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Ok(_) => {
-                let mut e = self.est.lock().unwrap();
+                let mut e = self.est.lock().unwrap_or_else(PoisonError::into_inner);
                 let slot = if add { &mut e.0 } else { &mut e.1 };
                 *slot = 0.8 * *slot + 0.2 * took.as_secs_f64() * 1000.0;
             }
@@ -408,12 +408,18 @@ impl Shared {
             netns,
             ips: danm::result_ips(&result),
         };
-        self.live.lock().unwrap().insert(uid.clone(), pod);
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid.clone(), pod);
         if keep {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
-        self.live.lock().unwrap().remove(&uid);
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&uid);
         self.teardown(rng, &sandbox, true).await?;
         self.delete_pod(&name).await
     }
@@ -635,13 +641,13 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
             let eps: Api<DanmEp> = Api::namespaced(shared.client.clone(), NS);
             while cycling.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let before = shared.live.lock().unwrap().clone();
+                let before = shared.live.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let Ok(Ok(list)) =
                     tokio::time::timeout(Duration::from_secs(2), eps.list(&ListParams::default())).await
                 else {
                     continue;
                 };
-                let after = shared.live.lock().unwrap().clone();
+                let after = shared.live.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let steady: Vec<&LivePod> = before
                     .values()
                     .filter(|p| {
@@ -670,7 +676,10 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
                 if !found.is_empty() {
                     tracing::error!(addresses = ?found, "chaos: an address is held by two live pods");
                 }
-                duplicates.lock().unwrap().extend(found);
+                duplicates
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(found);
                 samples.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -778,7 +787,13 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         cycles = shared.done.load(Ordering::Relaxed),
         "chaos: cycles over; GC and the reconciler"
     );
-    let live: Vec<LivePod> = shared.live.lock().unwrap().values().cloned().collect();
+    let live: Vec<LivePod> = shared
+        .live
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
     let valid: Vec<String> = live.iter().map(|p| p.container_id.clone()).collect();
     let (gc, _) = shared.danm.gc(&valid).await;
     let gc_ok = matches!(gc, Outcome::Ok(_));
@@ -815,7 +830,7 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     for d in &findings.details {
         tracing::error!("chaos audit: {d}");
     }
-    let mut dups = duplicates.lock().unwrap().clone();
+    let mut dups = duplicates.lock().unwrap_or_else(PoisonError::into_inner).clone();
     dups.extend(findings.duplicates.iter().cloned());
 
     tracing::info!("chaos: cleaning up");
@@ -830,8 +845,8 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     if let Some(h) = server.handle.write().await.take() {
         h.shutdown().await;
     }
-    let (released, deleted, skipped) = *reconciled.lock().unwrap();
-    let (add_ms, del_ms) = *shared.est.lock().unwrap();
+    let (released, deleted, skipped) = *reconciled.lock().unwrap_or_else(PoisonError::into_inner);
+    let (add_ms, del_ms) = *shared.est.lock().unwrap_or_else(PoisonError::into_inner);
     Ok(ChaosReport {
         cycles: shared.done.load(Ordering::Relaxed),
         killed: shared.killed.load(Ordering::Relaxed),
@@ -864,18 +879,8 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
 }
 
 fn record(acc: &Mutex<(usize, usize, usize)>, report: &ScanReport) {
-    tracing::info!(
-        released = report.addresses_released,
-        danmeps_deleted = report.danmeps_deleted,
-        waiting = report.waiting,
-        skipped = report.skipped.as_deref().unwrap_or(""),
-        errors = report.errors.len(),
-        "IPAM reconciler scan"
-    );
-    for e in &report.errors {
-        tracing::warn!(error = %e, "IPAM reconciler");
-    }
-    let mut a = acc.lock().unwrap();
+    report.log();
+    let mut a = acc.lock().unwrap_or_else(PoisonError::into_inner);
     a.0 += report.addresses_released;
     a.1 += report.danmeps_deleted;
     a.2 += usize::from(report.skipped.is_some());

@@ -106,17 +106,7 @@ pub async fn run(
             _ = &mut stop => return,
             _ = tick.tick() => {
                 let report = reconciler.scan(&client, k8s_openapi::jiff::Timestamp::now()).await;
-                tracing::info!(
-                    released = report.addresses_released,
-                    danmeps_deleted = report.danmeps_deleted,
-                    waiting = report.waiting,
-                    skipped = report.skipped.as_deref().unwrap_or(""),
-                    errors = report.errors.len(),
-                    "IPAM reconciler scan"
-                );
-                for e in &report.errors {
-                    tracing::warn!(error = %e, "IPAM reconciler");
-                }
+                report.log();
                 metrics.record(&report);
             }
         }

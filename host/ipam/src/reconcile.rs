@@ -102,6 +102,23 @@ pub struct ScanReport {
     pub errors: Vec<String>,
 }
 
+impl ScanReport {
+    /// Logs the scan: one summary line, and a warning per failed action.
+    pub fn log(&self) {
+        tracing::info!(
+            released = self.addresses_released,
+            danmeps_deleted = self.danmeps_deleted,
+            waiting = self.waiting,
+            skipped = self.skipped.as_deref().unwrap_or(""),
+            errors = self.errors.len(),
+            "IPAM reconciler scan"
+        );
+        for e in &self.errors {
+            tracing::warn!(error = %e, "IPAM reconciler");
+        }
+    }
+}
+
 /// Something the reconciler may act on once it has been seen long enough.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Suspect {
