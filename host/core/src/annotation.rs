@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod npwg;
+
 use danm_api::NetworkKind;
 use ipnetwork::IpNetwork;
 use serde_json::Value;
