@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde_json::{Value, json};
 
-use crate::{DanmEpSpec, DanmIpBlockSpec, InterfaceProfile, NadSpec, NetworkKind, NetworkSpec};
+use crate::{DanmEpSpec, IpamClaimSpec, IpamClaimStatus, DanmIpBlockSpec, InterfaceProfile, NadSpec, NetworkKind, NetworkSpec};
 
 /// The OpenAPI v3 structural schema of `T`, generated as kube-derive does for its own CRDs.
 fn schema_of<T: JsonSchema>() -> Value {
@@ -28,6 +28,7 @@ fn column(name: &str, ty: &str, path: &str) -> Value {
 
 struct Names<'a> {
     group: &'a str,
+    version: &'a str,
     kind: &'a str,
     plural: &'a str,
     singular: &'a str,
@@ -53,7 +54,7 @@ fn crd(names: Names<'_>, properties: Value, columns: Vec<Value>) -> Value {
             },
             "scope": if names.namespaced { "Namespaced" } else { "Cluster" },
             "versions": [{
-                "name": "v1",
+                "name": names.version,
                 "served": true,
                 "storage": true,
                 "schema": {"openAPIV3Schema": {
@@ -80,6 +81,7 @@ pub fn network_crd(kind: NetworkKind) -> Value {
     crd(
         Names {
             group: crate::GROUP,
+            version: crate::VERSION,
             kind: kind.as_str(),
             plural: kind.plural(),
             singular: kind.singular(),
@@ -104,6 +106,7 @@ pub fn danmep_crd() -> Value {
     crd(
         Names {
             group: crate::GROUP,
+            version: crate::VERSION,
             kind: "DanmEp",
             plural: "danmeps",
             singular: "danmep",
@@ -125,6 +128,7 @@ pub fn ipblock_crd() -> Value {
     crd(
         Names {
             group: crate::GROUP,
+            version: crate::VERSION,
             kind: "DanmIpBlock",
             plural: "danmipblocks",
             singular: "danmipblock",
@@ -143,6 +147,7 @@ pub fn tenantconfig_crd() -> Value {
     crd(
         Names {
             group: crate::GROUP,
+            version: crate::VERSION,
             kind: "TenantConfig",
             plural: "tenantconfigs",
             singular: "tenantconfig",
@@ -159,6 +164,7 @@ pub fn nad_crd() -> Value {
     crd(
         Names {
             group: crate::nad::NAD_GROUP,
+            version: "v1",
             kind: "NetworkAttachmentDefinition",
             plural: "network-attachment-definitions",
             singular: "network-attachment-definition",
@@ -168,6 +174,31 @@ pub fn nad_crd() -> Value {
         json!({"spec": schema_of::<NadSpec>()}),
         vec![],
     )
+}
+
+/// The NPWG IPAMClaim CRD (`k8s.cni.cncf.io/v1alpha1`), with its `status` subresource.
+pub fn ipamclaim_crd() -> Value {
+    let columns = vec![
+        column("Network", "string", ".spec.network"),
+        column("Interface", "string", ".spec.interface"),
+        column("IPs", "string", ".status.ips"),
+        column("Pod", "string", ".status.ownerPod.name"),
+    ];
+    let mut crd = crd(
+        Names {
+            group: crate::nad::NAD_GROUP,
+            version: crate::ipamclaim::IPAMCLAIM_VERSION,
+            kind: "IPAMClaim",
+            plural: "ipamclaims",
+            singular: "ipamclaim",
+            short: &[],
+            namespaced: true,
+        },
+        json!({"spec": schema_of::<IpamClaimSpec>(), "status": schema_of::<IpamClaimStatus>()}),
+        columns,
+    );
+    crd["spec"]["versions"][0]["subresources"] = json!({"status": {}});
+    crd
 }
 
 /// Every CRD danm ships, with the file name `crdgen` writes it to.
@@ -180,6 +211,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("danmipblock.yaml", ipblock_crd()),
         ("tenantconfig.yaml", tenantconfig_crd()),
         ("network-attachment-definition.yaml", nad_crd()),
+        ("ipamclaim.yaml", ipamclaim_crd()),
     ]
 }
 

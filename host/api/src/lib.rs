@@ -1,4 +1,5 @@
-//! DANM's Kubernetes API (`danm.k8s.io/v1`): wire-compatible types for networks, DanmEps, TenantConfigs and NADs.
+//! DANM's Kubernetes API (`danm.k8s.io/v1`): wire-compatible types for networks, DanmEps, TenantConfigs, NADs and
+//! IPAMClaims.
 //!
 //! Every type reads objects exactly as DANM's Go components wrote them: `""`, `0`, `null` and an absent member mean
 //! the same thing, and the always-serialised empty `allocation_pool`/`allocation_pool_v6` objects are accepted.
@@ -19,6 +20,7 @@
 
 mod danmep;
 mod ipblock;
+pub mod ipamclaim;
 pub mod nad;
 mod network;
 mod nullable;
@@ -31,6 +33,7 @@ pub mod validation;
 pub mod crd;
 
 pub use danmep::{DanmEp, DanmEpInterface, DanmEpSpec};
+pub use ipamclaim::{IpamClaim, IpamClaimSpec, IpamClaimStatus, OwnerPod, claim_owner};
 pub use ipblock::{DanmIpBlock, DanmIpBlockSpec};
 pub use nad::{NadSpec, NetworkAttachmentDefinition};
 pub use network::{
