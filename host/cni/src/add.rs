@@ -183,6 +183,13 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         })
         .collect();
     let names = assign_names(&inputs, scheme).map_err(danm_core::cni::CniError::from)?;
+    // NPWG attachments (behaviour §2.1) come after danm's own, their names checked against danm's.
+    let taken: Vec<(String, String)> = names
+        .iter()
+        .zip(&requests)
+        .map(|(n, r)| (n.clone(), r.network.to_string()))
+        .collect();
+    let npwg_plans = crate::npwg::plan(&ctx, &pod, &annotations, &taken).await?;
 
     let mut plans = Vec::new();
     let mut pools: Option<DevicePools> = None;
@@ -254,6 +261,10 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     let reservations = reserve_all(&ctx, &plans, &journals, &progress).await?;
     tracing::debug!("step: addresses reserved");
 
+    let npwg_journals: Vec<Journal> = npwg_plans.iter().map(|_| progress.journal()).collect();
+    // A JoinSet, so a cancelled ADD (the deadline) aborts it before the rollback runs.
+    let mut npwg_task = spawn_npwg(&ctx, &pod, npwg_plans, npwg_journals);
+
     let pod = Arc::new(pod);
     let mut tasks = JoinSet::new();
     for (i, ((plan, journal), reservation)) in plans.iter().zip(journals).zip(reservations).enumerate() {
@@ -284,6 +295,13 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
             }),
         }
     }
+    match npwg_task.join_next().await.unwrap_or_else(|| Ok(Default::default())) {
+        Ok((done, failed)) => {
+            attachments.extend(done);
+            failures.extend(failed);
+        }
+        Err(e) => return Err(Error::Other(format!("the NPWG interfaces task failed: {e}"))),
+    }
     if !failures.is_empty() {
         return Err(Error::Interfaces(failures));
     }
@@ -303,6 +321,47 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         tracing::warn!(error = %e, "could not write the network-status annotation");
     }
     Ok(merged)
+}
+
+/// Reserves and sets up the NPWG interfaces on their own task, concurrently with danm's own interfaces; returns the
+/// attachments made and the interfaces that failed, in annotation order.
+fn spawn_npwg(
+    ctx: &Arc<Ctx>,
+    pod: &PodInfo,
+    plans: Vec<crate::npwg::NpwgPlan>,
+    journals: Vec<Journal>,
+) -> JoinSet<(Vec<AttachmentResult>, Vec<InterfaceFailure>)> {
+    let (ctx, pod) = (ctx.clone(), pod.clone());
+    let mut set = JoinSet::new();
+    set.spawn(async move {
+        let reserved = crate::npwg::reserve(&ctx, &pod, &plans, &journals).await;
+        let outcomes = futures::future::join_all(plans.iter().zip(&journals).zip(reserved).map(
+            |((plan, journal), reserved)| {
+                let (ctx, pod) = (&ctx, &pod);
+                async move {
+                    match reserved {
+                        Ok(r) => crate::npwg::add_interface(ctx, pod, plan, r, journal).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        ))
+        .await;
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for (plan, outcome) in plans.iter().zip(outcomes) {
+            match outcome {
+                Ok(a) => done.push(a),
+                Err(error) => failed.push(InterfaceFailure {
+                    network: plan.label(),
+                    interface: plan.ifname.clone(),
+                    error,
+                }),
+            }
+        }
+        (done, failed)
+    });
+    set
 }
 
 /// The default network of the namespace (DanmNet, TenantNetwork, ClusterNetwork `default`, first found).

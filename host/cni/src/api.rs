@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
+use danm_api::{DanmEp, DanmIpBlock, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -30,6 +30,12 @@ pub trait Api: IpamStore {
     -> Result<(), ApiError>;
     /// A cheap request that proves the API server answers (STATUS).
     async fn ping(&self) -> Result<(), ApiError>;
+    /// A NetworkAttachmentDefinition (NPWG attachments); `None` when it does not exist.
+    async fn get_nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, ApiError>;
+    /// An IPAMClaim; `None` when it does not exist.
+    async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<IpamClaim>, ApiError>;
+    /// Replaces an IPAMClaim's status, conditionally on the resourceVersion it was read with (409: Conflict).
+    async fn replace_claim_status(&self, claim: &IpamClaim) -> Result<IpamClaim, ApiError>;
 }
 
 /// [`Api`] over a kube client.
@@ -184,6 +190,33 @@ impl Api for KubeApi {
             .await
             .map(|_| ())
             .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
+    }
+
+    async fn get_nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, ApiError> {
+        let api: kube::Api<NetworkAttachmentDefinition> = kube::Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| ApiError::from_kube(format!("NetworkAttachmentDefinition {namespace}/{name}"), e))
+    }
+
+    async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<IpamClaim>, ApiError> {
+        let api: kube::Api<IpamClaim> = kube::Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| ApiError::from_kube(format!("IPAMClaim {namespace}/{name}"), e))
+    }
+
+    async fn replace_claim_status(&self, claim: &IpamClaim) -> Result<IpamClaim, ApiError> {
+        let namespace = claim.metadata.namespace.clone().unwrap_or_default();
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let api: kube::Api<IpamClaim> = kube::Api::namespaced(self.client.clone(), &namespace);
+        let body = serde_json::to_vec(claim).map_err(|e| ApiError::Request {
+            object: format!("IPAMClaim {namespace}/{name}"),
+            reason: e.to_string(),
+        })?;
+        api.replace_status(&name, &PostParams::default(), body)
+            .await
+            .map_err(|e| ApiError::from_kube(format!("IPAMClaim {namespace}/{name}"), e))
     }
 
     async fn ping(&self) -> Result<(), ApiError> {

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod journal;
 pub mod logging;
 pub mod native;
+pub mod npwg;
 pub mod podresources;
 pub mod post;
 pub mod results;

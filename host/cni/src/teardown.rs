@@ -184,7 +184,7 @@ impl Doomed {
 }
 
 /// What the teardown of a DanmEp's interface learned about its network.
-enum Teardown {
+pub(crate) enum Teardown {
     /// The network could not be read: keep the DanmEp (it still records held addresses).
     Keep,
     /// The network no longer exists: nothing to release.
@@ -258,6 +258,9 @@ pub(crate) async fn interface_config(
 /// Removes one DanmEp's policy rules and interface: an SR-IOV VF or a delegate's DEL here, a plain native link
 /// (macvlan, ipvlan) by queueing it in `doomed` for one batched delete.
 async fn teardown(ctx: &Ctx, ep: &DanmEp, doomed: &Doomed) -> (Teardown, Vec<Error>) {
+    if crate::npwg::is_npwg(ep) {
+        return crate::npwg::teardown(ctx, ep).await;
+    }
     let mut errors = Vec::new();
     let ns = ep.metadata.namespace.clone().unwrap_or_default();
     let ep_name = ep.metadata.name.clone().unwrap_or_default();

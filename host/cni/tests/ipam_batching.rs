@@ -125,6 +125,19 @@ impl Api for Counting {
     async fn ping(&self) -> Result<(), ApiError> {
         self.inner.ping().await
     }
+    async fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<danm_api::NetworkAttachmentDefinition>, ApiError> {
+        self.inner.get_nad(namespace, name).await
+    }
+    async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<danm_api::IpamClaim>, ApiError> {
+        self.inner.get_claim(namespace, name).await
+    }
+    async fn replace_claim_status(&self, claim: &danm_api::IpamClaim) -> Result<danm_api::IpamClaim, ApiError> {
+        self.inner.replace_claim_status(claim).await
+    }
 }
 
 struct World {

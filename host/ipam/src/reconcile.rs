@@ -30,6 +30,10 @@ pub trait Inventory: IpamStore {
     async fn networks(&self) -> Result<Vec<Network>, ApiError>;
     /// Deletes a DanmEp; `Ok(false)` if it was gone.
     async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError>;
+    /// Every IPAMClaim as `namespace/name`; `None` when unknown (then no claim's addresses are touched).
+    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -62,6 +66,26 @@ impl Inventory for kube::Client {
             all.extend(list.items);
         }
         Ok(all)
+    }
+
+    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+        let api: kube::Api<danm_api::IpamClaim> = kube::Api::all(self.clone());
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(list) => Ok(Some(
+                list.items
+                    .into_iter()
+                    .map(|c| {
+                        let m = c.metadata;
+                        format!("{}/{}", m.namespace.unwrap_or_default(), m.name.unwrap_or_default())
+                    })
+                    .collect(),
+            )),
+            // No IPAMClaim CRD: leave claim-owned addresses alone rather than guess.
+            Err(e) => match ApiError::from_kube("IPAMClaims".into(), e) {
+                ApiError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError> {
@@ -216,10 +240,18 @@ impl Reconciler {
             .filter_map(|ep| ep.metadata.name.as_deref())
             .collect();
 
-        // 2. Block addresses whose owner is gone.
+        // 2. Block addresses whose owner is gone: a DanmEp, or an IPAMClaim (when the claims could be listed).
+        let claims = cluster.ipam_claims().await.unwrap_or_else(|e| {
+            report.errors.push(e.to_string());
+            None
+        });
         for block in &blocks {
             for (rel, owner) in &block.spec.owners {
-                if owners.contains(owner.as_str()) || owner.starts_with("claim:") {
+                let live = match owner.strip_prefix(danm_api::ipamclaim::CLAIM_OWNER_PREFIX) {
+                    Some(claim) => claims.as_ref().is_none_or(|c| c.contains(claim)),
+                    None => owners.contains(owner.as_str()),
+                };
+                if live {
                     continue;
                 }
                 let suspect = Suspect::Owned(block.name().to_owned(), *rel, owner.clone());

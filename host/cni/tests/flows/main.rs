@@ -10,6 +10,7 @@ mod delegate;
 mod fake_plugins;
 mod ipam;
 mod lifecycle;
+mod npwg;
 mod sriov;
 
 use std::sync::Arc;

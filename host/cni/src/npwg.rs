@@ -1,0 +1,756 @@
+//! NPWG attachments (behaviour §2.1): the pod annotation `k8s.v1.cni.cncf.io/networks` resolved to
+//! NetworkAttachmentDefinitions whose CNI config is delegated like a static network's, with danm's IPAM when the
+//! config asks for it (`"ipam": {"type": "danm", ...}`) and addresses bound to an IPAMClaim when the element names
+//! one; and the teardown of such an attachment's DanmEp.
+//!
+//! A NAD attachment's DanmEp has `apiType: NetworkAttachmentDefinition` and `NetworkName: <namespace>/<nad>` (a name
+//! no network object can have, so nothing mistakes it for one); when danm's IPAM allocated, the annotation
+//! [`IPAM_NETWORK_ANNOTATION`] names the pool network, and [`IPAM_CLAIM_ANNOTATION`] the claim holding the addresses.
+
+use std::collections::BTreeMap;
+
+use danm_api::{
+    DanmEp, DanmEpInterface, DanmEpSpec, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind, OwnerPod,
+    labels,
+};
+use danm_core::annotation::NetworkRef;
+use danm_core::annotation::npwg::{
+    DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelection, parse_networks,
+};
+use danm_core::cni::{AttachmentResult, CniError, codes};
+use danm_core::ipam::IpRequest;
+use danm_core::ipam::blocks::IpamMode;
+use danm_core::resolve::check_allowed_tenants;
+use serde_json::{Map, Value, json};
+
+use crate::add::PodInfo;
+use crate::context::Ctx;
+use crate::delegate::{self, Chain};
+use crate::error::{Error, InterfaceFailure};
+use crate::ipam::{self, Reserved, is_real};
+use crate::journal::{Journal, Undo};
+use crate::teardown::Teardown;
+
+/// The DanmEp `apiType` of an NPWG attachment.
+pub const NAD_API_TYPE: &str = "NetworkAttachmentDefinition";
+/// On a NAD attachment's DanmEp: the network danm's IPAM allocated from, `<Kind>/<namespace>/<name>`.
+pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
+/// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.
+pub const IPAM_CLAIM_ANNOTATION: &str = "danm.k8s.io/ipam-claim";
+/// The `ipam.type` of a NAD config that asks for danm's IPAM.
+pub const DANM_IPAM_TYPE: &str = "danm";
+
+/// One NPWG interface to set up.
+#[derive(Clone, Debug)]
+pub struct NpwgPlan {
+    pub selection: NetworkSelection,
+    /// `<namespace>/<nad>`: network-status's name and the DanmEp's `NetworkName`.
+    pub qualified: String,
+    pub ifname: String,
+    /// The NAD's config with the element's runtimeConfig and `args.cni`; its danm IPAM not yet replaced.
+    pub chain: Chain,
+    /// The pool network, when the config asks for danm's IPAM.
+    pub pool: Option<Network>,
+    pub ip4: IpRequest,
+    pub ip6: IpRequest,
+    /// The claim, when the element names one (it implies danm's IPAM in blocks mode).
+    pub claim: Option<IpamClaim>,
+    /// The DanmEp's name (the addresses' owner, unless a claim holds them).
+    pub ep_name: String,
+}
+
+impl NpwgPlan {
+    /// `NetworkAttachmentDefinition:<namespace>/<nad>`, as failures name it.
+    pub fn label(&self) -> String {
+        format!("{NAD_API_TYPE}:{}", self.qualified)
+    }
+
+    /// Who owns the addresses: the claim (`claim:<ns>/<name>`) or the DanmEp.
+    fn owner(&self) -> String {
+        match &self.claim {
+            Some(claim) => claim.owner(),
+            None => self.ep_name.clone(),
+        }
+    }
+}
+
+fn invalid(pod: &PodInfo, reason: impl std::fmt::Display) -> Error {
+    Error::Cni(CniError::new(
+        codes::INVALID_POD_REQUEST,
+        format!("pod {}/{}: {reason}", pod.namespace, pod.name),
+    ))
+}
+
+/// The pod's NPWG interfaces: parsed, named (`interface`, else `net<i+1>` as Multus numbers them), checked against
+/// the names danm's own interfaces took (`taken`: name and network), and resolved to their NADs, pool networks and
+/// claims. Every unresolvable element is reported.
+pub async fn plan(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    annotations: &BTreeMap<String, String>,
+    taken: &[(String, String)],
+) -> Result<Vec<NpwgPlan>, Error> {
+    if annotations.contains_key(DEFAULT_NETWORK_ANNOTATION) {
+        return Err(invalid(
+            pod,
+            format!(
+                "annotation {DEFAULT_NETWORK_ANNOTATION} is not supported: danm sets up the pod's eth0 from \
+                 danm.k8s.io/interfaces or the namespace's default network; remove the annotation"
+            ),
+        ));
+    }
+    let Some(value) = annotations.get(NETWORKS_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let selections = parse_networks(value).map_err(|e| invalid(pod, e))?;
+    if selections.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // Names first: a collision is the pod's mistake, whatever the NADs say.
+    let mut used: Vec<(String, String)> = taken.to_vec();
+    let mut names = Vec::new();
+    for sel in &selections {
+        let ifname = sel
+            .interface
+            .clone()
+            .unwrap_or_else(|| format!("net{}", sel.index + 1));
+        let label = format!("{NAD_API_TYPE}:{}", sel.qualified_name(&pod.namespace));
+        if let Some((_, other)) = used.iter().find(|(n, _)| *n == ifname) {
+            return Err(invalid(
+                pod,
+                format!("interface name:\"{ifname}\" of network:{label} is already used by network:{other}"),
+            ));
+        }
+        used.push((ifname.clone(), label));
+        names.push(ifname);
+    }
+
+    let fetched = futures::future::join_all(
+        selections
+            .iter()
+            .map(|s| resolve(ctx, pod, s.clone())),
+    )
+    .await;
+    let mut plans = Vec::new();
+    let mut failures = Vec::new();
+    for ((sel, ifname), got) in selections.iter().zip(names).zip(fetched) {
+        match got {
+            Ok(mut plan) => {
+                plan.ifname = ifname;
+                plans.push(plan);
+            }
+            Err(error) => failures.push(InterfaceFailure {
+                network: format!("{NAD_API_TYPE}:{}", sel.qualified_name(&pod.namespace)),
+                interface: ifname,
+                error,
+            }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(plans)
+    } else {
+        Err(Error::Interfaces(failures))
+    }
+}
+
+/// One element: its NAD, the NAD's config, the pool network and the claim.
+async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Result<NpwgPlan, Error> {
+    let nad_ns = selection.nad_namespace(&pod.namespace).to_owned();
+    let qualified = selection.qualified_name(&pod.namespace);
+    let unavailable = |msg: String| Error::Cni(CniError::new(codes::NETWORK_UNAVAILABLE, msg));
+    let nad = ctx
+        .api
+        .get_nad(&nad_ns, &selection.name)
+        .await?
+        .ok_or_else(|| {
+            unavailable(format!(
+                "NetworkAttachmentDefinition {} in namespace {nad_ns} requested by pod {}/{} does not exist \
+                 (or its namespace does not)",
+                selection.name, pod.namespace, pod.name
+            ))
+        })?;
+    let chain = nad_chain(&nad, &selection, ctx.version.as_str())?;
+    let pool_ref = danm_ipam_ref(&chain).map_err(|reason| bad_config(&nad, reason))?;
+    let pool = match &pool_ref {
+        None => None,
+        Some(reference) => {
+            let network = ctx
+                .api
+                .get_network(reference.kind, &nad_ns, &reference.name)
+                .await?
+                .ok_or_else(|| {
+                    unavailable(format!(
+                        "requested network:{} of type:{} in namespace:{nad_ns} (danm IPAM of \
+                         NetworkAttachmentDefinition {qualified}) does not exist",
+                        reference.name, reference.kind
+                    ))
+                })?;
+            check_allowed_tenants(reference, &network.spec, &pod.name, &pod.namespace)
+                .map_err(|e| Error::Cni(e.into()))?;
+            // Only the blocks mode records an owner per address, which the reconciler and claims rely on: a
+            // NAD attachment's DanmEp does not name the pool network as its network.
+            if ctx.ipam().mode(&network).ok() != Some(IpamMode::Blocks) {
+                return Err(Error::Cni(CniError::new(
+                    codes::IPAM,
+                    format!(
+                        "network {reference} (danm IPAM of NetworkAttachmentDefinition {qualified}) is not in the \
+                         blocks IPAM mode, the only mode NetworkAttachmentDefinitions can allocate from"
+                    ),
+                )));
+            }
+            Some(network)
+        }
+    };
+    let (ip4, ip6) = requests(&selection, pool.as_ref()).map_err(|reason| invalid(pod, reason))?;
+    let claim = match &selection.ipam_claim_reference {
+        None => None,
+        Some(name) => {
+            let Some(pool) = &pool else {
+                return Err(invalid(
+                    pod,
+                    format!(
+                        "ipam-claim-reference {name} needs danm's IPAM, but NetworkAttachmentDefinition \
+                         {qualified} has no \"ipam\": {{\"type\": \"danm\", ...}}"
+                    ),
+                ));
+            };
+            Some(ctx.api.get_claim(&pod.namespace, name).await?.ok_or_else(|| {
+                unavailable(format!(
+                    "IPAMClaim {}/{name} requested by pod {} does not exist",
+                    pod.namespace, pod.name
+                ))
+            })?)
+        }
+    };
+    Ok(NpwgPlan {
+        selection,
+        qualified,
+        ifname: String::new(),
+        chain,
+        pool,
+        ip4,
+        ip6,
+        claim,
+        ep_name: uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+fn bad_config(nad: &NetworkAttachmentDefinition, reason: impl std::fmt::Display) -> Error {
+    Error::Cni(CniError::new(
+        codes::INVALID_NETWORK_CONFIG,
+        format!(
+            "NetworkAttachmentDefinition {}/{}: spec.config {reason}",
+            nad.metadata.namespace.as_deref().unwrap_or_default(),
+            nad.metadata.name.as_deref().unwrap_or_default()
+        ),
+    ))
+}
+
+/// The NAD's config as a chain (one plugin, or a conflist's `plugins`), each plugin given the element's
+/// capability arguments it declares in `capabilities` as `runtimeConfig` (as libcni does) and `args.cni`.
+pub fn nad_chain(
+    nad: &NetworkAttachmentDefinition,
+    selection: &NetworkSelection,
+    version: &str,
+) -> Result<Chain, Error> {
+    let mut chain = config_chain(nad, version)?;
+    let runtime = selection.runtime_config();
+    let args = selection.cni_args();
+    for plugin in chain.plugins.iter_mut().filter_map(Value::as_object_mut) {
+        let declared: Vec<String> = plugin
+            .get("capabilities")
+            .and_then(Value::as_object)
+            .map(|c| {
+                c.iter()
+                    .filter(|(_, on)| on.as_bool() == Some(true))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let given: Map<String, Value> = runtime
+            .iter()
+            .filter(|(k, _)| declared.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !given.is_empty() {
+            let rc = plugin.entry("runtimeConfig").or_insert_with(|| json!({}));
+            if let Some(rc) = rc.as_object_mut() {
+                rc.extend(given);
+            }
+        }
+        if !args.is_empty() {
+            let a = plugin.entry("args").or_insert_with(|| json!({}));
+            if let Some(a) = a.as_object_mut() {
+                let cni = a.entry("cni").or_insert_with(|| json!({}));
+                if let Some(cni) = cni.as_object_mut() {
+                    cni.extend(args.clone());
+                }
+            }
+        }
+    }
+    Ok(chain)
+}
+
+/// The NAD's `spec.config` as a chain, without the element's additions (DEL rebuilds it so).
+fn config_chain(nad: &NetworkAttachmentDefinition, version: &str) -> Result<Chain, Error> {
+    let value: Value =
+        serde_json::from_str(&nad.spec.config).map_err(|e| bad_config(nad, format!("is not JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(bad_config(nad, "is not a JSON object"));
+    };
+    let mut chain = match map.remove("plugins") {
+        Some(Value::Array(plugins)) => {
+            if plugins.is_empty() || plugins.iter().any(|p| !p.is_object()) {
+                return Err(bad_config(nad, "\"plugins\" must be a non-empty list of objects"));
+            }
+            let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            Chain {
+                name: text("name"),
+                cni_version: text("cniVersion"),
+                plugins,
+            }
+        }
+        Some(_) => return Err(bad_config(nad, "\"plugins\" must be a list")),
+        None => {
+            if map.get("type").and_then(Value::as_str).unwrap_or_default().is_empty() {
+                return Err(bad_config(nad, "has no \"type\""));
+            }
+            delegate::ensure_version(&mut map, version);
+            Chain::single(Value::Object(map))
+        }
+    };
+    if chain.cni_version.is_empty() && chain.plugins.len() > 1 {
+        chain.cni_version = version.to_owned();
+    }
+    Ok(chain)
+}
+
+/// The danm network a config's `"ipam": {"type": "danm", "network" | "tenantNetwork" | "clusterNetwork": name}`
+/// allocates from (the first plugin whose IPAM is danm's); `None` when no plugin asks for danm's IPAM.
+fn danm_ipam_ref(chain: &Chain) -> Result<Option<NetworkRef>, String> {
+    let Some(ipam) = chain
+        .plugins
+        .iter()
+        .filter_map(|p| p.get("ipam"))
+        .find(|i| i.get("type").and_then(Value::as_str) == Some(DANM_IPAM_TYPE))
+    else {
+        return Ok(None);
+    };
+    let refs: Vec<NetworkRef> = [
+        ("network", NetworkKind::DanmNet),
+        ("tenantNetwork", NetworkKind::TenantNetwork),
+        ("clusterNetwork", NetworkKind::ClusterNetwork),
+    ]
+    .into_iter()
+    .filter_map(|(key, kind)| {
+        ipam.get(key)
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(|n| NetworkRef::new(kind, n))
+    })
+    .collect();
+    match <[NetworkRef; 1]>::try_from(refs) {
+        Ok([r]) => Ok(Some(r)),
+        Err(refs) => Err(format!(
+            "has an ipam of type danm that names {} networks; it must name exactly one with \"network\", \
+             \"tenantNetwork\" or \"clusterNetwork\"",
+            refs.len()
+        )),
+    }
+}
+
+/// What danm's IPAM is asked for: the element's `ips` (the first of each family, static), else a dynamic address
+/// in every family the pool network has a range for.
+fn requests(selection: &NetworkSelection, pool: Option<&Network>) -> Result<(IpRequest, IpRequest), String> {
+    let Some(pool) = pool else {
+        return Ok((IpRequest::Absent, IpRequest::Absent));
+    };
+    let opts = &pool.spec.options;
+    let statics: Vec<std::net::IpAddr> = selection
+        .ips
+        .iter()
+        .filter_map(|ip| ip.split('/').next().and_then(|a| a.parse().ok()))
+        .collect();
+    let pick = |v6: bool, has_range: bool| match statics.iter().find(|a| a.is_ipv6() == v6) {
+        Some(a) => IpRequest::Static(*a),
+        None if has_range && statics.is_empty() => IpRequest::Dynamic,
+        None => IpRequest::Absent,
+    };
+    let ip4 = pick(false, !opts.cidr.is_empty());
+    let ip6 = pick(
+        true,
+        !opts.net6.is_empty() || !opts.allocation_pool_v6.cidr.is_empty(),
+    );
+    if (ip4 != IpRequest::Absent && opts.cidr.is_empty()) || (ip6 != IpRequest::Absent && opts.net6.is_empty()) {
+        return Err(format!(
+            "ips {:?} asks for a family network {} has no range for",
+            selection.ips,
+            pool.name()
+        ));
+    }
+    Ok((ip4, ip6))
+}
+
+/// Reserves the addresses of the plans that use danm's IPAM, journaling what DanmEps own (a claim's addresses are
+/// the claim's: no rollback releases them). A claim is first bound to the pod (`status.ownerPod`, a conditional
+/// write, so of two pods starting together one loses with "try again"), then given its addresses: those in its
+/// `status.ips` again, else new ones, written back to `status.ips`.
+pub async fn reserve(ctx: &Ctx, pod: &PodInfo, plans: &[NpwgPlan], journals: &[Journal]) -> Vec<Result<Reserved, Error>> {
+    futures::future::join_all(
+        plans
+            .iter()
+            .zip(journals)
+            .map(|(plan, journal)| reserve_one(ctx, pod, plan, journal)),
+    )
+    .await
+}
+
+async fn reserve_one(ctx: &Ctx, pod: &PodInfo, plan: &NpwgPlan, journal: &Journal) -> Result<Reserved, Error> {
+    let Some(pool) = &plan.pool else {
+        return Ok(Reserved::default());
+    };
+    let owner = plan.owner();
+    let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
+    let mut claim = plan.claim.clone();
+    if let Some(c) = &mut claim {
+        *c = bind_claim(ctx, pod, c.clone()).await?;
+        let held = |v6: bool| {
+            c.status
+                .ips
+                .iter()
+                .filter_map(|ip| ip.split('/').next().and_then(|a| a.parse::<std::net::IpAddr>().ok()))
+                .find(|a| a.is_ipv6() == v6)
+        };
+        if let Some(a) = held(false) {
+            ip4 = IpRequest::Static(a);
+        }
+        if let Some(a) = held(true) {
+            ip6 = IpRequest::Static(a);
+        }
+    }
+    let request = ipam::Request { ip4, ip6, owner: &owner };
+    let (mut reserved, _) = ctx
+        .ipam()
+        .reserve(pool, &[request])
+        .await
+        .map_err(|e| Error::from(e.error))?;
+    let reserved = reserved.pop().unwrap_or_default();
+    match &mut claim {
+        None => {
+            if reserved.holds_addresses() {
+                journal.push(Undo::Ips {
+                    kind: pool.network_kind().unwrap_or(NetworkKind::DanmNet),
+                    namespace: pool.namespace().unwrap_or_default().to_owned(),
+                    network: pool.name().to_owned(),
+                    ip4: reserved.ip4.clone(),
+                    ip6: reserved.ip6.clone(),
+                    owner,
+                });
+            }
+        }
+        Some(c) => {
+            let ips: Vec<String> = [&reserved.ip4, &reserved.ip6]
+                .into_iter()
+                .filter(|a| is_real(a))
+                .cloned()
+                .collect();
+            if c.status.ips != ips {
+                c.status.ips = ips;
+                if let Err(e) = ctx.api.replace_claim_status(c).await {
+                    // A claim whose status does not show its addresses would get new ones next time: give them back.
+                    let release = ipam::Release {
+                        ip4: &reserved.ip4,
+                        ip6: &reserved.ip6,
+                        owner: &owner,
+                    };
+                    if let Err(r) = ctx.ipam().release(pool, &[release]).await {
+                        tracing::error!(claim = %owner, error = %r, "cannot release a claim's new addresses");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(reserved)
+}
+
+/// Makes `pod` the claim's holder. A claim held by another pod that still exists is refused (error 109); one
+/// held by a pod that is gone is taken over.
+async fn bind_claim(ctx: &Ctx, pod: &PodInfo, mut claim: IpamClaim) -> Result<IpamClaim, Error> {
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    if let Some(holder) = claim.status.owner_pod.as_ref().map(|o| o.name.clone())
+        && !holder.is_empty()
+    {
+        if holder == pod.name {
+            return Ok(claim);
+        }
+        match ctx.api.get_pod(&pod.namespace, &holder).await {
+            Ok(_) => {
+                return Err(Error::Cni(CniError::new(
+                    codes::IPAM,
+                    format!(
+                        "IPAMClaim {}/{name} requested by pod {} is in use by pod {holder}, which still exists",
+                        pod.namespace, pod.name
+                    ),
+                )));
+            }
+            Err(e) if e.is_not_found() => {
+                tracing::info!(claim = name, previous = holder, "taking over an IPAMClaim whose pod is gone");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    claim.status.owner_pod = Some(OwnerPod {
+        name: pod.name.clone(),
+    });
+    ctx.api.replace_claim_status(&claim).await.map_err(|e| match e {
+        crate::api::ApiError::Conflict { .. } => Error::Cni(CniError::new(
+            codes::TRY_AGAIN_LATER,
+            format!(
+                "IPAMClaim {}/{name} requested by pod {} was bound by someone else at the same time",
+                pod.namespace, pod.name
+            ),
+        )),
+        other => other.into(),
+    })
+}
+
+/// The chain to run for `plan`: its danm IPAM (if any) replaced by the fakeipam block of `reserved`.
+fn with_addresses(mut chain: Chain, reserved: &Reserved) -> Chain {
+    let block = delegate::fakeipam_block(&reserved.ip4, &reserved.ip6);
+    for plugin in chain.plugins.iter_mut().filter_map(Value::as_object_mut) {
+        let danm = plugin
+            .get("ipam")
+            .and_then(|i| i.get("type"))
+            .and_then(Value::as_str)
+            == Some(DANM_IPAM_TYPE);
+        if danm {
+            match &block {
+                Some(b) => plugin.insert("ipam".into(), b.clone()),
+                None => plugin.remove("ipam"),
+            };
+        }
+    }
+    chain
+}
+
+/// Sets up one NPWG interface: its DanmEp, then the NAD's chain run as a delegate (always a delegate: the NAD's
+/// author wrote it for that plugin binary), its result kept for CHECK and DEL.
+pub async fn add_interface(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    plan: &NpwgPlan,
+    reserved: Reserved,
+    journal: &Journal,
+) -> Result<AttachmentResult, Error> {
+    let mut ep_labels = pod.labels.clone();
+    ep_labels.insert(
+        labels::CONTAINER_ID.to_owned(),
+        labels::container_label(&pod.container_id),
+    );
+    ep_labels.insert(labels::POD_UID.to_owned(), pod.uid.clone());
+    let chain = with_addresses(plan.chain.clone(), &reserved);
+    let plugin_type = chain
+        .plugins
+        .first()
+        .and_then(|p| p.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut ep = DanmEp::new(
+        &pod.namespace,
+        &plan.ep_name,
+        DanmEpSpec {
+            network_name: plan.qualified.clone(),
+            network_type: plugin_type,
+            endpoint_id: plan.ep_name.clone(),
+            interface: DanmEpInterface {
+                name: plan.ifname.clone(),
+                address: reserved.ip4.clone(),
+                address_ipv6: reserved.ip6.clone(),
+                mac_address: plan.selection.mac.clone().unwrap_or_default(),
+                proutes: None,
+                proutes6: None,
+                device_id: String::new(),
+            },
+            host: ctx.hostname.clone(),
+            pod: pod.name.clone(),
+            pod_uid: pod.uid.clone(),
+            cid: pod.container_id.clone(),
+            netns: pod.netns_path.clone(),
+            api_type: NAD_API_TYPE.to_owned(),
+        },
+    );
+    ep.metadata.labels = Some(ep_labels);
+    let mut annotations = BTreeMap::new();
+    if let Some(pool) = &plan.pool {
+        annotations.insert(IPAM_NETWORK_ANNOTATION.to_owned(), pool_text(pool));
+    }
+    if let Some(claim) = &plan.claim {
+        annotations.insert(
+            IPAM_CLAIM_ANNOTATION.to_owned(),
+            claim.metadata.name.clone().unwrap_or_default(),
+        );
+    }
+    if !annotations.is_empty() {
+        ep.metadata.annotations = Some(annotations);
+    }
+    journal.push(Undo::Ep {
+        namespace: pod.namespace.clone(),
+        name: plan.ep_name.clone(),
+    });
+    let mut ep = ctx.api.create_ep(&ep).await?;
+
+    journal.push(Undo::Delegate {
+        chain: chain.clone(),
+        ifname: plan.ifname.clone(),
+    });
+    let env = ctx.delegate_env(&pod.netns_path);
+    let (result, raw) = delegate::add(&chain, &plan.ifname, &env).await?;
+    if let Some(raw) = raw
+        && let Err(e) = ctx.results().save(ctx.env.container_id(), &plan.ifname, &raw)
+    {
+        tracing::warn!(ifname = %plan.ifname, error = %e, "cannot keep the delegate's ADD result");
+    }
+    // Without danm's IPAM the DanmEp records what the plugin's own IPAM gave (as for static delegates, §4.7).
+    if plan.pool.is_none() {
+        let last = |v6: bool| {
+            result
+                .ips
+                .iter()
+                .rev()
+                .find(|i| i.address.is_ipv6() == v6)
+                .map(|i| i.address.to_string())
+                .unwrap_or_default()
+        };
+        let (ip4, ip6) = (last(false), last(true));
+        if is_real(&ip4) || is_real(&ip6) {
+            ep.spec.interface.address = ip4;
+            ep.spec.interface.address_ipv6 = ip6;
+            ctx.api.replace_ep(&ep).await?;
+        }
+    }
+    Ok(AttachmentResult {
+        network: plan.qualified.clone(),
+        ifname: plan.ifname.clone(),
+        sandbox: pod.netns_path.clone(),
+        result,
+    })
+}
+
+/// `<Kind>/<namespace>/<name>` of a pool network (the namespace empty for ClusterNetworks).
+fn pool_text(pool: &Network) -> String {
+    format!(
+        "{}/{}/{}",
+        pool.network_kind().unwrap_or(NetworkKind::DanmNet),
+        pool.namespace().unwrap_or_default(),
+        pool.name()
+    )
+}
+
+/// Whether a DanmEp records an NPWG attachment.
+pub fn is_npwg(ep: &DanmEp) -> bool {
+    ep.spec.api_type == NAD_API_TYPE
+}
+
+fn ep_annotation<'a>(ep: &'a DanmEp, key: &str) -> Option<&'a str> {
+    ep.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Tears down an NPWG attachment's interface: the delegate DEL of its NAD's chain (rebuilt from the NAD; a NAD
+/// that is gone leaves only the link to delete) and the link. Returns the pool network to release from (none for
+/// a claim's addresses, which stay the claim's; the claim's holder is cleared).
+pub(crate) async fn teardown(ctx: &Ctx, ep: &DanmEp) -> (Teardown, Vec<Error>) {
+    let mut errors = Vec::new();
+    let ns = ep.metadata.namespace.clone().unwrap_or_default();
+    let iface = &ep.spec.interface;
+    let (nad_ns, nad_name) = ep
+        .spec
+        .network_name
+        .split_once('/')
+        .unwrap_or((ns.as_str(), ep.spec.network_name.as_str()));
+    let claim = ep_annotation(ep, IPAM_CLAIM_ANNOTATION);
+    // The pool: read now; an API failure keeps the DanmEp (it records held addresses).
+    let pool = match ep_annotation(ep, IPAM_NETWORK_ANNOTATION) {
+        None => None,
+        Some(text) => {
+            let mut parts = text.splitn(3, '/');
+            let (kind, pool_ns, name) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let kind = NetworkKind::from_api_type(kind).unwrap_or(NetworkKind::DanmNet);
+            match ctx.api.get_network(kind, pool_ns, name).await {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(e.into());
+                    return (Teardown::Keep, errors);
+                }
+            }
+        }
+    };
+    let netns_path = if ep.spec.netns.is_empty() {
+        ctx.env.netns.clone().unwrap_or_default()
+    } else {
+        ep.spec.netns.clone()
+    };
+    let pod_ns = danm_netlink::Netns::path(&netns_path);
+    let netns_alive = !netns_path.is_empty() && ctx.netlink.netns_exists(&pod_ns).await.unwrap_or(false);
+    match ctx.api.get_nad(nad_ns, nad_name).await {
+        Ok(Some(nad)) => match config_chain(&nad, ctx.version.as_str()) {
+            Ok(chain) => {
+                let reserved = Reserved {
+                    ip4: iface.address.clone(),
+                    ip6: iface.address_ipv6.clone(),
+                };
+                let chain = with_addresses(chain, &reserved);
+                let (results, cid) = (ctx.results(), crate::teardown::ep_container_id(ctx, ep));
+                let added = results.load(cid, &iface.name);
+                let env = ctx.delegate_env(&netns_path);
+                match delegate::del(&chain, &iface.name, &env, added.as_ref()).await {
+                    Ok(()) => results.remove(cid, &iface.name),
+                    Err(e) => errors.push(e),
+                }
+            }
+            Err(e) => errors.push(e),
+        },
+        Ok(None) => tracing::warn!(
+            nad = %ep.spec.network_name,
+            "NetworkAttachmentDefinition is gone; cannot run its delegate's DEL"
+        ),
+        Err(e) => errors.push(e.into()),
+    }
+    if netns_alive && let Err(e) = ctx.netlink.delete_link_if_exists(&pod_ns, &iface.name).await {
+        errors.push(Error::kernel(format!("deleting {}", iface.name), e));
+    }
+    if let Some(claim) = claim {
+        release_claim_holder(ctx, &ns, claim, &ep.spec.pod).await;
+        // The addresses are the claim's: nothing to release, the DanmEp can go.
+        return (Teardown::Gone, errors);
+    }
+    match pool {
+        Some(net) => (Teardown::Read(Box::new(net)), errors),
+        None => (Teardown::Gone, errors),
+    }
+}
+
+/// Clears a claim's `status.ownerPod` when it still names `pod`, so the next pod may bind it at once (a holder that
+/// is gone is taken over anyway). Failures are logged only.
+async fn release_claim_holder(ctx: &Ctx, namespace: &str, name: &str, pod: &str) {
+    match ctx.api.get_claim(namespace, name).await {
+        Ok(Some(mut claim)) if claim.status.owner_pod.as_ref().is_some_and(|o| o.name == pod) => {
+            claim.status.owner_pod = None;
+            if let Err(e) = ctx.api.replace_claim_status(&claim).await {
+                tracing::warn!(claim = name, error = %e, "cannot clear the IPAMClaim's ownerPod");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(claim = name, error = %e, "cannot read the IPAMClaim"),
+    }
+}

@@ -1,0 +1,399 @@
+//! NPWG attachments: the `k8s.v1.cni.cncf.io/networks` annotation resolved to NetworkAttachmentDefinitions,
+//! delegated next to danm's own interfaces, danm's IPAM in a NAD, IPAMClaims, and the errors (behaviour §2.1).
+
+use std::collections::BTreeMap;
+
+use danm_api::{IpamClaim, IpamClaimSpec, NetworkAttachmentDefinition};
+use danm_ipam::IpamConfig;
+use danm_ipam::reconcile::Reconciler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+
+use super::*;
+
+/// A pod in `NS` with exactly these annotations.
+async fn npwg_pod(w: &World, name: &str, annotations: &[(&str, &str)]) -> Pod {
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "spec": {"containers": [{"name": "c", "image": "pause"}]}
+    }))
+    .unwrap();
+    let pods: kube::Api<Pod> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    pods.create(&PostParams::default(), &pod).await.unwrap()
+}
+
+async fn nad(w: &World, ns: &str, name: &str, config: Value) {
+    let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"config": config.to_string()}
+    }))
+    .unwrap();
+    let api: kube::Api<NetworkAttachmentDefinition> = kube::Api::namespaced(w.lab.client.clone(), ns);
+    api.create(&PostParams::default(), &nad).await.unwrap();
+}
+
+/// A DanmNet in the blocks IPAM mode, whatever mode the run creates networks in (NADs allocate only from those).
+async fn blocks_net(w: &World, name: &str, cidr: &str) -> danm_api::Network {
+    let mut spec: danm_api::NetworkSpec =
+        serde_json::from_value(json!({"NetworkID": name, "NetworkType": "macvlan",
+                                      "Options": {"host_device": "ens1", "cidr": cidr}}))
+        .unwrap();
+    danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
+    spec.options.alloc.clear();
+    let mut net = danm_api::Network::new(NetworkKind::DanmNet, Some(NS), name, spec);
+    net.metadata.annotations = Some(BTreeMap::from([(
+        danm_api::annotations::IPAM_MODE.to_owned(),
+        "blocks".to_owned(),
+    )]));
+    let api: kube::Api<danm_api::Network> =
+        kube::Api::namespaced_with(w.lab.client.clone(), NS, &NetworkKind::DanmNet);
+    api.create(&PostParams::default(), &net).await.unwrap()
+}
+
+/// A delegate that answers ADD with `address` on the interface it was asked for.
+fn answering(w: &World, plugin: &str, address: &str) {
+    w.plugins.add(
+        plugin,
+        FakePlugin::adding(Answer::Print(
+            json!({"cniVersion":"1.0.0","ips":[{"address": address}]}),
+        )),
+    );
+}
+
+fn status_of(pod: &Pod) -> Vec<Value> {
+    serde_json::from_str(&pod.metadata.annotations.as_ref().unwrap()[danm_api::NETWORK_STATUS_ANNOTATION]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_down_by_del() {
+    let Some(w) = world().await else { return };
+    let mgmt = w.macvlan("mgmt", json!({})).await;
+    w.lab.namespace("other").await;
+    // A single plugin NAD declaring the ips and mac capabilities, and a conflist NAD in another namespace.
+    answering(&w, "npwg-a", "10.77.0.5/24");
+    answering(&w, "npwg-b", "10.78.0.6/24");
+    w.plugins.add("tuning", FakePlugin::adding(Answer::Nothing));
+    nad(
+        &w,
+        NS,
+        "net-a",
+        json!({"cniVersion":"1.0.0","name":"net-a","type":"npwg-a",
+               "capabilities":{"ips":true,"mac":true,"bandwidth":false},"ipam":{"type":"static"}}),
+    )
+    .await;
+    nad(
+        &w,
+        "other",
+        "net-b",
+        json!({"cniVersion":"1.0.0","name":"net-b",
+               "plugins":[{"type":"npwg-b","capabilities":{"portMappings":true}},{"type":"tuning"}]}),
+    )
+    .await;
+    npwg_pod(
+        &w,
+        "n1",
+        &[
+            ("danm.k8s.io/interfaces", r#"[{"network":"mgmt","ip":"dynamic"}]"#),
+            (
+                "k8s.v1.cni.cncf.io/networks",
+                r#"[{"name":"net-a","interface":"data0","ips":["10.77.0.5/24"],"mac":"02:AA:00:00:00:05",
+                     "bandwidth":{"ingressRate":1},"cni-args":{"foo":"bar"}},
+                    {"name":"net-b","namespace":"other","portMappings":[{"hostPort":80,"containerPort":8080}]}]"#,
+            ),
+        ],
+    )
+    .await;
+    let out = w.run(&w.call("ADD", "n1", "cn1")).await.unwrap().unwrap();
+    let result: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eth0", "data0", "net2"], "danm's first, then the NPWG ones: {result}");
+    assert_eq!(result["ips"][0]["address"], "10.10.0.1/24");
+    assert_eq!(result["ips"][1]["address"], "10.77.0.5/24");
+    assert_eq!(result["ips"][2]["address"], "10.78.0.6/24");
+
+    // What the plugins read: runtimeConfig only for declared capabilities, args.cni, the chosen interface names.
+    let a = w.plugins.stdin("npwg-a", "ADD", "data0").expect("net-a ran as data0");
+    assert_eq!(
+        a["runtimeConfig"],
+        json!({"ips":["10.77.0.5/24"],"mac":"02:aa:00:00:00:05"}),
+        "{a}"
+    );
+    assert_eq!(
+        a["args"]["cni"],
+        json!({"foo":"bar","ips":["10.77.0.5/24"],"mac":"02:aa:00:00:00:05"})
+    );
+    assert_eq!(a["ipam"], json!({"type":"static"}), "a NAD's own IPAM is kept");
+    let b = w.plugins.stdin("npwg-b", "ADD", "net2").expect("net-b ran as net2");
+    assert_eq!(
+        b["runtimeConfig"],
+        json!({"portMappings":[{"hostPort":80,"containerPort":8080}]})
+    );
+    assert_eq!(b["name"], "net-b");
+    let tuning = w.plugins.stdin("tuning", "ADD", "net2").expect("the chain went on");
+    assert_eq!(tuning["prevResult"]["ips"][0]["address"], "10.78.0.6/24");
+    assert!(tuning.get("runtimeConfig").is_none(), "tuning declares nothing");
+
+    // network-status lists them like danm's own.
+    let status = status_of(&w.lab.get_pod(NS, "n1").await);
+    let summary: Vec<(String, String, Value)> = status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["interface"].as_str().unwrap().to_owned(),
+                s["ips"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("default/mgmt".to_owned(), "eth0".to_owned(), json!(["10.10.0.1"])),
+            ("default/net-a".to_owned(), "data0".to_owned(), json!(["10.77.0.5"])),
+            ("other/net-b".to_owned(), "net2".to_owned(), json!(["10.78.0.6"])),
+        ]
+    );
+    assert_eq!(status[0]["default"], true);
+    assert!(status[1].get("default").is_none());
+
+    // DanmEps record the attachments, so DEL finds them.
+    let eps = w.lab.eps(NS).await;
+    let mut recorded: Vec<(String, String, String, String)> = eps
+        .iter()
+        .map(|e| {
+            (
+                e.spec.api_type.clone(),
+                e.spec.network_name.clone(),
+                e.spec.interface.name.clone(),
+                e.spec.interface.address.clone(),
+            )
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("DanmNet".into(), "mgmt".into(), "eth0".into(), "10.10.0.1/24".into()),
+            (
+                "NetworkAttachmentDefinition".into(),
+                "default/net-a".into(),
+                "data0".into(),
+                "10.77.0.5/24".into()
+            ),
+            (
+                "NetworkAttachmentDefinition".into(),
+                "other/net-b".into(),
+                "net2".into(),
+                "10.78.0.6/24".into()
+            ),
+        ]
+    );
+
+    w.run(&w.call("DEL", "n1", "cn1")).await.unwrap();
+    let mut dels: Vec<String> = w
+        .plugins
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("DEL"))
+        .collect();
+    dels.sort();
+    assert_eq!(dels, ["DEL data0", "DEL net2", "DEL net2"], "a chain's DEL runs for each plugin");
+    let prev = w.plugins.stdin("npwg-b", "DEL", "net2").unwrap();
+    assert_eq!(prev["prevResult"]["ips"][0]["address"], "10.78.0.6/24", "DEL gets the kept result");
+    w.assert_nothing_left(&[&mgmt]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nad_asking_for_danms_ipam_gets_a_pool_address_through_fakeipam_and_del_releases_it() {
+    let Some(w) = world().await else { return };
+    let dflt = w.macvlan("default", json!({})).await;
+    let pool = blocks_net(&w, "pool", "10.90.0.0/24").await;
+    answering(&w, "bridgelike", "10.90.0.1/24");
+    nad(
+        &w,
+        NS,
+        "br",
+        json!({"cniVersion":"1.0.0","name":"br","type":"bridgelike","ipam":{"type":"danm","network":"pool"}}),
+    )
+    .await;
+    npwg_pod(&w, "n2", &[("k8s.v1.cni.cncf.io/networks", "br, br@second")]).await;
+    w.run(&w.call("ADD", "n2", "cn2")).await.unwrap();
+    let first = w.plugins.stdin("bridgelike", "ADD", "net1").unwrap();
+    let second = w.plugins.stdin("bridgelike", "ADD", "second").unwrap();
+    let mut given = [first["ipam"].clone(), second["ipam"].clone()];
+    given.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        given,
+        [
+            json!({"type":"fakeipam","ips":[{"ipcidr":"10.90.0.1/24","version":4}]}),
+            json!({"type":"fakeipam","ips":[{"ipcidr":"10.90.0.2/24","version":4}]}),
+        ]
+    );
+    let (_, _, owners) = w.lab.holdings(&pool).await;
+    assert_eq!(owners, 2, "two addresses held in the pool's blocks");
+    let ep = w
+        .lab
+        .eps(NS)
+        .await
+        .into_iter()
+        .find(|e| e.spec.interface.name == "second")
+        .unwrap();
+    assert_eq!(
+        ep.metadata.annotations.unwrap()["danm.k8s.io/ipam-network"],
+        "DanmNet/default/pool"
+    );
+
+    w.run(&w.call("DEL", "n2", "cn2")).await.unwrap();
+    w.assert_nothing_left(&[&dflt, &pool]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
+    let Some(w) = world().await else { return };
+    let dflt = w.macvlan("default", json!({})).await;
+    answering(&w, "npwg-a", "10.77.0.5/24");
+    nad(&w, NS, "net-a", json!({"cniVersion":"1.0.0","name":"net-a","type":"npwg-a"})).await;
+    let cases: [(&str, &[(&str, &str)], u32, &str); 5] = [
+        (
+            "collide",
+            &[("k8s.v1.cni.cncf.io/networks", "net-a@eth0")],
+            codes::INVALID_POD_REQUEST,
+            "interface name:\"eth0\" of network:NetworkAttachmentDefinition:default/net-a is already used by \
+             network:DanmNet:default",
+        ),
+        (
+            "unknown",
+            &[("k8s.v1.cni.cncf.io/networks", "net-a, nope")],
+            codes::NETWORK_UNAVAILABLE,
+            "NetworkAttachmentDefinition nope in namespace default requested by pod default/unknown does not exist",
+        ),
+        (
+            "nons",
+            &[("k8s.v1.cni.cncf.io/networks", "ghost-ns/net-a")],
+            codes::NETWORK_UNAVAILABLE,
+            "NetworkAttachmentDefinition net-a in namespace ghost-ns",
+        ),
+        (
+            "multusdefault",
+            &[("v1.multus-cni.io/default-network", "calico")],
+            codes::INVALID_POD_REQUEST,
+            "annotation v1.multus-cni.io/default-network is not supported",
+        ),
+        (
+            "badjson",
+            &[("k8s.v1.cni.cncf.io/networks", r#"[{"name":"net-a","mac":"zz"}]"#)],
+            codes::INVALID_POD_REQUEST,
+            "pod default/badjson: annotation k8s.v1.cni.cncf.io/networks: element 0 field mac",
+        ),
+    ];
+    for (pod, annotations, want, text) in cases {
+        npwg_pod(&w, pod, annotations).await;
+        let (code, msg) = code_of(w.run(&w.call("ADD", pod, &format!("c-{pod}"))).await);
+        assert_eq!(code, want, "{pod}: {msg}");
+        assert!(msg.contains(text), "{pod}: {msg}");
+        w.assert_nothing_left(&[&dflt]).await;
+    }
+    assert!(
+        !w.plugins.calls().iter().any(|c| c.starts_with("ADD")),
+        "nothing was delegated: {:?}",
+        w.plugins.calls()
+    );
+}
+
+async fn claim(w: &World, name: &str) -> IpamClaim {
+    let api: kube::Api<IpamClaim> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    let claim = IpamClaim::new(
+        NS,
+        name,
+        IpamClaimSpec {
+            network: "br".into(),
+            interface: "net1".into(),
+        },
+    );
+    api.create(&PostParams::default(), &claim).await.unwrap()
+}
+
+async fn get_claim(w: &World, name: &str) -> Option<IpamClaim> {
+    let api: kube::Api<IpamClaim> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    api.get_opt(name).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released_with_the_claim() {
+    let Some(w) = world().await else { return };
+    let dflt = w.macvlan("default", json!({})).await;
+    let pool = blocks_net(&w, "pool", "10.91.0.0/24").await;
+    answering(&w, "bridgelike", "10.91.0.1/24");
+    nad(
+        &w,
+        NS,
+        "br",
+        json!({"cniVersion":"1.0.0","name":"br","type":"bridgelike","ipam":{"type":"danm","network":"pool"}}),
+    )
+    .await;
+    claim(&w, "web-0.br").await;
+    let sel = r#"[{"name":"br","ipam-claim-reference":"web-0.br"}]"#;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(w.lab.client.clone(), NS);
+
+    // web-0, first life.
+    npwg_pod(&w, "web-0", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
+    w.run(&w.call("ADD", "web-0", "s1")).await.unwrap();
+    let given = || w.plugins.stdin("bridgelike", "ADD", "net1").unwrap()["ipam"]["ips"][0]["ipcidr"].clone();
+    let first = given();
+    let c = get_claim(&w, "web-0.br").await.unwrap();
+    assert_eq!(c.status.ips, [first.as_str().unwrap()]);
+    assert_eq!(c.status.owner_pod.unwrap().name, "web-0");
+    let ep = w.lab.eps(NS).await.into_iter().find(|e| e.spec.interface.name == "net1").unwrap();
+    assert_eq!(ep.metadata.annotations.unwrap()["danm.k8s.io/ipam-claim"], "web-0.br");
+
+    // A second pod on the same claim while web-0 runs: refused, nothing of it left.
+    npwg_pod(&w, "intruder", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
+    let elsewhere = Netns::path("/var/run/netns/intruder");
+    w.fake.add_netns(elsewhere.clone());
+    let call = Call::new("ADD", NS, "intruder", "s9", "/var/run/netns/intruder");
+    let (code, msg) = code_of(w.run(&call).await);
+    assert_eq!(code, codes::IPAM, "{msg}");
+    assert!(
+        msg.contains("IPAMClaim default/web-0.br requested by pod intruder is in use by pod web-0"),
+        "{msg}"
+    );
+    assert_eq!(w.lab.eps(NS).await.len(), 2, "only web-0's DanmEps");
+    assert!(w.fake.links(&elsewhere).await.unwrap().iter().all(|l| l.name == "lo"), "rolled back");
+    assert_eq!(w.lab.holdings(&pool).await.2, 1, "no address leaked");
+    pods.delete("intruder", &Default::default()).await.unwrap();
+
+    // web-0 goes away: its DanmEps go, the address stays the claim's.
+    w.run(&w.call("DEL", "web-0", "s1")).await.unwrap();
+    pods.delete("web-0", &Default::default()).await.unwrap();
+    assert_eq!(w.lab.eps(NS).await.len(), 0);
+    assert_eq!(w.lab.holdings(&pool).await.2, 1, "the claim still holds its address");
+    assert!(get_claim(&w, "web-0.br").await.unwrap().status.owner_pod.is_none());
+
+    // web-0 again (a new pod of the same name, a new sandbox): the same address.
+    npwg_pod(&w, "web-0", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
+    w.run(&w.call("ADD", "web-0", "s2")).await.unwrap();
+    assert_eq!(given(), first, "the claim gives the same address to the next pod");
+    w.run(&w.call("DEL", "web-0", "s2")).await.unwrap();
+
+    // The claim is deleted: the reconciler releases its address (after its grace period: two scans).
+    let api: kube::Api<IpamClaim> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    api.delete("web-0.br", &Default::default()).await.unwrap();
+    let mut reconciler = Reconciler::new(IpamConfig::default(), std::time::Duration::ZERO);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    reconciler.scan(&w.lab.client, now).await;
+    let later = k8s_openapi::jiff::Timestamp::from_second(now.as_second() + 1).unwrap();
+    let report = reconciler.scan(&w.lab.client, later).await;
+    assert_eq!(report.addresses_released, 1, "{report:?}");
+    w.assert_nothing_left(&[&dflt, &pool]).await;
+}
