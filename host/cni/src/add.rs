@@ -100,6 +100,7 @@ pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Er
     }
     let journals = std::mem::take(&mut *progress.journals.lock().unwrap_or_else(PoisonError::into_inner));
     rollback::run(&ctx, journals).await;
+    crate::events::record_add_failure(&ctx, &err).await;
     Err(err)
 }
 

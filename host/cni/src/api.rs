@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -30,6 +30,8 @@ pub trait Api: IpamStore {
     -> Result<(), ApiError>;
     /// A cheap request that proves the API server answers (STATUS).
     async fn ping(&self) -> Result<(), ApiError>;
+    /// Creates a core/v1 Event (in its `metadata.namespace`).
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError>;
 }
 
 /// [`Api`] over a kube client.
@@ -195,5 +197,14 @@ impl Api for KubeApi {
                 object: "API server version".into(),
                 reason: e.to_string(),
             })
+    }
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let events: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), namespace);
+        events
+            .create(&PostParams::default(), event)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::from_kube(format!("Event in {namespace}"), e))
     }
 }

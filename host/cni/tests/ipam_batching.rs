@@ -125,6 +125,9 @@ impl Api for Counting {
     async fn ping(&self) -> Result<(), ApiError> {
         self.inner.ping().await
     }
+    async fn create_event(&self, event: &k8s_openapi::api::core::v1::Event) -> Result<(), ApiError> {
+        self.inner.create_event(event).await
+    }
 }
 
 struct World {
