@@ -422,8 +422,10 @@ async fn add_interface(
     journal.push(Undo::Ep {
         namespace: pod.namespace.clone(),
         name: ep_name.clone(),
+        created: false,
     });
     let mut ep = ctx.api.create_ep(&ep).await?;
+    journal.confirm_ep(&ep_name);
     tracing::debug!(ifname = %plan.ifname, "step: DanmEp created");
     let (result, delegated) = match native {
         Some(cfg) => {

@@ -1,6 +1,7 @@
 //! Rolling back a failed ADD from its journals: every interface concurrently, each in reverse order of what was
 //! done (rules, links or delegate DELs, DanmEps, IPs). Errors are logged; rollback never stops half-way, with one
-//! exception: the addresses of a DanmEp that could not be deleted, or that someone else deleted first, stay reserved.
+//! exception: the addresses of a DanmEp that could not be deleted, or that was created and someone else deleted first,
+//! stay reserved.
 //! Whoever removes that DanmEp (DEL, GC, the stale cleanup of the next ADD, the reconciler) releases them; releasing
 //! them here as well would free them twice, and in bitmap mode (no owner per address) the second release frees an
 //! address another pod got since.
@@ -44,10 +45,14 @@ async fn undo_all(ctx: &Ctx, journal: Journal) {
         }
         match undo_one(ctx, &undo).await {
             Ok(true) => {}
-            // The DanmEp was already gone: someone else (a DEL of the same container, GC) deleted it, and releases
-            // its addresses.
+            // A DanmEp whose creation was confirmed is gone: someone else (a DEL of the same container, GC) deleted
+            // it, and releases its addresses. One never confirmed was most likely never created: its addresses are
+            // released here.
             Ok(false) => {
-                if let Undo::Ep { name, .. } = &undo {
+                if let Undo::Ep {
+                    name, created: true, ..
+                } = &undo
+                {
                     tracing::info!(danmep = name, "rollback found its DanmEp already deleted");
                     kept_eps.push(name.clone());
                 }
@@ -88,7 +93,7 @@ async fn undo_one(ctx: &Ctx, undo: &Undo) -> Result<bool, crate::error::Error> {
             results.remove(cid, ifname);
             res.map(|()| true)
         }
-        Undo::Ep { namespace, name } => ctx.api.delete_ep(namespace, name).await.map_err(Into::into),
+        Undo::Ep { namespace, name, .. } => ctx.api.delete_ep(namespace, name).await.map_err(Into::into),
         Undo::Ips {
             kind,
             namespace,
