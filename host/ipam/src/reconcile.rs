@@ -217,7 +217,10 @@ impl Reconciler {
                         .await;
                     }
                 }
-                Ok(false) => continue,
+                Ok(false) => {
+                    tracing::info!(danmep = %format!("{ns}/{name}"), "a DanmEp whose pod is gone was deleted by someone else first; its addresses are theirs to release");
+                    continue;
+                }
                 Err(e) => {
                     report.errors.push(e.to_string());
                     live_eps.push(ep);
