@@ -182,13 +182,7 @@ pub fn run(cli: Cli) -> Result<Outcome, KubectlError> {
                 networks::sort(&mut rows);
                 if let Some(path) = svg {
                     let mut sorted: Vec<&networks::NetworkView> = views.iter().collect();
-                    sorted.sort_by(|a, b| {
-                        (&a.row.kind, &a.row.namespace, &a.row.name).cmp(&(
-                            &b.row.kind,
-                            &b.row.namespace,
-                            &b.row.name,
-                        ))
-                    });
+                    sorted.sort_by(|a, b| networks::order(&a.row, &b.row));
                     let maps: Vec<networks::PoolMap> = sorted.iter().flat_map(|v| v.maps.clone()).collect();
                     std::fs::write(&path, svg::render(&maps)).map_err(|source| KubectlError::Svg {
                         path: path.clone(),

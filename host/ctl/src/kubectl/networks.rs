@@ -102,6 +102,8 @@ pub struct PoolMap {
     pub mode: String,
     /// The range the map covers (`cidr`, or the IPv6 pool CIDR).
     pub space: String,
+    /// Blocks mode: how many blocks the pool spans (claimed or not); bitmap mode: addresses per segment.
+    pub unit: u64,
     pub cells: Vec<Cell>,
 }
 
@@ -228,6 +230,7 @@ pub fn network_view(network: &Network, default_mode: IpamMode, blocks: &[BlockSt
                     family: family.to_string(),
                     mode: mode.to_string(),
                     space,
+                    unit: layout.pool_blocks().count() as u64,
                     cells: mine
                         .iter()
                         .map(|b| Cell {
@@ -318,6 +321,7 @@ pub fn bitmap_map(network: &str, f: &FamilyUsage) -> Option<PoolMap> {
         family: f.family.to_string(),
         mode: IpamMode::Bitmap.to_string(),
         space: f.cidr.clone(),
+        unit: u64::try_from(seg).unwrap_or(u64::MAX),
         cells,
     })
 }
@@ -378,15 +382,20 @@ pub fn nad_row(nad: &NetworkAttachmentDefinition) -> NetworkRow {
     row
 }
 
-/// Sorted as the table shows them: by kind (DanmNet, TenantNetwork, ClusterNetwork, NAD), namespace, name.
-pub fn sort(rows: &mut [NetworkRow]) {
+/// The order of the table and the picture: by kind (DanmNet, TenantNetwork, ClusterNetwork, NAD), namespace, name.
+pub fn order(a: &NetworkRow, b: &NetworkRow) -> std::cmp::Ordering {
     let rank = |k: &str| match k {
         "DanmNet" => 0,
         "TenantNetwork" => 1,
         "ClusterNetwork" => 2,
         _ => 3,
     };
-    rows.sort_by(|a, b| (rank(&a.kind), &a.namespace, &a.name).cmp(&(rank(&b.kind), &b.namespace, &b.name)));
+    (rank(&a.kind), &a.namespace, &a.name).cmp(&(rank(&b.kind), &b.namespace, &b.name))
+}
+
+/// Sorts rows in [`order`].
+pub fn sort(rows: &mut [NetworkRow]) {
+    rows.sort_by(order);
 }
 
 fn family_cell(p: Option<PoolUse>) -> String {
@@ -477,6 +486,7 @@ mod tests {
         assert_eq!(v.row.host_device, "ens3");
         let map = &v.maps[0];
         assert_eq!(map.cells.len(), 4, "a /24 is four segments of 64");
+        assert_eq!(map.unit, 64);
         assert_eq!(map.cells[0].cidr, "10.0.0.0/26");
         assert_eq!((map.cells[0].used, map.cells[0].capacity), (1, 63));
         assert_eq!((map.cells[3].used, map.cells[3].capacity), (0, 63));
@@ -488,6 +498,7 @@ mod tests {
         let u = danm_core::ipam::usage(&n.spec).unwrap().v4.unwrap();
         let map = bitmap_map("DanmNet demo/n", &u).unwrap();
         assert_eq!(map.cells.len(), 256);
+        assert_eq!(map.unit, 256);
         assert_eq!(map.cells[1].cidr, "10.0.1.0/24");
         assert_eq!(map.cells.iter().map(|c| c.capacity).sum::<u64>(), 65534);
     }
@@ -509,6 +520,7 @@ mod tests {
         assert_eq!(v.row.ipam_mode.as_deref(), Some("blocks"));
         assert_eq!(v.row.ipv4, Some(PoolUse::new(2, 254)));
         assert_eq!(v.maps[0].cells[0].node.as_deref(), Some("worker-1"));
+        assert_eq!(v.maps[0].unit, 4, "the /24 pool spans four /26 blocks");
     }
 
     #[test]

@@ -89,16 +89,14 @@ pub fn render(maps: &[PoolMap]) -> String {
         x += 22 + 7 * label.chars().count() as u32;
     }
     y += 22;
-    text(
-        &mut body,
-        MARGIN,
-        y + 12,
-        12,
-        r##" fill="#444""##,
-        "blocks mode: one box per DanmIpBlock (its CIDR, the node holding it, used/capacity); bitmap mode: the pool cut \
-         into fixed-size segments (hover for CIDR and use)",
-    );
-    y += 30;
+    for line in [
+        "blocks mode: one box per claimed DanmIpBlock: its CIDR, the node holding it, addresses used/capacity",
+        "bitmap mode: the network's range cut into equal segments, coloured by use (hover a segment for its CIDR and use)",
+    ] {
+        text(&mut body, MARGIN, y + 12, 12, r##" fill="#444""##, line);
+        y += 16;
+    }
+    y += 14;
     if maps.is_empty() {
         text(&mut body, MARGIN, y + 14, 14, "", "no network with an IPAM pool");
         y += 24;
@@ -111,9 +109,14 @@ pub fn render(maps: &[PoolMap]) -> String {
             map.mode,
             map.space,
             if map.mode == "blocks" {
-                format!(", {} blocks claimed", map.cells.len())
+                format!(", {} of {} pool blocks claimed", map.cells.len(), map.unit)
             } else {
-                format!(", {} segments", map.cells.len())
+                format!(
+                    ", {} segment{} of {} addresses",
+                    map.cells.len(),
+                    if map.cells.len() == 1 { "" } else { "s" },
+                    map.unit
+                )
             }
         );
         text(&mut body, MARGIN, y + 14, 14, r#" font-weight="bold""#, &title);
@@ -206,6 +209,7 @@ mod tests {
             family: "IPv4".into(),
             mode: "blocks".into(),
             space: "10.0.0.0/24".into(),
+            unit: 4,
             cells: vec![cell("10.0.0.0/26", Some("node\"1<"), 1, 63)],
         }]);
         assert!(svg.contains("DanmNet x/&lt;evil&gt;&amp;"), "{svg}");
@@ -231,6 +235,7 @@ mod tests {
                 family: "IPv4".into(),
                 mode: "blocks".into(),
                 space: "10.0.0.0/24".into(),
+                unit: 4,
                 cells: vec![
                     cell("10.0.0.0/26", Some("w1"), 1, 63),
                     cell("10.0.0.64/26", Some("w2"), 0, 64),
@@ -241,6 +246,7 @@ mod tests {
                 family: "IPv4".into(),
                 mode: "bitmap".into(),
                 space: "10.1.0.0/24".into(),
+                unit: 64,
                 cells: (0..4)
                     .map(|i| cell(&format!("10.1.0.{}/26", i * 64), None, 0, 63))
                     .collect(),
@@ -249,5 +255,13 @@ mod tests {
         assert_eq!(svg.matches(r#"<rect class="block""#).count(), 2);
         assert_eq!(svg.matches(r#"<rect class="segment""#).count(), 4);
         assert_eq!(svg.matches(r#"<rect class="legend""#).count(), SHADES.len());
+        assert!(
+            svg.contains("DanmNet d/a IPv4 — blocks mode, 10.0.0.0/24, 2 of 4 pool blocks claimed"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("DanmNet d/b IPv4 — bitmap mode, 10.1.0.0/24, 4 segments of 64 addresses"),
+            "{svg}"
+        );
     }
 }
