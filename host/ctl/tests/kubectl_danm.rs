@@ -235,6 +235,15 @@ async fn demo(client: &kube::Client) -> (String, String) {
             "Options": {"cidr": "10.40.0.0/24", "net6": "fd00:40::/64", "host_device": "lab0", "vxlan": 1000}})),
     )
     .await;
+    create_network(
+        client,
+        NetworkKind::TenantNetwork,
+        "tenant",
+        "blocks",
+        spec(json!({"NetworkID": "tenant", "NetworkType": "ipvlan",
+            "Options": {"cidr": "10.50.0.0/25", "host_device": "lab0", "vlan": 300}})),
+    )
+    .await;
     let nads: Api<danm_api::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "demo");
     let nad: danm_api::NetworkAttachmentDefinition = serde_json::from_value(json!({
         "metadata": {"name": "legacy", "namespace": "demo"},
@@ -363,7 +372,7 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
         let lines: Vec<&str> = r.stdout.lines().collect();
         assert!(lines[0].starts_with("KIND ") && lines[0].contains("IPV4 USED"), "{}", r.stdout);
         let names: Vec<&str> = lines[1..].iter().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
-        assert_eq!(names, ["demo/external", "demo/internal", "demo/small", "shared", "demo/legacy"], "{}", r.stdout);
+        assert_eq!(names, ["demo/external", "demo/internal", "demo/small", "demo/tenant", "shared", "demo/legacy"], "{}", r.stdout);
         let col = lines[0].find("NAME").unwrap();
         assert!(lines.iter().all(|l| l.len() <= col || l[..col].ends_with("  ") || l.starts_with("KIND")), "aligned:\n{}", r.stdout);
         let line = |name: &str| *lines.iter().find(|l| l.contains(name)).unwrap();
@@ -372,13 +381,18 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
         let external = line("demo/external");
         assert!(external.contains("bitmap") && external.contains("1/254") && external.contains("vlan 200") && external.contains("lab0"), "{external}");
         assert!(line("demo/small").contains("2/2 [##########]"), "{}", r.stdout);
+        let tenant = line("demo/tenant");
+        assert!(
+            tenant.starts_with("TenantNetwork") && tenant.contains("ipvlan") && tenant.contains("0/126") && tenant.contains("vlan 300"),
+            "{tenant}"
+        );
         let shared = line("shared");
         assert!(shared.starts_with("ClusterNetwork") && shared.contains("fd00:40::/64") && shared.contains("0/254"), "{shared}");
         assert!(line("demo/legacy").contains("192.168.50.0/24"), "{}", r.stdout);
 
         let j = k.json(&["networks", "-n", "demo"], 0);
         let rows = j.as_array().unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
         let internal = rows.iter().find(|r| r["name"] == "internal").unwrap();
         assert_eq!(internal["ipam_mode"], "blocks");
         assert_eq!(internal["ipv4"], json!({"used": 2, "free": 252, "size": 254}));
@@ -600,6 +614,17 @@ fn kubectl_danm_plugins_reports_backends_versions_and_the_cache() {
         r.stdout.contains("backends: bridge, ipvlan, macvlan, sriov"),
         "{}",
         r.stdout
+    );
+    // An empty cache directory: nothing precompiled yet.
+    std::fs::create_dir(&cache_dir).unwrap();
+    let j = k.json(&["plugins", "--dir", dir, "--cache-dir", cache_arg], 0);
+    assert!(
+        j["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["cache"] == "not-precompiled"),
+        "{j}"
     );
     // Precompiled by `danmctl plugins check`, as the node installer does.
     let check = Command::new(env!("CARGO_BIN_EXE_danmctl"))

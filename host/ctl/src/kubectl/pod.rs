@@ -302,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_without_danmeps_points_to_why_and_is_no_disagreement() {
+        let r = report("demo", "p", &[], None);
+        assert!(!r.disagrees());
+        assert!(
+            render(&r)
+                .contains("no DanmEps: danm has set up no interface of this pod (try `kubectl danm why`)")
+        );
+        // A status entry without any DanmEp is one.
+        let r = report(
+            "demo",
+            "p",
+            &[],
+            Some(r#"[{"name":"demo/n","interface":"eth0"}]"#),
+        );
+        assert_eq!(r.status_only, ["demo/n eth0"]);
+        assert!(r.disagrees());
+    }
+
+    #[test]
     fn a_network_name_of_another_kind_or_a_missing_or_broken_annotation_disagrees() {
         let eps = [ep("e1", "eth0", "DanmNet", "n", "10.0.0.5/24", "")];
         let r = report(
