@@ -10,7 +10,7 @@ pub mod table;
 pub mod why;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use danm_ipam::{ApiError, IpamApiError};
@@ -149,78 +149,83 @@ fn emit<T: Serialize>(
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<Outcome, KubectlError> {
     let g = cli.global;
-    if let Command::Plugins { dir, cache_dir } = &cli.command {
-        let report = crate::plugins::report(dir, cache_dir, 500)?;
-        emit(g.output, &report, || crate::plugins::render_report(&report))?;
-        return Ok(if report.errors.is_empty() {
-            Outcome::Clean
-        } else {
-            Outcome::ProblemFound
-        });
-    }
     if g.all_namespaces && !matches!(cli.command, Command::Networks { .. }) {
         return Err(KubectlError::Usage(
             "-A/--all-namespaces only applies to `networks`; name the pod's namespace with -n".into(),
         ));
     }
-    crate::online::runtime().block_on(async {
-        let client = crate::online::client(g.kubeconfig.as_deref()).await?;
-        let namespace = g
-            .namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_owned());
-        match cli.command {
-            Command::Networks { svg } => {
-                let scope = if g.all_namespaces {
-                    Scope::All
-                } else {
-                    Scope::Namespace(namespace)
-                };
-                let views = cluster::networks(&client, &scope).await?;
-                let mut rows: Vec<networks::NetworkRow> = views.iter().map(|v| v.row.clone()).collect();
-                rows.extend(cluster::nads(&client, &scope).await?.unwrap_or_default());
-                networks::sort(&mut rows);
-                if let Some(path) = svg {
-                    let mut sorted: Vec<&networks::NetworkView> = views.iter().collect();
-                    sorted.sort_by(|a, b| networks::order(&a.row, &b.row));
-                    let maps: Vec<networks::PoolMap> = sorted.iter().flat_map(|v| v.maps.clone()).collect();
-                    std::fs::write(&path, svg::render(&maps)).map_err(|source| KubectlError::Svg {
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
-                emit(g.output, &rows, || networks::render(&rows))?;
-                Ok(Outcome::Clean)
-            }
-            Command::Pod { name } => {
-                let p = cluster::pod(&client, &namespace, &name).await?;
-                let eps = cluster::danmeps(&client, &p).await?;
-                let status = p
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(danm_api::NETWORK_STATUS_ANNOTATION))
-                    .map(String::as_str);
-                let report = pod::report(&namespace, &name, &eps, status);
-                emit(g.output, &report, || pod::render(&report))?;
-                Ok(if report.disagrees() {
-                    Outcome::ProblemFound
-                } else {
-                    Outcome::Clean
-                })
-            }
-            Command::Why { pod: name } => {
-                let p = cluster::pod(&client, &namespace, &name).await?;
-                let facts = cluster::facts(&client, &p).await?;
-                let d = why::diagnose(&facts);
-                emit(g.output, &d, || why::render(&d))?;
-                Ok(if d.found_problem() {
-                    Outcome::ProblemFound
-                } else {
-                    Outcome::Clean
-                })
-            }
-            Command::Plugins { .. } => unreachable!("handled above"),
-        }
-    })
+    match cli.command {
+        Command::Plugins { dir, cache_dir } => plugins(&g, &dir, &cache_dir),
+        Command::Networks { svg } => crate::online::runtime().block_on(networks_cmd(&g, svg)),
+        Command::Pod { name } => crate::online::runtime().block_on(pod_cmd(&g, &name)),
+        Command::Why { pod } => crate::online::runtime().block_on(why_cmd(&g, &pod)),
+    }
+}
+
+fn problem_if(found: bool) -> Outcome {
+    if found {
+        Outcome::ProblemFound
+    } else {
+        Outcome::Clean
+    }
+}
+
+/// A client and the namespace to work in (`-n`, else the kubeconfig context's).
+async fn connect(g: &Global) -> Result<(kube::Client, String), KubectlError> {
+    let client = crate::online::client(g.kubeconfig.as_deref()).await?;
+    let namespace = g
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    Ok((client, namespace))
+}
+
+fn plugins(g: &Global, dir: &Path, cache_dir: &Path) -> Result<Outcome, KubectlError> {
+    let report = crate::plugins::report(dir, cache_dir, 500)?;
+    emit(g.output, &report, || crate::plugins::render_report(&report))?;
+    Ok(problem_if(!report.errors.is_empty()))
+}
+
+async fn networks_cmd(g: &Global, svg: Option<PathBuf>) -> Result<Outcome, KubectlError> {
+    let (client, namespace) = connect(g).await?;
+    let scope = if g.all_namespaces {
+        Scope::All
+    } else {
+        Scope::Namespace(namespace)
+    };
+    let mut views = cluster::networks(&client, &scope).await?;
+    views.sort_by(|a, b| networks::order(&a.row, &b.row));
+    let mut rows: Vec<networks::NetworkRow> = views.iter().map(|v| v.row.clone()).collect();
+    rows.extend(cluster::nads(&client, &scope).await?.unwrap_or_default());
+    networks::sort(&mut rows);
+    if let Some(path) = svg {
+        let maps: Vec<networks::PoolMap> = views.iter().flat_map(|v| v.maps.clone()).collect();
+        std::fs::write(&path, svg::render(&maps)).map_err(|source| KubectlError::Svg { path, source })?;
+    }
+    emit(g.output, &rows, || networks::render(&rows))?;
+    Ok(Outcome::Clean)
+}
+
+async fn pod_cmd(g: &Global, name: &str) -> Result<Outcome, KubectlError> {
+    let (client, namespace) = connect(g).await?;
+    let p = cluster::pod(&client, &namespace, name).await?;
+    let eps = cluster::danmeps(&client, &p).await?;
+    let status = p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(danm_api::NETWORK_STATUS_ANNOTATION))
+        .map(String::as_str);
+    let report = pod::report(&namespace, name, &eps, status);
+    emit(g.output, &report, || pod::render(&report))?;
+    Ok(problem_if(report.disagrees()))
+}
+
+async fn why_cmd(g: &Global, name: &str) -> Result<Outcome, KubectlError> {
+    let (client, namespace) = connect(g).await?;
+    let p = cluster::pod(&client, &namespace, name).await?;
+    let facts = cluster::facts(&client, &p).await?;
+    let d = why::diagnose(&facts);
+    emit(g.output, &d, || why::render(&d))?;
+    Ok(problem_if(d.found_problem()))
 }

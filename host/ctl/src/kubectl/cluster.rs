@@ -54,7 +54,11 @@ pub async fn networks(client: &kube::Client, scope: &Scope) -> Result<Vec<Networ
             .list(&ListParams::default())
             .await
             .map_err(|e| ApiError::from_kube(what, e))?;
-        for network in list.items {
+        for mut network in list.items {
+            if network.kind.is_empty() {
+                // An item may come without its kind; the list's kind is the network's.
+                network.kind = kind.as_str().to_owned();
+            }
             views.push(view(client, network).await?);
         }
     }
@@ -62,11 +66,7 @@ pub async fn networks(client: &kube::Client, scope: &Scope) -> Result<Vec<Networ
 }
 
 /// The row and maps of one network, reading its blocks when it is in blocks mode.
-async fn view(client: &kube::Client, mut network: Network) -> Result<NetworkView, KubectlError> {
-    if network.kind.is_empty() {
-        // A listed item may come without its kind; the list's kind is the network's.
-        network.kind = "DanmNet".into();
-    }
+async fn view(client: &kube::Client, network: Network) -> Result<NetworkView, KubectlError> {
     let blocks = match super::networks::mode_of(&network, DEFAULT_MODE) {
         Ok(IpamMode::Blocks) => {
             let config = IpamConfig {
