@@ -341,6 +341,28 @@ async fn demo(client: &kube::Client) -> (String, String) {
     }))
     .unwrap();
     events.create(&PostParams::default(), &ev).await.unwrap();
+    // An earlier failure, one event of its own as the CNI writes them: counted, its message superseded.
+    let older: Event = serde_json::from_value(json!({
+        "metadata": {"name": "failed.danm-0", "namespace": "demo"},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": "demo", "name": "failed",
+                           "uid": failed.metadata.uid.clone().unwrap()},
+        "type": "Warning", "reason": "DanmAddFailed", "message": "an older failure",
+        "source": {"component": "danm", "host": "worker-1"},
+        "count": 1,
+        "firstTimestamp": "2026-01-01T09:00:00Z", "lastTimestamp": "2026-01-01T09:00:00Z"
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &older).await.unwrap();
+    // Another pod's failure and another reason on this pod are not this pod's failures.
+    let other: Event = serde_json::from_value(json!({
+        "metadata": {"name": "failed.other", "namespace": "demo"},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": "demo", "name": "failed",
+                           "uid": failed.metadata.uid.clone().unwrap()},
+        "type": "Normal", "reason": "Scheduled", "message": "scheduled",
+        "lastTimestamp": "2026-01-01T11:00:00Z"
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &other).await.unwrap();
     (bare(&a_int), bare(&a_ext))
 }
 
@@ -478,7 +500,7 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
         assert!(out.contains("no danm.k8s.io/interfaces annotation and there is no default network"), "{out}");
         let out = why("failed", 2);
         assert!(
-            out.contains("problem: the CNI's last ADD failed at 2026-01-01T10:02:00Z (3 times): CNI network could not be set up")
+            out.contains("problem: the CNI's ADD failed 4 times, last at 2026-01-01T10:02:00Z: CNI network could not be set up")
                 && out.contains("no such device lab0"),
             "{out}"
         );
@@ -489,7 +511,8 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
         assert_eq!(j["problems"][0]["allowed_tenants"], json!(["team-a"]));
         let j = k.json(&["why", "failed", "-n", "demo"], 2);
         assert_eq!(j["problems"][0]["problem"], "cni-failed");
-        assert_eq!(j["problems"][0]["count"], 3);
+        assert_eq!(j["problems"][0]["count"], 4);
+        assert!(!out_has_older(&j), "{j}");
 
         // Bad input and an unreachable cluster are exit status 1, with the object and the cause.
         let r = k.danm(&["why", "web", "-A"]);
@@ -507,6 +530,10 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
     .await
     .unwrap();
     lab.shutdown().await;
+}
+
+fn out_has_older(j: &Value) -> bool {
+    j.to_string().contains("an older failure")
 }
 
 fn lab_server(kubeconfig: &str) -> String {

@@ -132,12 +132,8 @@ pub async fn danmeps(client: &kube::Client, pod: &Pod) -> Result<Vec<DanmEp>, Ku
         .collect())
 }
 
-fn time_text<T: serde::Serialize>(t: Option<&T>) -> Option<String> {
-    t.and_then(|t| serde_json::to_value(t).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-}
-
-/// The pod's last `DanmAddFailed` event (core/v1, involvedObject = the pod), by time.
+/// The pod's `DanmAddFailed` events (core/v1, involvedObject = the pod): the last one's time and message, and how
+/// many failures they record in all (the CNI writes one event per failed ADD; another writer may count repeats).
 pub async fn last_failure(client: &kube::Client, pod: &Pod) -> Result<Option<Failure>, KubectlError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -148,7 +144,7 @@ pub async fn last_failure(client: &kube::Client, pod: &Pod) -> Result<Option<Fai
         .list(&params)
         .await
         .map_err(|e| ApiError::from_kube(format!("Events of Pod {ns}/{name}"), e))?;
-    let failure = list
+    let failures: Vec<Event> = list
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some(FAILURE_REASON))
@@ -158,20 +154,21 @@ pub async fn last_failure(client: &kube::Client, pod: &Pod) -> Result<Option<Fai
                 && o.name.as_deref() == Some(name.as_str())
                 && (uid.is_empty() || o.uid.as_deref().is_none_or(|u| u.is_empty() || u == uid))
         })
-        .map(|e| {
-            let time = time_text(e.last_timestamp.as_ref())
-                .or_else(|| time_text(e.event_time.as_ref()))
-                .or_else(|| time_text(e.first_timestamp.as_ref()))
-                .or_else(|| time_text(e.metadata.creation_timestamp.as_ref()))
-                .unwrap_or_default();
-            Failure {
-                time,
-                count: e.count.unwrap_or(1).max(1),
-                message: e.message.unwrap_or_default(),
-            }
-        })
-        .max_by(|a, b| a.time.cmp(&b.time));
-    Ok(failure)
+        .collect();
+    let when = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+            .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    };
+    let count: i32 = failures.iter().map(|e| e.count.unwrap_or(1).max(1)).sum();
+    Ok(failures.iter().max_by_key(|e| when(e)).map(|last| Failure {
+        time: when(last).map(|t| t.to_string()).unwrap_or_default(),
+        count,
+        message: last.message.clone().unwrap_or_default(),
+    }))
 }
 
 /// Gathers what `why` looks at for the pod.

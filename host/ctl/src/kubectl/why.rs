@@ -20,13 +20,14 @@ pub struct NetworkFacts {
     pub ipv6: Option<PoolUse>,
 }
 
-/// The CNI's last failure event for the pod.
+/// The CNI's failures of the pod, from its `DanmAddFailed` events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// When it last happened (RFC 3339), as the event records it.
+    /// When the last one happened (RFC 3339).
     pub time: String,
-    /// How many times (the event's count; 1 when unset).
+    /// How many failures the events record in all.
     pub count: i32,
+    /// The last one's message: danm's error.
     pub message: String,
 }
 
@@ -71,7 +72,7 @@ pub enum Problem {
         used: u64,
         size: u64,
     },
-    /// The CNI's last ADD of the pod failed.
+    /// The CNI's ADD of the pod failed (the last failure's time and message, how many in all).
     CniFailed(Failure),
     /// A requested network has no DanmEp of the pod, and nothing above explains it.
     NotAttached { network: String },
@@ -109,10 +110,10 @@ impl std::fmt::Display for Problem {
             ),
             Problem::CniFailed(e) => write!(
                 f,
-                "the CNI's last ADD failed at {} ({} time{}): {}",
-                e.time,
+                "the CNI's ADD failed {} time{}, last at {}: {}",
                 e.count,
                 if e.count == 1 { "" } else { "s" },
+                e.time,
                 e.message
             ),
             Problem::NotAttached { network } => write!(f, "{network} has no DanmEp of this pod"),
@@ -429,7 +430,7 @@ mod tests {
         assert!(
             d.problems[1]
                 .to_string()
-                .contains("(3 times): IP address reservation failed")
+                .contains("failed 3 times, last at 2025-01-01T00:00:00Z: IP address reservation failed")
         );
         assert!(
             d.advice.starts_with("free addresses of DanmNet demo/small"),
@@ -478,7 +479,7 @@ mod tests {
         assert_eq!(d.problems.len(), 1);
         let text = render(&d);
         assert!(
-            text.contains("problem: the CNI's last ADD failed at t (1 time): no such device"),
+            text.contains("problem: the CNI's ADD failed 1 time, last at t: no such device"),
             "{text}"
         );
         assert!(
