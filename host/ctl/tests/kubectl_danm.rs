@@ -623,10 +623,16 @@ fn kubectl_danm_plugins_reports_backends_versions_and_the_cache() {
     assert_eq!(j["plugins"], json!([]));
     assert_eq!(j["supported_wit"], json!(["0.1.0"]));
 
-    let Some(plugins) = danm_testkit::fixtures::plugins_or_skip() else {
+    let Some(built) = danm_testkit::fixtures::plugins_or_skip() else {
         return;
     };
-    let dir = plugins.to_str().unwrap();
+    // Exactly the five real plugins, whatever else the build directory holds.
+    let plugins = tempfile::tempdir().unwrap();
+    for p in ["bridge", "ipvlan", "macvlan", "rules", "sriov"] {
+        let f = format!("{p}.wasm");
+        std::fs::copy(built.join(&f), plugins.path().join(&f)).unwrap();
+    }
+    let dir = plugins.path().to_str().unwrap();
     let r = k.danm(&["plugins", "--dir", dir, "--cache-dir", cache_arg]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let line = r.stdout.lines().find(|l| l.starts_with("macvlan.wasm")).unwrap();
