@@ -22,6 +22,8 @@ all: build guests
 setup:
 	@bash scripts/setup.sh
 
+## build: every host binary and test target, among them `danmctl` and the kubectl plugin `kubectl-danm` (copy it onto
+## PATH to get `kubectl danm`, docs/operating.md).
 build: setup
 	$(CARGO) build --workspace --all-targets
 

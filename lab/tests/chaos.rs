@@ -139,12 +139,10 @@ fn chaos(mode: &str) {
     }
 }
 
-// Open bug, so not in CI: about one reduced bitmap-mode run in three ends with a live DanmEp whose address bit is
-// clear (e.g. `DanmNet default/chaos-b: DanmEp … holds 10.212.0.1, its bit is clear`), though no reconciler release
-// of that address was logged: some DEL, rollback or GC path still clears a bit that a live DanmEp holds. The full-size
-// bitmap run of docs/reliability.md ended clean. Run it with `cargo test -p danm-lab --test chaos -- --ignored`.
+// Bitmap mode records no owner per address, so it is where a double release shows: its failures here led to two
+// fixes (a teardown and the reconciler each released the addresses of a DanmEp someone else had deleted first; see
+// docs/reliability.md, "What it found").
 #[test]
-#[ignore = "open bug: bitmap mode sometimes clears a bit a live DanmEp holds (see the comment above)"]
 fn chaos_in_bitmap_mode_duplicates_leaks_and_leaves_nothing() {
     chaos("bitmap");
 }

@@ -100,6 +100,7 @@ pub async fn add_until(ctx: Arc<Ctx>, deadline: Instant) -> Result<CniResult, Er
     }
     let journals = std::mem::take(&mut *progress.journals.lock().unwrap_or_else(PoisonError::into_inner));
     rollback::run(&ctx, journals).await;
+    crate::events::record_add_failure(&ctx, &err).await;
     Err(err)
 }
 
@@ -480,8 +481,10 @@ async fn add_interface(
     journal.push(Undo::Ep {
         namespace: pod.namespace.clone(),
         name: ep_name.clone(),
+        created: false,
     });
     let mut ep = ctx.api.create_ep(&ep).await?;
+    journal.confirm_ep(&ep_name);
     tracing::debug!(ifname = %plan.ifname, "step: DanmEp created");
     let (result, delegated) = match native {
         Some(cfg) => {

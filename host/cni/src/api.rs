@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use danm_api::{DanmEp, DanmIpBlock, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -36,6 +36,8 @@ pub trait Api: IpamStore {
     async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<IpamClaim>, ApiError>;
     /// Replaces an IPAMClaim's status, conditionally on the resourceVersion it was read with (409: Conflict).
     async fn replace_claim_status(&self, claim: &IpamClaim) -> Result<IpamClaim, ApiError>;
+    /// Creates a core/v1 Event (in its `metadata.namespace`).
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError>;
 }
 
 /// [`Api`] over a kube client.
@@ -210,11 +212,7 @@ impl Api for KubeApi {
         let namespace = claim.metadata.namespace.clone().unwrap_or_default();
         let name = claim.metadata.name.clone().unwrap_or_default();
         let api: kube::Api<IpamClaim> = kube::Api::namespaced(self.client.clone(), &namespace);
-        let body = serde_json::to_vec(claim).map_err(|e| ApiError::Request {
-            object: format!("IPAMClaim {namespace}/{name}"),
-            reason: e.to_string(),
-        })?;
-        api.replace_status(&name, &PostParams::default(), body)
+        api.replace_status(&name, &PostParams::default(), claim)
             .await
             .map_err(|e| ApiError::from_kube(format!("IPAMClaim {namespace}/{name}"), e))
     }
@@ -228,5 +226,14 @@ impl Api for KubeApi {
                 object: "API server version".into(),
                 reason: e.to_string(),
             })
+    }
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let events: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), namespace);
+        events
+            .create(&PostParams::default(), event)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::from_kube(format!("Event in {namespace}"), e))
     }
 }

@@ -22,8 +22,12 @@ pub enum Undo {
         /// The DanmEp name that owns them.
         owner: String,
     },
-    /// A DanmEp (possibly) created.
-    Ep { namespace: String, name: String },
+    /// A DanmEp (possibly) created; `created`: the API server confirmed its creation.
+    Ep {
+        namespace: String,
+        name: String,
+        created: bool,
+    },
     /// A link (possibly) created in the pod netns.
     Link { netns: Netns, name: String },
     /// An SR-IOV VF (possibly) moved into the pod as `name`; `host_name` is its name on the host.
@@ -47,10 +51,49 @@ impl Journal {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).push(undo);
     }
 
+    /// Records that the API server confirmed the creation of DanmEp `name`.
+    pub fn confirm_ep(&self, ep: &str) {
+        for undo in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter_mut() {
+            if let Undo::Ep { name, created, .. } = undo
+                && name == ep
+            {
+                *created = true;
+            }
+        }
+    }
+
     /// The entries, most recent first (the order to undo them in).
     pub fn take_reversed(&self) -> Vec<Undo> {
         let mut entries = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
         entries.reverse();
         entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmed_danmep_is_marked_created_and_entries_come_back_newest_first() {
+        let journal = Journal::default();
+        for name in ["a", "b"] {
+            journal.push(Undo::Ep {
+                namespace: "ns".into(),
+                name: name.into(),
+                created: false,
+            });
+        }
+        journal.confirm_ep("b");
+        let created: Vec<(String, bool)> = journal
+            .take_reversed()
+            .into_iter()
+            .filter_map(|u| match u {
+                Undo::Ep { name, created, .. } => Some((name, created)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(created, [("b".to_owned(), true), ("a".to_owned(), false)]);
+        assert!(journal.take_reversed().is_empty(), "taken once");
     }
 }

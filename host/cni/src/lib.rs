@@ -9,6 +9,7 @@ pub mod del;
 pub mod delegate;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod fakeipam;
 pub mod gc;
 pub mod ipam;

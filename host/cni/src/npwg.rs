@@ -206,7 +206,7 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
     let claim = match &selection.ipam_claim_reference {
         None => None,
         Some(name) => {
-            let Some(pool) = &pool else {
+            if pool.is_none() {
                 return Err(invalid(
                     pod,
                     format!(
@@ -214,7 +214,7 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
                          {qualified} has no \"ipam\": {{\"type\": \"danm\", ...}}"
                     ),
                 ));
-            };
+            }
             Some(ctx.api.get_claim(&pod.namespace, name).await?.ok_or_else(|| {
                 unavailable(format!(
                     "IPAMClaim {}/{name} requested by pod {} does not exist",
@@ -599,8 +599,10 @@ pub async fn add_interface(
     journal.push(Undo::Ep {
         namespace: pod.namespace.clone(),
         name: plan.ep_name.clone(),
+        created: false,
     });
     let mut ep = ctx.api.create_ep(&ep).await?;
+    journal.confirm_ep(&plan.ep_name);
 
     journal.push(Undo::Delegate {
         chain: chain.clone(),

@@ -101,7 +101,13 @@ pub(crate) async fn cleanup_eps_after(
                 .await,
             ) {
                 match deleted {
-                    Ok(_) => releasing.push(i),
+                    Ok(true) => releasing.push(i),
+                    // Someone else (a concurrent DEL, GC, the reconciler) deleted it first, and releases its
+                    // addresses; releasing them here as well could free an address another pod holds by now.
+                    Ok(false) => tracing::info!(
+                        danmep = eps[i].metadata.name.as_deref().unwrap_or_default(),
+                        "the DanmEp was already gone; its addresses are left to whoever deleted it"
+                    ),
                     Err(e) => errors.push(Error::from(e)),
                 }
             }
@@ -119,7 +125,20 @@ pub(crate) async fn cleanup_eps_after(
                 }
             })
             .collect();
-        match ctx.ipam().release(&read, &addresses).await {
+        let released = ctx.ipam().release(&read, &addresses).await;
+        if let Ok(freed) = &released {
+            for a in &addresses {
+                tracing::info!(
+                    network = read.name(),
+                    danmep = a.owner,
+                    ip4 = a.ip4,
+                    ip6 = a.ip6,
+                    freed,
+                    "released the addresses of a DanmEp"
+                );
+            }
+        }
+        match released {
             Ok(_) if !bitmap => (releasing, errors),
             Ok(_) => (Vec::new(), errors),
             Err(e) => {

@@ -138,6 +138,9 @@ impl Api for Counting {
     async fn replace_claim_status(&self, claim: &danm_api::IpamClaim) -> Result<danm_api::IpamClaim, ApiError> {
         self.inner.replace_claim_status(claim).await
     }
+    async fn create_event(&self, event: &k8s_openapi::api::core::v1::Event) -> Result<(), ApiError> {
+        self.inner.create_event(event).await
+    }
 }
 
 struct World {

@@ -1,16 +1,11 @@
 //! `danmctl`: operator commands: IPAM inspection and repair on network files, IPAM `show` and `migrate` on a
 //! cluster, plugin checks.
 
-mod file;
-mod ipam;
-mod online;
-mod plugins;
-mod usage;
-
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use danmctl::{ipam, plugins};
 
 /// danm operator tool: works on network files (YAML or JSON); `ipam show --network` and `ipam migrate` work on a
 /// cluster.

@@ -50,14 +50,17 @@ pub enum OnlineError {
     },
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A single-threaded runtime for one command.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime")
 }
 
-async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, OnlineError> {
+/// A client from `kubeconfig`, else the inferred configuration (KUBECONFIG, ~/.kube/config, in-cluster). Its
+/// `default_namespace()` is the kubeconfig context's namespace.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, OnlineError> {
     let err = |reason: String| OnlineError::Client {
         kubeconfig: kubeconfig.map_or("the default configuration".into(), |p| p.display().to_string()),
         reason,

@@ -113,6 +113,116 @@ pub fn run(cmd: PluginsCommand) -> Result<(), PluginsCmdError> {
     }
 }
 
+/// One plugin as `kubectl danm plugins` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginRow {
+    pub file: String,
+    pub kind: &'static str,
+    /// The NetworkTypes (backends) it serves.
+    pub network_types: Vec<String>,
+    /// The `danm:plugin` WIT version it was built against.
+    pub wit: String,
+    pub sha256: String,
+    /// Whether the cache holds its precompiled artefact.
+    pub cache: danm_wasm::CacheState,
+}
+
+/// What a plugin directory serves: every plugin, the backends and the load problems.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginReport {
+    pub dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// The WIT versions this build of danm supports.
+    pub supported_wit: Vec<String>,
+    pub plugins: Vec<PluginRow>,
+    /// NetworkTypes served by exactly one backend (what the CNI and the webhook run natively).
+    pub backends: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Loads `dir` (compiled in memory: the cache is only looked at, never written) and reports what it serves and
+/// whether `cache_dir` holds each plugin precompiled.
+pub fn report(dir: &Path, cache_dir: &Path, timeout_ms: u64) -> Result<PluginReport, PluginsCmdError> {
+    let set = load(&DirArgs {
+        plugin_dir: dir.to_owned(),
+        cache_dir: None,
+        timeout_ms,
+    })?;
+    let plugins = set
+        .plugins()
+        .map(|p| PluginRow {
+            file: p
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kind: kind_name(p.kind),
+            network_types: p.network_types.clone(),
+            wit: p.version.clone(),
+            sha256: p.sha256.clone(),
+            cache: set.cache_state(p, cache_dir),
+        })
+        .collect();
+    Ok(PluginReport {
+        dir: dir.to_owned(),
+        cache_dir: cache_dir.to_owned(),
+        supported_wit: danm_wasm::SUPPORTED_VERSIONS
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect(),
+        plugins,
+        backends: set.network_types(),
+        errors: set.errors().iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// The human form of a [`PluginReport`].
+pub fn render_report(r: &PluginReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .plugins
+        .iter()
+        .map(|p| {
+            vec![
+                p.file.clone(),
+                p.kind.to_owned(),
+                if p.network_types.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.network_types.join(",")
+                },
+                p.wit.clone(),
+                p.cache.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "plugin directory {} (cache {}; this danm supports WIT {})\n",
+        r.dir.display(),
+        r.cache_dir.display(),
+        r.supported_wit.join(", ")
+    );
+    if rows.is_empty() {
+        out.push_str("no plugins\n");
+    } else {
+        out.push_str(&crate::kubectl::table::render(
+            &["FILE", "KIND", "TYPES", "WIT", "CACHE"],
+            &rows,
+        ));
+    }
+    out.push_str(&format!(
+        "backends: {}\n",
+        if r.backends.is_empty() {
+            "none".to_owned()
+        } else {
+            r.backends.join(", ")
+        }
+    ));
+    for e in &r.errors {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    out
+}
+
 fn load(d: &DirArgs) -> Result<PluginSet, PluginsCmdError> {
     let config = RuntimeConfig {
         cache_dir: d.cache_dir.clone(),

@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use danm_api::{DanmEp, DanmIpBlock, Network, NetworkKind};
 use danm_core::ipam::Family;
 use danm_core::ipam::blocks::{BlockLayout, IpamMode, NetworkId};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::store::{ApiError, IpamStore};
 use crate::{Ipam, IpamConfig, Release, is_real};
@@ -34,6 +35,8 @@ pub trait Inventory: IpamStore {
     async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
         Ok(None)
     }
+    /// Creates a core/v1 Event (in its `metadata.namespace`).
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError>;
 }
 
 #[async_trait]
@@ -97,6 +100,14 @@ impl Inventory for kube::Client {
                 other => Err(other),
             },
         }
+    }
+    async fn create_event(&self, event: &Event) -> Result<(), ApiError> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let api: kube::Api<Event> = kube::Api::namespaced(self.clone(), namespace);
+        api.create(&PostParams::default(), event)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::from_kube(format!("Event in {namespace}"), e))
     }
 }
 
@@ -203,10 +214,36 @@ impl Reconciler {
                 continue;
             }
             // The DanmEp goes first, then its addresses (a crash in between leaks, never double-frees).
+            // Only a DanmEp this scan deleted has its addresses released here: one already gone was deleted by
+            // someone else (a DEL, GC), who releases them; a second release in bitmap mode, which records no
+            // owner, could free an address another pod holds by now.
             match cluster.delete_danmep(&ns, &name).await {
-                Ok(_) => {
+                Ok(true) => {
                     report.danmeps_deleted += 1;
                     tracing::info!(danmep = %format!("{ns}/{name}"), pod = ep.spec.pod, "deleted a DanmEp whose pod is gone");
+                    let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+                    if let Some(network) = by_id.get(&NetworkId::new(kind, &ns, &ep.spec.network_name)) {
+                        let addresses = [&ep.spec.interface.address, &ep.spec.interface.address_ipv6]
+                            .into_iter()
+                            .filter(|a| is_real(a))
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        record(
+                            cluster,
+                            network,
+                            DANMEP_DELETED,
+                            format!(
+                                "deleted DanmEp {ns}/{name} of pod {} (gone), releasing {addresses}",
+                                ep.spec.pod
+                            ),
+                        )
+                        .await;
+                    }
+                }
+                Ok(false) => {
+                    tracing::info!(danmep = %format!("{ns}/{name}"), "a DanmEp whose pod is gone was deleted by someone else first; its addresses are theirs to release");
+                    continue;
                 }
                 Err(e) => {
                     report.errors.push(e.to_string());
@@ -228,7 +265,9 @@ impl Reconciler {
                         report.addresses_released += [&iface.address, &iface.address_ipv6]
                             .iter()
                             .filter(|a| is_real(a))
-                            .count()
+                            .count();
+                        tracing::info!(network = %id, danmep = %format!("{ns}/{name}"), ip4 = iface.address,
+                            ip6 = iface.address_ipv6, "released the addresses of a DanmEp whose pod is gone");
                     }
                     Ok(false) => {}
                     Err(e) => report.errors.push(e.to_string()),
@@ -268,6 +307,22 @@ impl Reconciler {
                             owner,
                             "released an address whose owner is gone"
                         );
+                        if let Some(network) = networks
+                            .iter()
+                            .find(|n| crate::network_id(n).to_string() == block.spec.network)
+                        {
+                            record(
+                                cluster,
+                                network,
+                                ADDRESS_RELEASED,
+                                format!(
+                                    "released offset {rel} of block {} ({}): its owner {owner} is gone",
+                                    block.name(),
+                                    block.spec.cidr
+                                ),
+                            )
+                            .await;
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => report.errors.push(e.to_string()),
@@ -276,6 +331,7 @@ impl Reconciler {
         }
 
         // 3. Bitmap bits no DanmEp holds.
+        let mut due_bits = Vec::new();
         for network in &networks {
             let id = crate::network_id(network);
             let Ok(mode) = ipam.mode(network) else { continue };
@@ -285,27 +341,35 @@ impl Reconciler {
             let Ok(usage) = danm_core::ipam::usage(&network.spec) else {
                 continue;
             };
-            let held: HashSet<IpAddr> = live_eps
-                .iter()
-                .filter(|ep| {
-                    let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
-                    NetworkId::new(
-                        kind,
-                        ep.metadata.namespace.as_deref().unwrap_or_default(),
-                        &ep.spec.network_name,
-                    ) == id
-                })
-                .flat_map(|ep| [&ep.spec.interface.address, &ep.spec.interface.address_ipv6])
-                .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
-                .collect();
+            let held = held_addresses(live_eps.iter().copied(), &id);
             for family in [&usage.v4, &usage.v6].into_iter().flatten() {
                 for addr in family.allocated_addrs() {
                     if held.contains(&addr) {
                         continue;
                     }
-                    let suspect = Suspect::Bit(id.clone(), addr);
-                    if !self.due(&suspect, now, None, &mut seen) {
+                    if self.due(&Suspect::Bit(id.clone(), addr), now, None, &mut seen) {
+                        due_bits.push((id.clone(), addr));
+                    } else {
                         report.waiting += 1;
+                    }
+                }
+            }
+        }
+        // The view is as old as the scan: before a bit is freed, the DanmEps are read again, and a bit some DanmEp
+        // holds by now (an ADD that reserved it while the scan ran) is kept.
+        let fresh = if due_bits.is_empty() {
+            Ok(Vec::new())
+        } else {
+            cluster.danmeps().await
+        };
+        match fresh {
+            Err(e) => {
+                tracing::warn!(error = %e, bits = due_bits.len(), "IPAM reconciler: cannot re-read the DanmEps; no bit is freed this scan");
+                report.errors.push(e.to_string());
+            }
+            Ok(fresh) => {
+                for (id, addr) in due_bits {
+                    if held_addresses(fresh.iter(), &id).contains(&addr) {
                         continue;
                     }
                     let text = addr.to_string();
@@ -321,6 +385,18 @@ impl Reconciler {
                         Ok(true) => {
                             report.addresses_released += 1;
                             tracing::info!(network = %id, address = %addr, "released a bit no DanmEp holds");
+                            if let Some(network) = by_id.get(&id) {
+                                record(
+                                    cluster,
+                                    network,
+                                    ADDRESS_RELEASED,
+                                    format!(
+                                        "released {addr}: no DanmEp held it in two scans {}s apart",
+                                        self.grace.as_secs()
+                                    ),
+                                )
+                                .await;
+                            }
                         }
                         Ok(false) => {}
                         Err(e) => report.errors.push(e.to_string()),
@@ -454,4 +530,73 @@ fn pool_use(
         }
     }
     out
+}
+
+/// The addresses DanmEps of network `id` hold.
+fn held_addresses<'a>(eps: impl Iterator<Item = &'a DanmEp>, id: &NetworkId) -> HashSet<IpAddr> {
+    eps.filter(|ep| {
+        let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+        NetworkId::new(
+            kind,
+            ep.metadata.namespace.as_deref().unwrap_or_default(),
+            &ep.spec.network_name,
+        ) == *id
+    })
+    .flat_map(|ep| [&ep.spec.interface.address, &ep.spec.interface.address_ipv6])
+    .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
+    .collect()
+}
+
+/// The reason of the Event recorded on a network when the reconciler deletes a DanmEp whose pod is gone.
+pub const DANMEP_DELETED: &str = "DanmEpDeleted";
+/// The reason of the Event recorded on a network when the reconciler frees an address no live owner holds.
+pub const ADDRESS_RELEASED: &str = "DanmAddressReleased";
+
+/// The Event the reconciler records on `network` (Normal, source `danm-ipam-reconciler`).
+pub fn network_event(network: &Network, reason: &str, message: String) -> Event {
+    let now = Timestamp::now();
+    let kind = network.network_kind().unwrap_or(NetworkKind::DanmNet);
+    let namespace = network
+        .namespace()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or("default");
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", network.name(), now.as_nanosecond())),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(danm_api::API_VERSION.to_owned()),
+            kind: Some(kind.as_str().to_owned()),
+            name: Some(network.name().to_owned()),
+            namespace: network.namespace().filter(|ns| !ns.is_empty()).map(str::to_owned),
+            uid: network.metadata.uid.clone(),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        type_: Some("Normal".to_owned()),
+        source: Some(EventSource {
+            component: Some(RECONCILER.to_owned()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        reporting_component: Some(RECONCILER.to_owned()),
+        ..Event::default()
+    }
+}
+
+const RECONCILER: &str = "danm-ipam-reconciler";
+
+/// Records an Event on `network`; a failure is logged, never an error of the scan.
+async fn record(cluster: &dyn Inventory, network: &Network, reason: &str, message: String) {
+    if let Err(e) = cluster
+        .create_event(&network_event(network, reason, message))
+        .await
+    {
+        tracing::warn!(network = network.name(), error = %e, "cannot record a reconciler Event");
+    }
 }

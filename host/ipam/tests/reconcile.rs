@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, DanmIpBlock, Network, NetworkKind, NetworkSpec};
 use danm_core::ipam::IpRequest;
 use danm_ipam::reconcile::{Inventory, Reconciler};
-use danm_ipam::{ApiError, Ipam, IpamConfig, IpamStore, Request};
+use danm_ipam::{ApiError, Ipam, IpamConfig, IpamStore, Release, Request};
 use danm_lab::LabHandle;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
@@ -148,6 +148,22 @@ async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the
     assert_eq!(held(&client, "bl").await, 0);
     let eps: kube::Api<DanmEp> = kube::Api::all(client.clone());
     assert!(eps.list(&Default::default()).await.unwrap().items.is_empty());
+    // Each deletion is recorded on its network, for `kubectl describe`.
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), "default");
+    let events = events.list(&Default::default()).await.unwrap().items;
+    for name in ["bm", "bl"] {
+        let e = events
+            .iter()
+            .find(|e| e.involved_object.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no Event on DanmNet {name}: {events:?}"));
+        assert_eq!(e.reason.as_deref(), Some(danm_ipam::reconcile::DANMEP_DELETED));
+        assert_eq!(e.involved_object.kind.as_deref(), Some("DanmNet"));
+        let text = e.message.as_deref().unwrap_or_default();
+        assert!(
+            text.contains(&format!("ep-{name}")) && text.contains("10.50.0."),
+            "{text}"
+        );
+    }
     // Pool metrics: size and use per network and family.
     let pool = second
         .pools
@@ -185,11 +201,19 @@ async fn an_add_in_flight_is_never_touched() {
     assert_eq!(much_later.danmeps_deleted, 0);
 }
 
-/// The lab through an inventory whose pod list fails.
-struct PodsDown(kube::Client);
+/// The lab through an inventory with a fault.
+struct Faulty(kube::Client, Fault);
+
+enum Fault {
+    /// The pod list fails.
+    PodsDown,
+    /// Just before the reconciler deletes a DanmEp, a DEL of its pod deletes it and releases its address, and a new
+    /// pod (`uid`) gets that address.
+    DelFirst { network: &'static str, uid: String },
+}
 
 #[async_trait]
-impl IpamStore for PodsDown {
+impl IpamStore for Faulty {
     async fn get_network(&self, k: NetworkKind, ns: &str, n: &str) -> Result<Option<Network>, ApiError> {
         self.0.get_network(k, ns, n).await
     }
@@ -214,12 +238,15 @@ impl IpamStore for PodsDown {
 }
 
 #[async_trait]
-impl Inventory for PodsDown {
+impl Inventory for Faulty {
     async fn pod_uids(&self) -> Result<HashSet<String>, ApiError> {
-        Err(ApiError::Request {
-            object: "Pods".into(),
-            reason: "connection refused".into(),
-        })
+        match &self.1 {
+            Fault::PodsDown => Err(ApiError::Request {
+                object: "Pods".into(),
+                reason: "connection refused".into(),
+            }),
+            Fault::DelFirst { .. } => self.0.pod_uids().await,
+        }
     }
     async fn danmeps(&self) -> Result<Vec<DanmEp>, ApiError> {
         self.0.danmeps().await
@@ -228,7 +255,79 @@ impl Inventory for PodsDown {
         self.0.networks().await
     }
     async fn delete_danmep(&self, ns: &str, n: &str) -> Result<bool, ApiError> {
+        if let Fault::DelFirst { network, uid } = &self.1 {
+            let api: kube::Api<DanmEp> = kube::Api::namespaced(self.0.clone(), ns);
+            let ep = api.get(n).await.unwrap();
+            api.delete(n, &DeleteParams::default()).await.unwrap();
+            let addr = ep.spec.interface.address.clone();
+            let ipam = Ipam::new(&self.0, "node-a", IpamConfig::default());
+            let release = Release {
+                ip4: &addr,
+                ip6: "",
+                owner: n,
+            };
+            assert!(
+                ipam.release_on(NetworkKind::DanmNet, ns, network, &[release])
+                    .await
+                    .unwrap()
+            );
+            let net = self
+                .0
+                .get_network(NetworkKind::DanmNet, ns, network)
+                .await
+                .unwrap()
+                .unwrap();
+            let req = Request {
+                ip4: IpRequest::Static(addr.split('/').next().unwrap().parse().unwrap()),
+                ip6: IpRequest::Absent,
+                owner: "ep-new",
+            };
+            ipam.reserve(&net, &[req]).await.unwrap();
+            danmep(&self.0, network, "ep-new", uid, &addr).await;
+        }
         self.0.delete_danmep(ns, n).await
+    }
+    async fn create_event(&self, e: &Event) -> Result<(), ApiError> {
+        self.0.create_event(e).await
+    }
+}
+
+#[tokio::test]
+async fn a_danmep_someone_else_deleted_first_has_its_addresses_released_by_them_only() {
+    // Found by `danm-lab chaos` in bitmap mode: the reconciler and a DEL both removed one DanmEp; the one whose
+    // deletion found it gone released its address as well, after a new pod had got it (a bitmap has no owners).
+    for (name, blocks) in [("bm", false), ("bl", true)] {
+        let (_h, client) = lab().await;
+        let net = network(&client, name, blocks).await;
+        let uid = pod(&client, &format!("p-{name}")).await;
+        let addr = reserve(&client, &net, &format!("ep-{name}")).await;
+        danmep(&client, name, &format!("ep-{name}"), &uid, &addr).await;
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
+        pods.delete(&format!("p-{name}"), &DeleteParams::default())
+            .await
+            .unwrap();
+        let new_uid = pod(&client, &format!("new-{name}")).await;
+        let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+        let t0 = later(Timestamp::now(), GRACE);
+        assert_eq!(rec.scan(&client, t0).await.waiting, 1);
+        let racing = Faulty(
+            client.clone(),
+            Fault::DelFirst {
+                network: name,
+                uid: new_uid,
+            },
+        );
+        let report = rec.scan(&racing, later(t0, GRACE)).await;
+        assert_eq!(
+            (report.danmeps_deleted, report.addresses_released),
+            (0, 0),
+            "{name}: {report:?}"
+        );
+        assert_eq!(
+            held(&client, name).await,
+            1,
+            "{name}: the new pod's address {addr} is still held"
+        );
     }
 }
 
@@ -245,7 +344,9 @@ async fn a_failed_list_makes_the_scan_do_nothing() {
     let t0 = later(Timestamp::now(), GRACE);
     assert_eq!(rec.scan(&client, t0).await.waiting, 1);
     // Due now, but the pod list fails: without it every DanmEp would look orphaned.
-    let down = rec.scan(&PodsDown(client.clone()), later(t0, GRACE)).await;
+    let down = rec
+        .scan(&Faulty(client.clone(), Fault::PodsDown), later(t0, GRACE))
+        .await;
     assert!(
         down.skipped
             .as_deref()

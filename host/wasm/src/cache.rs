@@ -56,6 +56,34 @@ pub(crate) struct Loaded {
     pub verified: Option<FileStamp>,
 }
 
+/// The file of entry `key` (`cwasm` or `meta.json`) in cache directory `dir`.
+pub(crate) fn entry_path(dir: &Path, key: &str, ext: &str) -> PathBuf {
+    dir.join(format!("{key}.{ext}"))
+}
+
+/// Whether a cache directory holds a plugin's precompiled artefact, as an operator reads it (see
+/// [`crate::PluginSet::cache_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheState {
+    /// The artefact and its metadata are there for this engine configuration: a load maps it instead of compiling.
+    Precompiled,
+    /// The cache directory exists but holds no usable entry for this plugin's content: the next load compiles it.
+    NotPrecompiled,
+    /// There is no cache directory (or it cannot be read).
+    NoCache,
+}
+
+impl std::fmt::Display for CacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheState::Precompiled => "precompiled",
+            CacheState::NotPrecompiled => "not precompiled",
+            CacheState::NoCache => "no cache",
+        })
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Cache {
     dir: PathBuf,
@@ -77,7 +105,7 @@ impl Cache {
     }
 
     fn path(&self, key: &str, ext: &str) -> PathBuf {
-        self.dir.join(format!("{key}.{ext}"))
+        entry_path(&self.dir, key, ext)
     }
 
     /// The cached component for `key`, if present and its checksum is `crc32`: checked unless the file still has

@@ -49,6 +49,8 @@ mod set;
 mod types;
 
 #[cfg(feature = "runtime")]
+pub use cache::CacheState;
+#[cfg(feature = "runtime")]
 pub use config::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR, RuntimeConfig};
 #[cfg(feature = "runtime")]
 pub use epoch::EpochClock;

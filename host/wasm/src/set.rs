@@ -191,6 +191,26 @@ impl PluginSet {
         self.rt.clock.kind()
     }
 
+    /// Whether `cache_dir` holds this engine configuration's precompiled artefact of `plugin` (its `.cwasm` and
+    /// metadata entries for the plugin's sha256). Only looks: nothing is created, checked or compiled, so an operator
+    /// may ask about a cache they cannot write (an entry that fails its checksum still counts here; a load would
+    /// recompile it).
+    pub fn cache_state(&self, plugin: &PluginInfo, cache_dir: &Path) -> crate::cache::CacheState {
+        use crate::cache::{CacheState, entry_path};
+        if !cache_dir.is_dir() {
+            return CacheState::NoCache;
+        }
+        let key = format!("{}-{}", plugin.sha256, self.rt.engine_hash);
+        let present = ["cwasm", "meta.json"]
+            .iter()
+            .all(|ext| entry_path(cache_dir, &key, ext).is_file());
+        if present {
+            CacheState::Precompiled
+        } else {
+            CacheState::NotPrecompiled
+        }
+    }
+
     /// Every loaded plugin (including those whose types conflict).
     pub fn plugins(&self) -> impl Iterator<Item = &PluginInfo> {
         self.plugins.iter().map(|p| &p.info)

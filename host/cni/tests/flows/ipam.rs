@@ -18,6 +18,22 @@ async fn an_exhausted_pool_fails_its_interface_and_rolls_back_the_others() {
     assert!(msg.contains("all addresses are reserved"), "{msg}");
     assert!(msg.contains("CNI operation for network:DanmNet:tiny"), "{msg}");
     w.assert_nothing_left(&[&mgmt, &tiny]).await;
+    // The failure is recorded on the pod, for `kubectl describe pod` and `kubectl danm why`.
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(w.lab.client.clone(), NS);
+    let events = events.list(&Default::default()).await.unwrap().items;
+    let event = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some(danm_cni::events::ADD_FAILED))
+        .unwrap_or_else(|| panic!("no {} event in {events:?}", danm_cni::events::ADD_FAILED));
+    assert_eq!(event.involved_object.name.as_deref(), Some("p6"));
+    assert_eq!(event.involved_object.kind.as_deref(), Some("Pod"));
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let text = event.message.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("all addresses are reserved") && text.contains("tiny"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
