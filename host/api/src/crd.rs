@@ -3,7 +3,10 @@
 use schemars::JsonSchema;
 use serde_json::{Value, json};
 
-use crate::{DanmEpSpec, IpamClaimSpec, IpamClaimStatus, DanmIpBlockSpec, InterfaceProfile, NadSpec, NetworkKind, NetworkSpec};
+use crate::{
+    DanmEpSpec, DanmIpBlockSpec, InterfaceProfile, IpamClaimSpec, IpamClaimStatus, NadSpec, NetworkKind,
+    NetworkSpec,
+};
 
 /// The OpenAPI v3 structural schema of `T`, generated as kube-derive does for its own CRDs.
 fn schema_of<T: JsonSchema>() -> Value {

@@ -19,8 +19,8 @@
 //! ```
 
 mod danmep;
-mod ipblock;
 pub mod ipamclaim;
+mod ipblock;
 pub mod nad;
 mod network;
 mod nullable;

@@ -262,9 +262,12 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     let reservations = reserve_all(&ctx, &plans, &journals, &progress).await?;
     tracing::debug!("step: addresses reserved");
 
+    // NPWG addresses after danm's own: a NAD may allocate from a network the pod also attaches to directly, and
+    // two reservations on one blocks-mode network at once would each claim a block for this node.
     let npwg_journals: Vec<Journal> = npwg_plans.iter().map(|_| progress.journal()).collect();
+    let npwg_reserved = reserve_npwg(&ctx, &pod, &npwg_plans, &npwg_journals, &progress).await?;
     // A JoinSet, so a cancelled ADD (the deadline) aborts it before the rollback runs.
-    let mut npwg_task = spawn_npwg(&ctx, &pod, npwg_plans, npwg_journals);
+    let mut npwg_task = spawn_npwg(&ctx, &pod, npwg_plans, npwg_journals, npwg_reserved);
 
     let pod = Arc::new(pod);
     let mut tasks = JoinSet::new();
@@ -296,7 +299,11 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
             }),
         }
     }
-    match npwg_task.join_next().await.unwrap_or_else(|| Ok(Default::default())) {
+    match npwg_task
+        .join_next()
+        .await
+        .unwrap_or_else(|| Ok(Default::default()))
+    {
         Ok((done, failed)) => {
             attachments.extend(done);
             failures.extend(failed);
@@ -324,28 +331,46 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     Ok(merged)
 }
 
-/// Reserves and sets up the NPWG interfaces on their own task, concurrently with danm's own interfaces; returns the
-/// attachments made and the interfaces that failed, in annotation order.
+/// Reserves the NPWG interfaces' addresses on a task of its own, tracked in `progress` like [`reserve_all`]'s, so a
+/// cancelled ADD still learns (and journals) what was reserved before it rolls back.
+async fn reserve_npwg(
+    ctx: &Arc<Ctx>,
+    pod: &PodInfo,
+    plans: &[crate::npwg::NpwgPlan],
+    journals: &[Journal],
+    progress: &Progress,
+) -> Result<Vec<Reserved>, Error> {
+    if plans.iter().all(|p| p.pool.is_none()) {
+        return Ok(plans.iter().map(|_| Reserved::default()).collect());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ctx, pod, plans, journals) = (ctx.clone(), pod.clone(), plans.to_vec(), journals.to_vec());
+    let handle = tokio::spawn(async move {
+        let _ = tx.send(crate::npwg::reserve(&ctx, &pod, &plans, &journals).await);
+    });
+    progress
+        .inflight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(handle);
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Other("the NPWG address reservation task ended".into())))
+}
+
+/// Sets up the NPWG interfaces (addresses reserved) on their own task, concurrently with danm's own interfaces;
+/// returns the attachments made and the interfaces that failed, in annotation order.
 fn spawn_npwg(
     ctx: &Arc<Ctx>,
     pod: &PodInfo,
     plans: Vec<crate::npwg::NpwgPlan>,
     journals: Vec<Journal>,
+    reserved: Vec<Reserved>,
 ) -> JoinSet<(Vec<AttachmentResult>, Vec<InterfaceFailure>)> {
     let (ctx, pod) = (ctx.clone(), pod.clone());
     let mut set = JoinSet::new();
     set.spawn(async move {
-        let reserved = crate::npwg::reserve(&ctx, &pod, &plans, &journals).await;
         let outcomes = futures::future::join_all(plans.iter().zip(&journals).zip(reserved).map(
-            |((plan, journal), reserved)| {
-                let (ctx, pod) = (&ctx, &pod);
-                async move {
-                    match reserved {
-                        Ok(r) => crate::npwg::add_interface(ctx, pod, plan, r, journal).await,
-                        Err(e) => Err(e),
-                    }
-                }
-            },
+            |((plan, journal), reserved)| crate::npwg::add_interface(&ctx, &pod, plan, reserved, journal),
         ))
         .await;
         let mut done = Vec::new();

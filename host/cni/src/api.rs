@@ -31,7 +31,11 @@ pub trait Api: IpamStore {
     /// A cheap request that proves the API server answers (STATUS).
     async fn ping(&self) -> Result<(), ApiError>;
     /// A NetworkAttachmentDefinition (NPWG attachments); `None` when it does not exist.
-    async fn get_nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, ApiError>;
+    async fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<NetworkAttachmentDefinition>, ApiError>;
     /// An IPAMClaim; `None` when it does not exist.
     async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<IpamClaim>, ApiError>;
     /// Replaces an IPAMClaim's status, conditionally on the resourceVersion it was read with (409: Conflict).
@@ -194,8 +198,13 @@ impl Api for KubeApi {
             .map_err(|e| ApiError::from_kube(format!("Pod {namespace}/{name}"), e))
     }
 
-    async fn get_nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, ApiError> {
-        let api: kube::Api<NetworkAttachmentDefinition> = kube::Api::namespaced(self.client.clone(), namespace);
+    async fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<NetworkAttachmentDefinition>, ApiError> {
+        let api: kube::Api<NetworkAttachmentDefinition> =
+            kube::Api::namespaced(self.client.clone(), namespace);
         api.get_opt(name)
             .await
             .map_err(|e| ApiError::from_kube(format!("NetworkAttachmentDefinition {namespace}/{name}"), e))

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use danm_api::{
-    DanmEp, DanmEpInterface, DanmEpSpec, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind, OwnerPod,
-    labels,
+    DanmEp, DanmEpInterface, DanmEpSpec, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind,
+    OwnerPod, labels,
 };
 use danm_core::annotation::NetworkRef;
 use danm_core::annotation::npwg::{
@@ -126,12 +126,7 @@ pub async fn plan(
         names.push(ifname);
     }
 
-    let fetched = futures::future::join_all(
-        selections
-            .iter()
-            .map(|s| resolve(ctx, pod, s.clone())),
-    )
-    .await;
+    let fetched = futures::future::join_all(selections.iter().map(|s| resolve(ctx, pod, s.clone()))).await;
     let mut plans = Vec::new();
     let mut failures = Vec::new();
     for ((sel, ifname), got) in selections.iter().zip(names).zip(fetched) {
@@ -159,17 +154,13 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
     let nad_ns = selection.nad_namespace(&pod.namespace).to_owned();
     let qualified = selection.qualified_name(&pod.namespace);
     let unavailable = |msg: String| Error::Cni(CniError::new(codes::NETWORK_UNAVAILABLE, msg));
-    let nad = ctx
-        .api
-        .get_nad(&nad_ns, &selection.name)
-        .await?
-        .ok_or_else(|| {
-            unavailable(format!(
-                "NetworkAttachmentDefinition {} in namespace {nad_ns} requested by pod {}/{} does not exist \
+    let nad = ctx.api.get_nad(&nad_ns, &selection.name).await?.ok_or_else(|| {
+        unavailable(format!(
+            "NetworkAttachmentDefinition {} in namespace {nad_ns} requested by pod {}/{} does not exist \
                  (or its namespace does not)",
-                selection.name, pod.namespace, pod.name
-            ))
-        })?;
+            selection.name, pod.namespace, pod.name
+        ))
+    })?;
     let chain = nad_chain(&nad, &selection, ctx.version.as_str())?;
     let pool_ref = danm_ipam_ref(&chain).map_err(|reason| bad_config(&nad, reason))?;
     let pool = match &pool_ref {
@@ -313,7 +304,12 @@ fn config_chain(nad: &NetworkAttachmentDefinition, version: &str) -> Result<Chai
         }
         Some(_) => return Err(bad_config(nad, "\"plugins\" must be a list")),
         None => {
-            if map.get("type").and_then(Value::as_str).unwrap_or_default().is_empty() {
+            if map
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .is_empty()
+            {
                 return Err(bad_config(nad, "has no \"type\""));
             }
             delegate::ensure_version(&mut map, version);
@@ -382,7 +378,9 @@ fn requests(selection: &NetworkSelection, pool: Option<&Network>) -> Result<(IpR
         true,
         !opts.net6.is_empty() || !opts.allocation_pool_v6.cidr.is_empty(),
     );
-    if (ip4 != IpRequest::Absent && opts.cidr.is_empty()) || (ip6 != IpRequest::Absent && opts.net6.is_empty()) {
+    if (ip4 != IpRequest::Absent && opts.cidr.is_empty())
+        || (ip6 != IpRequest::Absent && opts.net6.is_empty())
+    {
         return Err(format!(
             "ips {:?} asks for a family network {} has no range for",
             selection.ips,
@@ -393,86 +391,170 @@ fn requests(selection: &NetworkSelection, pool: Option<&Network>) -> Result<(IpR
 }
 
 /// Reserves the addresses of the plans that use danm's IPAM, journaling what DanmEps own (a claim's addresses are
-/// the claim's: no rollback releases them). A claim is first bound to the pod (`status.ownerPod`, a conditional
-/// write, so of two pods starting together one loses with "try again"), then given its addresses: those in its
-/// `status.ips` again, else new ones, written back to `status.ips`.
-pub async fn reserve(ctx: &Ctx, pod: &PodInfo, plans: &[NpwgPlan], journals: &[Journal]) -> Vec<Result<Reserved, Error>> {
-    futures::future::join_all(
-        plans
-            .iter()
-            .zip(journals)
-            .map(|(plan, journal)| reserve_one(ctx, pod, plan, journal)),
-    )
-    .await
-}
-
-async fn reserve_one(ctx: &Ctx, pod: &PodInfo, plan: &NpwgPlan, journal: &Journal) -> Result<Reserved, Error> {
-    let Some(pool) = &plan.pool else {
-        return Ok(Reserved::default());
+/// the claim's: no rollback releases them). Each claim is first bound to the pod (`status.ownerPod`, a conditional
+/// write, so of two pods starting together one loses with "try again") and asks again for the addresses in its
+/// `status.ips`. Then one batch per pool network (as danm's own interfaces: two reservations at once on one
+/// blocks-mode network would each claim a block for this node). A claim given new addresses has them written to
+/// its `status.ips`. Returns the addresses in plan order (none for plans without danm's IPAM); every interface that
+/// could not be served is reported.
+pub async fn reserve(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    plans: &[NpwgPlan],
+    journals: &[Journal],
+) -> Result<Vec<Reserved>, Error> {
+    let failure = |i: usize, error: Error| InterfaceFailure {
+        network: plans[i].label(),
+        interface: plans[i].ifname.clone(),
+        error,
     };
-    let owner = plan.owner();
-    let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
-    let mut claim = plan.claim.clone();
-    if let Some(c) = &mut claim {
-        *c = bind_claim(ctx, pod, c.clone()).await?;
-        let held = |v6: bool| {
-            c.status
-                .ips
-                .iter()
-                .filter_map(|ip| ip.split('/').next().and_then(|a| a.parse::<std::net::IpAddr>().ok()))
-                .find(|a| a.is_ipv6() == v6)
-        };
-        if let Some(a) = held(false) {
-            ip4 = IpRequest::Static(a);
+    let bound = futures::future::join_all(plans.iter().map(|plan| async move {
+        match &plan.claim {
+            Some(claim) => bind_claim(ctx, pod, claim.clone()).await.map(Some),
+            None => Ok(None),
         }
-        if let Some(a) = held(true) {
-            ip6 = IpRequest::Static(a);
-        }
-    }
-    let request = ipam::Request { ip4, ip6, owner: &owner };
-    let (mut reserved, _) = ctx
-        .ipam()
-        .reserve(pool, &[request])
-        .await
-        .map_err(|e| Error::from(e.error))?;
-    let reserved = reserved.pop().unwrap_or_default();
-    match &mut claim {
-        None => {
-            if reserved.holds_addresses() {
-                journal.push(Undo::Ips {
-                    kind: pool.network_kind().unwrap_or(NetworkKind::DanmNet),
-                    namespace: pool.namespace().unwrap_or_default().to_owned(),
-                    network: pool.name().to_owned(),
-                    ip4: reserved.ip4.clone(),
-                    ip6: reserved.ip6.clone(),
-                    owner,
-                });
+    }))
+    .await;
+    let mut claims: Vec<Option<IpamClaim>> = Vec::new();
+    let mut failures = Vec::new();
+    for (i, b) in bound.into_iter().enumerate() {
+        match b {
+            Ok(c) => claims.push(c),
+            Err(e) => {
+                failures.push(failure(i, e));
+                claims.push(None);
             }
         }
-        Some(c) => {
-            let ips: Vec<String> = [&reserved.ip4, &reserved.ip6]
-                .into_iter()
-                .filter(|a| is_real(a))
-                .cloned()
-                .collect();
-            if c.status.ips != ips {
-                c.status.ips = ips;
-                if let Err(e) = ctx.api.replace_claim_status(c).await {
-                    // A claim whose status does not show its addresses would get new ones next time: give them back.
-                    let release = ipam::Release {
-                        ip4: &reserved.ip4,
-                        ip6: &reserved.ip6,
-                        owner: &owner,
-                    };
-                    if let Err(r) = ctx.ipam().release(pool, &[release]).await {
-                        tracing::error!(claim = %owner, error = %r, "cannot release a claim's new addresses");
-                    }
-                    return Err(e.into());
+    }
+    if !failures.is_empty() {
+        return Err(Error::Interfaces(failures));
+    }
+
+    // What each plan asks for: a claim's addresses again, else the element's request.
+    let asks: Vec<(IpRequest, IpRequest, String)> = plans
+        .iter()
+        .zip(&claims)
+        .map(|(plan, claim)| {
+            let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
+            if let Some(c) = claim {
+                let held = |v6: bool| {
+                    c.status
+                        .ips
+                        .iter()
+                        .filter_map(|ip| {
+                            ip.split('/')
+                                .next()
+                                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        })
+                        .find(|a| a.is_ipv6() == v6)
+                };
+                if let Some(a) = held(false) {
+                    ip4 = IpRequest::Static(a);
+                }
+                if let Some(a) = held(true) {
+                    ip6 = IpRequest::Static(a);
                 }
             }
+            (ip4, ip6, plan.owner())
+        })
+        .collect();
+
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, plan) in plans.iter().enumerate() {
+        if let Some(pool) = &plan.pool {
+            groups.entry(pool_text(pool)).or_default().push(i);
         }
     }
-    Ok(reserved)
+    let mut out: Vec<Reserved> = plans.iter().map(|_| Reserved::default()).collect();
+    for members in groups.into_values() {
+        let Some(pool) = plans[members[0]].pool.as_ref() else {
+            continue;
+        };
+        let requests: Vec<ipam::Request<'_>> = members
+            .iter()
+            .map(|&i| ipam::Request {
+                ip4: asks[i].0,
+                ip6: asks[i].1,
+                owner: &asks[i].2,
+            })
+            .collect();
+        let reserved = match ctx.ipam().reserve(pool, &requests).await {
+            Ok((reserved, _)) => reserved,
+            Err(ipam::BatchError { index, error }) => {
+                // Nothing of the batch is held; the request that could not be served is named, else all share it.
+                let error = Error::from(error);
+                match index.and_then(|k| members.get(k)) {
+                    Some(&i) => failures.push(failure(i, error)),
+                    None => {
+                        let shared = CniError::new(error.code(), error.to_string());
+                        failures.extend(members.iter().map(|&i| failure(i, Error::Cni(shared.clone()))));
+                    }
+                }
+                continue;
+            }
+        };
+        for (&i, r) in members.iter().zip(reserved) {
+            match &claims[i] {
+                None => {
+                    if r.holds_addresses() {
+                        journals[i].push(Undo::Ips {
+                            kind: pool.network_kind().unwrap_or(NetworkKind::DanmNet),
+                            namespace: pool.namespace().unwrap_or_default().to_owned(),
+                            network: pool.name().to_owned(),
+                            ip4: r.ip4.clone(),
+                            ip6: r.ip6.clone(),
+                            owner: asks[i].2.clone(),
+                        });
+                    }
+                }
+                Some(claim) => {
+                    if let Err(e) = record_claim_ips(ctx, pool, claim.clone(), &r, &asks[i].2).await {
+                        failures.push(failure(i, e));
+                        continue;
+                    }
+                }
+            }
+            out[i] = r;
+        }
+    }
+    if failures.is_empty() {
+        Ok(out)
+    } else {
+        failures.sort_by_key(|f| plans.iter().position(|p| p.ifname == f.interface));
+        Err(Error::Interfaces(failures))
+    }
+}
+
+/// Writes a claim's addresses to its `status.ips` when they changed. A claim whose status does not show its
+/// addresses would get new ones next time, so when the write fails they are given back.
+async fn record_claim_ips(
+    ctx: &Ctx,
+    pool: &Network,
+    mut claim: IpamClaim,
+    reserved: &Reserved,
+    owner: &str,
+) -> Result<(), Error> {
+    let ips: Vec<String> = [&reserved.ip4, &reserved.ip6]
+        .into_iter()
+        .filter(|a| is_real(a))
+        .cloned()
+        .collect();
+    if claim.status.ips == ips {
+        return Ok(());
+    }
+    claim.status.ips = ips;
+    let Err(e) = ctx.api.replace_claim_status(&claim).await else {
+        return Ok(());
+    };
+    let release = ipam::Release {
+        ip4: &reserved.ip4,
+        ip6: &reserved.ip6,
+        owner,
+    };
+    if let Err(r) = ctx.ipam().release(pool, &[release]).await {
+        tracing::error!(claim = %owner, error = %r, "cannot release a claim's new addresses");
+    }
+    Err(e.into())
 }
 
 /// Makes `pod` the claim's holder. A claim held by another pod that still exists is refused (error 109); one
@@ -496,7 +578,11 @@ async fn bind_claim(ctx: &Ctx, pod: &PodInfo, mut claim: IpamClaim) -> Result<Ip
                 )));
             }
             Err(e) if e.is_not_found() => {
-                tracing::info!(claim = name, previous = holder, "taking over an IPAMClaim whose pod is gone");
+                tracing::info!(
+                    claim = name,
+                    previous = holder,
+                    "taking over an IPAMClaim whose pod is gone"
+                );
             }
             Err(e) => return Err(e.into()),
         }

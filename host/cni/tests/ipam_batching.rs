@@ -135,7 +135,10 @@ impl Api for Counting {
     async fn get_claim(&self, namespace: &str, name: &str) -> Result<Option<danm_api::IpamClaim>, ApiError> {
         self.inner.get_claim(namespace, name).await
     }
-    async fn replace_claim_status(&self, claim: &danm_api::IpamClaim) -> Result<danm_api::IpamClaim, ApiError> {
+    async fn replace_claim_status(
+        &self,
+        claim: &danm_api::IpamClaim,
+    ) -> Result<danm_api::IpamClaim, ApiError> {
         self.inner.replace_claim_status(claim).await
     }
     async fn create_event(&self, event: &k8s_openapi::api::core::v1::Event) -> Result<(), ApiError> {

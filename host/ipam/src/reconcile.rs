@@ -79,7 +79,11 @@ impl Inventory for kube::Client {
                     .into_iter()
                     .map(|c| {
                         let m = c.metadata;
-                        format!("{}/{}", m.namespace.unwrap_or_default(), m.name.unwrap_or_default())
+                        format!(
+                            "{}/{}",
+                            m.namespace.unwrap_or_default(),
+                            m.name.unwrap_or_default()
+                        )
                     })
                     .collect(),
             )),

@@ -67,7 +67,8 @@ fn answering(w: &World, plugin: &str, address: &str) {
 }
 
 fn status_of(pod: &Pod) -> Vec<Value> {
-    serde_json::from_str(&pod.metadata.annotations.as_ref().unwrap()[danm_api::NETWORK_STATUS_ANNOTATION]).unwrap()
+    serde_json::from_str(&pod.metadata.annotations.as_ref().unwrap()[danm_api::NETWORK_STATUS_ANNOTATION])
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,13 +118,20 @@ async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_do
         .iter()
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["eth0", "data0", "net2"], "danm's first, then the NPWG ones: {result}");
+    assert_eq!(
+        names,
+        ["eth0", "data0", "net2"],
+        "danm's first, then the NPWG ones: {result}"
+    );
     assert_eq!(result["ips"][0]["address"], "10.10.0.1/24");
     assert_eq!(result["ips"][1]["address"], "10.77.0.5/24");
     assert_eq!(result["ips"][2]["address"], "10.78.0.6/24");
 
     // What the plugins read: runtimeConfig only for declared capabilities, args.cni, the chosen interface names.
-    let a = w.plugins.stdin("npwg-a", "ADD", "data0").expect("net-a ran as data0");
+    let a = w
+        .plugins
+        .stdin("npwg-a", "ADD", "data0")
+        .expect("net-a ran as data0");
     assert_eq!(
         a["runtimeConfig"],
         json!({"ips":["10.77.0.5/24"],"mac":"02:aa:00:00:00:05"}),
@@ -134,13 +142,19 @@ async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_do
         json!({"foo":"bar","ips":["10.77.0.5/24"],"mac":"02:aa:00:00:00:05"})
     );
     assert_eq!(a["ipam"], json!({"type":"static"}), "a NAD's own IPAM is kept");
-    let b = w.plugins.stdin("npwg-b", "ADD", "net2").expect("net-b ran as net2");
+    let b = w
+        .plugins
+        .stdin("npwg-b", "ADD", "net2")
+        .expect("net-b ran as net2");
     assert_eq!(
         b["runtimeConfig"],
         json!({"portMappings":[{"hostPort":80,"containerPort":8080}]})
     );
     assert_eq!(b["name"], "net-b");
-    let tuning = w.plugins.stdin("tuning", "ADD", "net2").expect("the chain went on");
+    let tuning = w
+        .plugins
+        .stdin("tuning", "ADD", "net2")
+        .expect("the chain went on");
     assert_eq!(tuning["prevResult"]["ips"][0]["address"], "10.78.0.6/24");
     assert!(tuning.get("runtimeConfig").is_none(), "tuning declares nothing");
 
@@ -160,7 +174,11 @@ async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_do
         summary,
         [
             ("default/mgmt".to_owned(), "eth0".to_owned(), json!(["10.10.0.1"])),
-            ("default/net-a".to_owned(), "data0".to_owned(), json!(["10.77.0.5"])),
+            (
+                "default/net-a".to_owned(),
+                "data0".to_owned(),
+                json!(["10.77.0.5"])
+            ),
             ("other/net-b".to_owned(), "net2".to_owned(), json!(["10.78.0.6"])),
         ]
     );
@@ -184,7 +202,12 @@ async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_do
     assert_eq!(
         recorded,
         [
-            ("DanmNet".into(), "mgmt".into(), "eth0".into(), "10.10.0.1/24".into()),
+            (
+                "DanmNet".into(),
+                "mgmt".into(),
+                "eth0".into(),
+                "10.10.0.1/24".into()
+            ),
             (
                 "NetworkAttachmentDefinition".into(),
                 "default/net-a".into(),
@@ -208,9 +231,16 @@ async fn npwg_attachments_come_after_danms_own_get_their_element_and_are_torn_do
         .filter(|c| c.starts_with("DEL"))
         .collect();
     dels.sort();
-    assert_eq!(dels, ["DEL data0", "DEL net2", "DEL net2"], "a chain's DEL runs for each plugin");
+    assert_eq!(
+        dels,
+        ["DEL data0", "DEL net2", "DEL net2"],
+        "a chain's DEL runs for each plugin"
+    );
     let prev = w.plugins.stdin("npwg-b", "DEL", "net2").unwrap();
-    assert_eq!(prev["prevResult"]["ips"][0]["address"], "10.78.0.6/24", "DEL gets the kept result");
+    assert_eq!(
+        prev["prevResult"]["ips"][0]["address"], "10.78.0.6/24",
+        "DEL gets the kept result"
+    );
     w.assert_nothing_left(&[&mgmt]).await;
 }
 
@@ -263,7 +293,13 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
     let Some(w) = world().await else { return };
     let dflt = w.macvlan("default", json!({})).await;
     answering(&w, "npwg-a", "10.77.0.5/24");
-    nad(&w, NS, "net-a", json!({"cniVersion":"1.0.0","name":"net-a","type":"npwg-a"})).await;
+    nad(
+        &w,
+        NS,
+        "net-a",
+        json!({"cniVersion":"1.0.0","name":"net-a","type":"npwg-a"}),
+    )
+    .await;
     let cases: [(&str, &[(&str, &str)], u32, &str); 5] = [
         (
             "collide",
@@ -354,8 +390,17 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
     let c = get_claim(&w, "web-0.br").await.unwrap();
     assert_eq!(c.status.ips, [first.as_str().unwrap()]);
     assert_eq!(c.status.owner_pod.unwrap().name, "web-0");
-    let ep = w.lab.eps(NS).await.into_iter().find(|e| e.spec.interface.name == "net1").unwrap();
-    assert_eq!(ep.metadata.annotations.unwrap()["danm.k8s.io/ipam-claim"], "web-0.br");
+    let ep = w
+        .lab
+        .eps(NS)
+        .await
+        .into_iter()
+        .find(|e| e.spec.interface.name == "net1")
+        .unwrap();
+    assert_eq!(
+        ep.metadata.annotations.unwrap()["danm.k8s.io/ipam-claim"],
+        "web-0.br"
+    );
 
     // A second pod on the same claim while web-0 runs: refused, nothing of it left.
     npwg_pod(&w, "intruder", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
@@ -369,7 +414,15 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
         "{msg}"
     );
     assert_eq!(w.lab.eps(NS).await.len(), 2, "only web-0's DanmEps");
-    assert!(w.fake.links(&elsewhere).await.unwrap().iter().all(|l| l.name == "lo"), "rolled back");
+    assert!(
+        w.fake
+            .links(&elsewhere)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.name == "lo"),
+        "rolled back"
+    );
     assert_eq!(w.lab.holdings(&pool).await.2, 1, "no address leaked");
     pods.delete("intruder", &Default::default()).await.unwrap();
 
@@ -377,8 +430,19 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
     w.run(&w.call("DEL", "web-0", "s1")).await.unwrap();
     pods.delete("web-0", &Default::default()).await.unwrap();
     assert_eq!(w.lab.eps(NS).await.len(), 0);
-    assert_eq!(w.lab.holdings(&pool).await.2, 1, "the claim still holds its address");
-    assert!(get_claim(&w, "web-0.br").await.unwrap().status.owner_pod.is_none());
+    assert_eq!(
+        w.lab.holdings(&pool).await.2,
+        1,
+        "the claim still holds its address"
+    );
+    assert!(
+        get_claim(&w, "web-0.br")
+            .await
+            .unwrap()
+            .status
+            .owner_pod
+            .is_none()
+    );
 
     // web-0 again (a new pod of the same name, a new sandbox): the same address.
     npwg_pod(&w, "web-0", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;

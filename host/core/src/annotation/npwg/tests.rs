@@ -90,7 +90,8 @@ fn an_empty_annotation_selects_nothing_and_an_empty_list_too() {
 
 #[test]
 fn a_mac_is_normalised_and_interface_request_is_read_as_interface() {
-    let parsed = parse_networks(r#"[{"name":"a","mac":"02-AB-cd-00-00-01","interfaceRequest":"data0"}]"#).unwrap();
+    let parsed =
+        parse_networks(r#"[{"name":"a","mac":"02-AB-cd-00-00-01","interfaceRequest":"data0"}]"#).unwrap();
     assert_eq!(parsed[0].mac.as_deref(), Some("02:ab:cd:00:00:01"));
     assert_eq!(parsed[0].interface.as_deref(), Some("data0"));
 }
