@@ -374,10 +374,7 @@ fn requests(selection: &NetworkSelection, pool: Option<&Network>) -> Result<(IpR
         None => IpRequest::Absent,
     };
     let ip4 = pick(false, !opts.cidr.is_empty());
-    let ip6 = pick(
-        true,
-        !opts.net6.is_empty() || !opts.allocation_pool_v6.cidr.is_empty(),
-    );
+    let ip6 = pick(true, !opts.net6.is_empty());
     if (ip4 != IpRequest::Absent && opts.cidr.is_empty())
         || (ip6 != IpRequest::Absent && opts.net6.is_empty())
     {
@@ -840,5 +837,185 @@ async fn release_claim_holder(ctx: &Ctx, namespace: &str, name: &str, pod: &str)
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(claim = name, error = %e, "cannot read the IPAMClaim"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use danm_core::annotation::npwg::parse_networks;
+
+    fn nad(config: Value) -> NetworkAttachmentDefinition {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n", "namespace": "ns"},
+            "spec": {"config": config.to_string()}
+        }))
+        .unwrap()
+    }
+
+    fn selection(annotation: &str) -> NetworkSelection {
+        parse_networks(annotation).unwrap().remove(0)
+    }
+
+    fn code_and_text(e: Error) -> (u32, String) {
+        (e.code(), e.to_string())
+    }
+
+    #[test]
+    fn a_plugin_gets_only_the_capabilities_it_declares_as_runtime_config_and_the_cni_args() {
+        let sel = selection(
+            r#"[{"name":"n","ips":["10.1.0.5/24"],"mac":"02:00:00:00:00:01","portMappings":[{"hostPort":1}],
+                 "cni-args":{"k":"v"}}]"#,
+        );
+        let conflist = nad(json!({"cniVersion":"0.4.0","name":"c","plugins":[
+            {"type":"a","capabilities":{"ips":true,"mac":false}},
+            {"type":"b","capabilities":{"portMappings":true},"runtimeConfig":{"keep":1}},
+            {"type":"c"}]}));
+        let chain = nad_chain(&conflist, &sel, "1.0.0").unwrap();
+        assert_eq!((chain.name.as_str(), chain.cni_version.as_str()), ("c", "0.4.0"));
+        assert_eq!(
+            chain.plugins[0]["runtimeConfig"],
+            json!({"ips":["10.1.0.5/24"]}),
+            "mac declared false"
+        );
+        assert_eq!(
+            chain.plugins[1]["runtimeConfig"],
+            json!({"keep":1,"portMappings":[{"hostPort":1}]}),
+            "added to what the config has"
+        );
+        assert!(chain.plugins[2].get("runtimeConfig").is_none());
+        for plugin in &chain.plugins {
+            assert_eq!(
+                plugin["args"]["cni"],
+                json!({"k":"v","ips":["10.1.0.5/24"],"mac":"02:00:00:00:00:01"})
+            );
+        }
+        // One plugin without cniVersion gets the negotiated one; an element without arguments adds nothing.
+        let single = nad_chain(
+            &nad(json!({"type":"a","capabilities":{"ips":true}})),
+            &selection("n"),
+            "1.1.0",
+        )
+        .unwrap();
+        assert_eq!(
+            single.plugins,
+            [json!({"type":"a","cniVersion":"1.1.0","capabilities":{"ips":true}})]
+        );
+    }
+
+    #[test]
+    fn bad_nad_configs_are_error_7_naming_the_nad_and_the_problem() {
+        let cases = [
+            (json!("text"), "is not a JSON object"),
+            (json!({"name":"x"}), "has no \"type\""),
+            (
+                json!({"plugins":[]}),
+                "\"plugins\" must be a non-empty list of objects",
+            ),
+            (
+                json!({"plugins":[1]}),
+                "\"plugins\" must be a non-empty list of objects",
+            ),
+            (json!({"plugins":{}}), "\"plugins\" must be a list"),
+        ];
+        for (config, want) in cases {
+            let (code, text) =
+                code_and_text(nad_chain(&nad(config.clone()), &selection("n"), "1.0.0").unwrap_err());
+            assert_eq!(code, codes::INVALID_NETWORK_CONFIG, "{config}");
+            assert!(
+                text.contains("NetworkAttachmentDefinition ns/n: spec.config"),
+                "{text}"
+            );
+            assert!(text.contains(want), "{config}: {text}");
+        }
+        let mut broken = nad(json!({}));
+        broken.spec.config = "{".into();
+        let (_, text) = code_and_text(nad_chain(&broken, &selection("n"), "1.0.0").unwrap_err());
+        assert!(text.contains("is not JSON"), "{text}");
+    }
+
+    #[test]
+    fn danms_ipam_names_exactly_one_network_of_any_kind() {
+        let chain = |ipam: Value| Chain::single(json!({"type":"x","ipam":ipam}));
+        assert_eq!(danm_ipam_ref(&chain(json!({"type":"host-local"}))), Ok(None));
+        for (key, kind) in [
+            ("network", NetworkKind::DanmNet),
+            ("tenantNetwork", NetworkKind::TenantNetwork),
+            ("clusterNetwork", NetworkKind::ClusterNetwork),
+        ] {
+            assert_eq!(
+                danm_ipam_ref(&chain(json!({"type":"danm", key:"p"}))),
+                Ok(Some(NetworkRef::new(kind, "p")))
+            );
+        }
+        let two =
+            danm_ipam_ref(&chain(json!({"type":"danm","network":"a","clusterNetwork":"b"}))).unwrap_err();
+        assert!(two.contains("names 2 networks"), "{two}");
+        let none = danm_ipam_ref(&chain(json!({"type":"danm","network":""}))).unwrap_err();
+        assert!(none.contains("names 0 networks"), "{none}");
+    }
+
+    #[test]
+    fn danms_ipam_is_replaced_by_the_reserved_addresses_and_other_ipams_are_kept() {
+        let chain = Chain {
+            name: "c".into(),
+            cni_version: "1.0.0".into(),
+            plugins: vec![
+                json!({"type":"bridge","ipam":{"type":"danm","network":"p"}}),
+                json!({"type":"tuning","ipam":{"type":"host-local"}}),
+            ],
+        };
+        let reserved = Reserved {
+            ip4: "10.0.0.2/24".into(),
+            ip6: "none".into(),
+        };
+        let out = with_addresses(chain.clone(), &reserved);
+        assert_eq!(
+            out.plugins[0]["ipam"],
+            json!({"type":"fakeipam","ips":[{"ipcidr":"10.0.0.2/24","version":4}]})
+        );
+        assert_eq!(out.plugins[1]["ipam"], json!({"type":"host-local"}));
+        let bare = with_addresses(chain, &Reserved::default());
+        assert!(
+            bare.plugins[0].get("ipam").is_none(),
+            "nothing reserved: no IPAM at all"
+        );
+    }
+
+    #[test]
+    fn requests_are_the_elements_ips_else_dynamic_in_every_family_of_the_pool() {
+        let pool = |options: Value| {
+            let spec = serde_json::from_value(json!({"NetworkID":"p","Options":options})).unwrap();
+            Network::new(NetworkKind::DanmNet, Some("ns"), "p", spec)
+        };
+        let dual = pool(json!({"cidr":"10.0.0.0/24","net6":"fd00::/64"}));
+        let v4 = pool(json!({"cidr":"10.0.0.0/24"}));
+        let ip = |s: &str| IpRequest::Static(s.parse().unwrap());
+        assert_eq!(
+            requests(&selection("n"), None),
+            Ok((IpRequest::Absent, IpRequest::Absent))
+        );
+        assert_eq!(
+            requests(&selection("n"), Some(&dual)),
+            Ok((IpRequest::Dynamic, IpRequest::Dynamic))
+        );
+        assert_eq!(
+            requests(&selection("n"), Some(&v4)),
+            Ok((IpRequest::Dynamic, IpRequest::Absent))
+        );
+        assert_eq!(
+            requests(&selection(r#"[{"name":"n","ips":["10.0.0.9/24"]}]"#), Some(&dual)),
+            Ok((ip("10.0.0.9"), IpRequest::Absent)),
+            "asked addresses only"
+        );
+        assert_eq!(
+            requests(
+                &selection(r#"[{"name":"n","ips":["fd00::9/64","10.0.0.9/24"]}]"#),
+                Some(&dual)
+            ),
+            Ok((ip("10.0.0.9"), ip("fd00::9")))
+        );
+        let err = requests(&selection(r#"[{"name":"n","ips":["fd00::9/64"]}]"#), Some(&v4)).unwrap_err();
+        assert!(err.contains("has no range for"), "{err}");
     }
 }

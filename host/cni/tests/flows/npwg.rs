@@ -443,6 +443,20 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
             .owner_pod
             .is_none()
     );
+    // The reconciler leaves the address alone while its claim exists, though no DanmEp holds it.
+    let mut reconciler = Reconciler::new(IpamConfig::default(), std::time::Duration::ZERO);
+    let start = k8s_openapi::jiff::Timestamp::now();
+    for seconds in [0, 1] {
+        let at = k8s_openapi::jiff::Timestamp::from_second(start.as_second() + seconds).unwrap();
+        let report = reconciler.scan(&w.lab.client, at).await;
+        assert_eq!(report.addresses_released, 0, "{report:?}");
+        assert!(report.errors.is_empty(), "{report:?}");
+    }
+    assert_eq!(
+        w.lab.holdings(&pool).await.2,
+        1,
+        "the claim's address survived two scans"
+    );
 
     // web-0 again (a new pod of the same name, a new sandbox): the same address.
     npwg_pod(&w, "web-0", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
