@@ -31,10 +31,10 @@ pub trait Inventory: IpamStore {
     async fn networks(&self) -> Result<Vec<Network>, ApiError>;
     /// Deletes a DanmEp; `Ok(false)` if it was gone.
     async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError>;
-    /// Every IPAMClaim as `namespace/name`; `None` when unknown (then no claim's addresses are touched).
-    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
-        Ok(None)
-    }
+    /// Every IPAMClaim as `namespace/name`; `None` when the cluster has no IPAMClaim CRD (then no claim's addresses
+    /// are touched). Required, not defaulted: a wrapper that forgot to pass it on would keep deleted claims'
+    /// addresses forever.
+    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError>;
     /// Creates a core/v1 Event (in its `metadata.namespace`).
     async fn create_event(&self, event: &Event) -> Result<(), ApiError>;
 }

@@ -254,6 +254,9 @@ impl Inventory for Faulty {
     async fn networks(&self) -> Result<Vec<Network>, ApiError> {
         self.0.networks().await
     }
+    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+        self.0.ipam_claims().await
+    }
     async fn delete_danmep(&self, ns: &str, n: &str) -> Result<bool, ApiError> {
         if let Fault::DelFirst { network, uid } = &self.1 {
             let api: kube::Api<DanmEp> = kube::Api::namespaced(self.0.clone(), ns);

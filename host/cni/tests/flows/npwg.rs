@@ -300,7 +300,9 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
         json!({"cniVersion":"1.0.0","name":"net-a","type":"npwg-a"}),
     )
     .await;
-    let cases: [(&str, &[(&str, &str)], u32, &str); 5] = [
+    /// The pod, its annotations, the CNI error code and a text the message must contain.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a str);
+    let cases: [Case<'_>; 5] = [
         (
             "collide",
             &[("k8s.v1.cni.cncf.io/networks", "net-a@eth0")],
