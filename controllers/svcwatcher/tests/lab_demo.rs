@@ -59,6 +59,8 @@ async fn expect_demo(client: &kube::Client) {
 async fn lab_demo_services_hold_exactly_the_right_addresses_through_changes() {
     let (lab, client) = lab().await;
     demo(&client).await;
+    // The first EndpointSlice write meets a conflict: the controller reads what is there and recovers.
+    lab.inject(danm_lab::Fault::fail_writes("endpointslices", 1, 409));
     let controller = spawn_controller(&lab).await;
     expect_demo(&client).await;
 

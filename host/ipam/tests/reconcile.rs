@@ -363,3 +363,50 @@ async fn a_failed_list_makes_the_scan_do_nothing() {
     assert_eq!((down.danmeps_deleted, down.addresses_released), (0, 0));
     assert_eq!(held(&client, "bl").await, 1);
 }
+
+#[tokio::test]
+async fn a_bit_no_danmep_holds_is_released_on_every_network_kind() {
+    // A killed ADD reserved an address and never wrote its DanmEp: its bit is leaked, on any of the three kinds.
+    let (h, client) = lab().await;
+    let mut nets = Vec::new();
+    for (i, kind) in NetworkKind::ALL.into_iter().enumerate() {
+        let name = format!("leak{i}");
+        let mut spec: NetworkSpec = serde_json::from_value(
+            json!({"NetworkID": name, "Options": {"cidr": format!("10.7{i}.0.0/24")}}),
+        )
+        .unwrap();
+        danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
+        let ns = kind.namespaced().then_some("default");
+        let api: kube::Api<Network> = match ns {
+            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &kind),
+            None => kube::Api::all_with(client.clone(), &kind),
+        };
+        let net = api
+            .create(&PostParams::default(), &Network::new(kind, ns, &name, spec))
+            .await
+            .unwrap();
+        let ipam = Ipam::new(&client, "node-a", IpamConfig::default());
+        let req = Request {
+            ip4: IpRequest::Dynamic,
+            ip6: IpRequest::Absent,
+            owner: "killed",
+        };
+        ipam.reserve(&net, &[req]).await.unwrap();
+        nets.push((kind, ns.unwrap_or_default().to_owned(), name));
+    }
+    let used = |net: Network| {
+        danm_core::ipam::usage(&net.spec)
+            .unwrap()
+            .v4
+            .map_or(0, |u| u.allocated_count)
+    };
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = Timestamp::now();
+    assert_eq!(rec.scan(&svcwatcher(&h).await, t0).await.waiting, 3);
+    let report = rec.scan(&svcwatcher(&h).await, later(t0, GRACE)).await;
+    assert_eq!(report.addresses_released, 3, "{report:?}");
+    for (kind, ns, name) in &nets {
+        let net = client.get_network(*kind, ns, name).await.unwrap().unwrap();
+        assert_eq!(used(net), 0, "{kind:?} {name}: the leaked bit is free again");
+    }
+}
