@@ -53,9 +53,9 @@ unit: guests
 	DANM_LAB_AUDIT=$(RBAC_AUDIT) $(CARGO) test --workspace
 	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
 
-## rbac: least privilege. The verbs each ServiceAccount holds in deploy/ against the API calls its binary made in
-## the last `make unit` (the lab's audit, $(RBAC_AUDIT)): nothing granted unused, nothing used ungranted. Not yet in
-## `make test`: its first full comparison had not been run when it was added.
+## rbac: least privilege. The verbs each ServiceAccount holds in deploy/ against the API calls its component made in
+## the last `make unit` (the lab's audit, $(RBAC_AUDIT), by User-Agent: the binaries, and component code that tests
+## run in-process on a client named after the component): nothing granted unused, nothing used ungranted.
 rbac:
 	DANM_RBAC_AUDIT=$(RBAC_AUDIT) $(CARGO) test -p danm-lab --test rbac -- --ignored --nocapture
 
@@ -84,7 +84,7 @@ kernel-lane: setup guests
 	@bash lane/run.sh
 
 ## test: every tier CI runs (the README's test command).
-test: lint unit fuzz kernel-lane
+test: lint unit rbac fuzz kernel-lane
 
 ## lab: the main job, the local lab demo.
 lab: guests

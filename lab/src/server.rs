@@ -321,14 +321,30 @@ impl LabHandle {
 
     /// A kube client configured from the lab's kubeconfig.
     pub async fn client(&self) -> Result<kube::Client, LabError> {
+        self.client_with_agent(None).await
+    }
+
+    /// A kube client that names itself `agent` in its User-Agent, as danm's binaries do (`svcwatcher/test`): a test
+    /// that runs a component's code in-process gives it such a client, so the audit (`DANM_LAB_AUDIT`) attributes
+    /// its calls to that component, apart from the test's own set-up and checks.
+    pub async fn client_as(&self, agent: &str) -> Result<kube::Client, LabError> {
+        self.client_with_agent(Some(agent)).await
+    }
+
+    async fn client_with_agent(&self, agent: Option<&str>) -> Result<kube::Client, LabError> {
         let err = |message: String| LabError::Client {
             path: self.kubeconfig.clone(),
             message,
         };
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).map_err(|e| err(e.to_string()))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| err(e.to_string()))?;
+        if let Some(agent) = agent {
+            let value = axum::http::HeaderValue::from_str(agent)
+                .map_err(|e| err(format!("User-Agent {agent:?}: {e}")))?;
+            cfg.headers.push((axum::http::header::USER_AGENT, value));
+        }
         kube::Client::try_from(cfg).map_err(|e| err(e.to_string()))
     }
 

@@ -3,9 +3,10 @@
 //!
 //! The calls are observed, not guessed: with `DANM_LAB_AUDIT=<file>` every lab server appends one line per request
 //! (the client's User-Agent, verb, group, resource). danm's binaries name themselves in their User-Agent (`danm/…`,
-//! `danm-webhook/…`, `netwatcher/…`, `svcwatcher/…`), so a test run that starts them (the lab end-to-end tests
-//! start every one) leaves a record of what each uses. `make rbac` runs the tests so, then this check:
-//! `DANM_RBAC_AUDIT=<file> cargo test -p danm-lab --test rbac -- --ignored`.
+//! `danm-webhook/…`, `netwatcher/…`, `svcwatcher/…`), and tests that run a component's code in-process give it a
+//! client named the same way (`LabHandle::client_as("svcwatcher/test")`), so `make unit` leaves a record of what
+//! each uses, including paths only tests reach (a 409 re-read, bitmap writes on every network kind). `make rbac`
+//! (part of `make test`) then runs this check: `DANM_RBAC_AUDIT=<file> cargo test -p danm-lab --test rbac -- --ignored`.
 //!
 //! Granularity: (API group, resource, verb). Namespaces and `resourceNames` of a Role are not compared.
 

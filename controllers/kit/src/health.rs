@@ -47,11 +47,12 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
     }
 }
 
+/// What `prometheus-client` writes: OpenMetrics text (counter `# TYPE` lines without `_total`, a final `# EOF`).
+/// Prometheus negotiates it like the classic text format; naming it right keeps the counters typed.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn render_metrics(State(s): State<HealthState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], s.metrics.render())
 }
 
 #[cfg(test)]
@@ -82,5 +83,21 @@ mod tests {
         ready.set(true);
         assert_eq!(status(router.clone(), "/readyz").await, StatusCode::OK);
         assert_eq!(status(router, "/metrics").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_openmetrics_text() {
+        let router = health_router(Readiness::default(), MetricsRegistry::with_prefix("danm"));
+        let resp = router
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            METRICS_CONTENT_TYPE,
+            "the body is prometheus-client's OpenMetrics encoding"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert!(body.ends_with(b"# EOF\n"), "{body:?}");
     }
 }

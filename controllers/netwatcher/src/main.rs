@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use danm_controller_kit::{CommonArgs, MetricsRegistry, Readiness, health_router};
+use danm_controller_kit::{CommonArgs, Readiness, health_router};
 use danm_netlink::{Netns, RtNetlink};
+use danm_netwatcher::LinkReconciler;
 use danm_netwatcher::watch::{LoopTiming, WatchError, installed_kinds, run, start_caches};
-use danm_netwatcher::{LinkReconciler, Metrics};
 use tracing::{error, info};
 
 #[derive(Debug, Parser)]
@@ -48,8 +48,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
-    let registry = MetricsRegistry::with_prefix("danm_netwatcher");
-    let metrics = Metrics::register(&registry);
+    let (registry, metrics) = danm_netwatcher::metrics::registry();
     let ready = Readiness::default();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

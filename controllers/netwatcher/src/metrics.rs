@@ -14,6 +14,14 @@ pub struct Metrics {
     pub nad_updates: Counter,
 }
 
+/// The registry netwatcher serves on `/metrics` (names `danm_netwatcher_*`) with its counters registered; the binary
+/// and the metrics catalogue test both build it here.
+pub fn registry() -> (MetricsRegistry, Metrics) {
+    let registry = MetricsRegistry::with_prefix("danm_netwatcher");
+    let metrics = Metrics::register(&registry);
+    (registry, metrics)
+}
+
 impl Metrics {
     /// Fresh counters registered in `registry` (names `<prefix>_..._total`).
     pub fn register(registry: &MetricsRegistry) -> Self {

@@ -31,3 +31,16 @@ pub use selection::{Selection, selection};
 pub mod controller;
 pub mod ipam;
 pub mod leader;
+
+/// The registry svcwatcher serves on `/metrics` (names `danm_svcwatcher_*`) with the Service controller's and the
+/// IPAM reconciler's metrics registered; the binary and the metrics catalogue test both build it here.
+pub fn metrics_registry() -> (
+    danm_controller_kit::MetricsRegistry,
+    controller::Metrics,
+    ipam::IpamMetrics,
+) {
+    let registry = danm_controller_kit::MetricsRegistry::with_prefix("danm_svcwatcher");
+    let metrics = controller::Metrics::register(&registry);
+    let ipam = ipam::IpamMetrics::register(&registry);
+    (registry, metrics, ipam)
+}

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use danm_controller_kit::{CommonArgs, MetricsRegistry, Readiness, health_router};
-use danm_svcwatcher::controller::{Metrics, run};
+use danm_controller_kit::{CommonArgs, Readiness, health_router};
+use danm_svcwatcher::controller::run;
 use danm_svcwatcher::leader::{LeaderElector, LeadershipEnd, LeaseConfig};
 use tracing::{error, info};
 
@@ -70,9 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init_tracing()?;
     let client = args.common.client().await?;
-    let registry = MetricsRegistry::with_prefix("danm_svcwatcher");
-    let metrics = Metrics::register(&registry);
-    let ipam_metrics = danm_svcwatcher::ipam::IpamMetrics::register(&registry);
+    let (registry, metrics, ipam_metrics) = danm_svcwatcher::metrics_registry();
     let ready = Readiness::default();
     ready.set(true);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use danm_api::DanmEp;
+use danm_lab::LabHandle;
 use danm_svcwatcher::controller::{Metrics, run};
 use danm_svcwatcher::leader::{LeaderElector, LeaseConfig};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -17,8 +18,14 @@ use kube::api::DeleteParams;
 
 const T: Duration = Duration::from_secs(10);
 
-fn spawn_controller(client: &kube::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(client.clone(), Metrics::default(), std::future::pending()))
+/// svcwatcher's controller on a client of its own, named `svcwatcher/test` (the lab's audit attributes its calls).
+async fn spawn_controller(lab: &LabHandle) -> tokio::task::JoinHandle<()> {
+    let client = svcwatcher_client(lab).await;
+    tokio::spawn(run(client, Metrics::default(), std::future::pending()))
+}
+
+async fn svcwatcher_client(lab: &LabHandle) -> kube::Client {
+    lab.client_as("svcwatcher/test").await.expect("lab client")
 }
 
 async fn expect_demo(client: &kube::Client) {
@@ -50,9 +57,11 @@ async fn expect_demo(client: &kube::Client) {
 
 #[tokio::test]
 async fn lab_demo_services_hold_exactly_the_right_addresses_through_changes() {
-    let (_lab, client) = lab().await;
+    let (lab, client) = lab().await;
     demo(&client).await;
-    let controller = spawn_controller(&client);
+    // The first EndpointSlice write meets a conflict: the controller reads what is there and recovers.
+    lab.inject(danm_lab::Fault::fail_writes("endpointslices", 1, 409));
+    let controller = spawn_controller(&lab).await;
     expect_demo(&client).await;
 
     // Legacy Endpoints: same name, the service's annotations, ports, Pod targetRefs.
@@ -208,7 +217,7 @@ async fn lab_demo_services_hold_exactly_the_right_addresses_through_changes() {
 
 #[tokio::test]
 async fn lab_only_annotated_services_are_managed_foreign_endpoints_are_left_alone_and_legacy_ones_adopted() {
-    let (_lab, client) = lab().await;
+    let (lab, client) = lab().await;
     demo(&client).await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), VNF);
     let mut plain = service_obj(VNF, "no-network", r#"{"app":"loadbalancer"}"#, "x", "p", 1);
@@ -244,7 +253,7 @@ async fn lab_only_annotated_services_are_managed_foreign_endpoints_are_left_alon
         subsets: None,
     };
     eps.create(&Default::default(), &legacy).await.unwrap();
-    let controller = spawn_controller(&client);
+    let controller = spawn_controller(&lab).await;
     expect_demo(&client).await;
     wait_slices(&client, VNF, "foreign", &ready(&range("10.240.1.", 100, 2)), T).await;
     assert!(slice_addresses(&client, VNF, "no-network").await.is_empty());
@@ -298,10 +307,10 @@ async fn holder(client: &kube::Client) -> Option<String> {
 
 #[tokio::test]
 async fn lab_a_second_svcwatcher_takes_over_when_the_leader_dies() {
-    let (_lab, client) = lab().await;
+    let (lab, client) = lab().await;
     demo(&client).await;
     let a = {
-        let client = client.clone();
+        let client = svcwatcher_client(&lab).await;
         tokio::spawn(async move {
             elector(&client, "a")
                 .run(run(client.clone(), Metrics::default(), std::future::pending()))
@@ -311,7 +320,7 @@ async fn lab_a_second_svcwatcher_takes_over_when_the_leader_dies() {
     expect_demo(&client).await;
     assert_eq!(holder(&client).await.as_deref(), Some("a"));
     let b = {
-        let client = client.clone();
+        let client = svcwatcher_client(&lab).await;
         tokio::spawn(async move {
             elector(&client, "b")
                 .run(run(client.clone(), Metrics::default(), std::future::pending()))
@@ -334,10 +343,11 @@ async fn lab_a_second_svcwatcher_takes_over_when_the_leader_dies() {
 
 #[tokio::test]
 async fn lab_a_released_lease_is_taken_at_once() {
-    let (_lab, client) = lab().await;
-    let a = elector(&client, "a");
+    let (lab, client) = lab().await;
+    let svc = svcwatcher_client(&lab).await;
+    let a = elector(&svc, "a");
     assert!(a.try_acquire_or_renew().await.unwrap());
-    let b = elector(&client, "b");
+    let b = elector(&svc, "b");
     assert!(!b.try_acquire_or_renew().await.unwrap());
     assert!(a.try_acquire_or_renew().await.unwrap(), "the holder renews");
     a.release().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use danm_controller_kit::{CertFiles, CommonArgs, MetricsRegistry, Readiness, ReloadingCert};
+use danm_controller_kit::{CertFiles, CommonArgs, Readiness, ReloadingCert};
 use danm_core::ipam::blocks::IpamMode;
 use danm_webhook::admit::{Endpoint, Webhook};
 use danm_webhook::cluster::KubeCluster;
@@ -173,8 +173,8 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     tracing::info!(plugins = %validator.describe(), "plugins loaded");
     validator.spawn_reloader(Duration::from_secs(a.plugin_reload_seconds.max(1)));
     let client = cli.common.client().await?;
-    let registry = MetricsRegistry::with_prefix("danm_webhook");
-    let metrics = Arc::new(WebhookMetrics::register(&registry));
+    let (registry, metrics) = WebhookMetrics::registry();
+    let metrics = Arc::new(metrics);
     let webhook = Arc::new(
         Webhook::new(Arc::new(KubeCluster::new(client)), validator)
             .with_metrics(metrics)

@@ -38,6 +38,14 @@ pub struct WebhookMetrics {
 }
 
 impl WebhookMetrics {
+    /// The registry the webhook serves on `/metrics` (names `danm_webhook_*`) with these families registered; the
+    /// binary and the tests build it here.
+    pub fn registry() -> (MetricsRegistry, Self) {
+        let registry = MetricsRegistry::with_prefix("danm_webhook");
+        let metrics = WebhookMetrics::register(&registry);
+        (registry, metrics)
+    }
+
     /// Creates the families and registers them (`danm_webhook_requests_total`, `..._request_duration_seconds`,
     /// `..._plugin_call_duration_seconds`).
     pub fn register(registry: &MetricsRegistry) -> Self {

@@ -42,7 +42,9 @@ async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhoo
     std::fs::write(&files.cert, ck.cert.pem()).unwrap();
     std::fs::write(&files.key, ck.key_pair.serialize_pem()).unwrap();
     let tls = ReloadingCert::new(files).unwrap().server_config().unwrap();
-    let webhook = Webhook::new(Arc::new(KubeCluster::new(client.clone())), common::validator()).with_seed(1);
+    // The webhook's own client names itself, so the lab's audit attributes its calls to it (`make rbac`).
+    let own = lab.client_as("danm-webhook/test").await.unwrap();
+    let webhook = Webhook::new(Arc::new(KubeCluster::new(own)), common::validator()).with_seed(1);
     let router = danm_webhook::server::router(
         Arc::new(webhook),
         Readiness::default(),
@@ -161,6 +163,36 @@ async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhoo
     let mut tn3 = tn.clone();
     tn3.metadata.name = Some("tn3".into());
     assert_eq!(tnets.create(&pp, &tn3).await.unwrap().spec.options.vlan, 700);
+
+    // A lost race for the TenantConfig (HTTP 409 on its write): the webhook reads it again and takes the next VNI.
+    lab.inject(danm_lab::Fault::fail_writes("tenantconfigs", 1, 409));
+    let mut tn4 = tn.clone();
+    tn4.metadata.name = Some("tn4".into());
+    assert_eq!(tnets.create(&pp, &tn4).await.unwrap().spec.options.vlan, 702);
+    lab.clear_faults();
+
+    // Blocks mode: a network's ranges may change only while its allocated addresses stay inside them.
+    let pooled: Network = serde_json::from_value(json!({"apiVersion": "danm.k8s.io/v1", "kind": "DanmNet",
+        "metadata": {"name": "pooled", "namespace": "default", "annotations": {"danm.k8s.io/ipam-mode": "blocks"}},
+        "spec": {"NetworkID": "pooled", "NetworkType": "ipvlan", "Options": {"host_device": "ens4", "cidr": "10.30.0.0/24"}}}))
+    .unwrap();
+    dnets.create(&pp, &pooled).await.unwrap();
+    let id = danm_core::ipam::blocks::NetworkId::new(NetworkKind::DanmNet, "default", "pooled");
+    let mut block = json!({"apiVersion": "danm.k8s.io/v1", "kind": "DanmIpBlock", "metadata": {"name": "pooled-block"},
+        "spec": {"network": id.to_string(), "cidr": "10.30.0.0/26", "node": "node-a", "owners": {"5": "ep-5"}}});
+    block["metadata"]["labels"] = json!({ danm_api::labels::NETWORK_ID: id.label() });
+    let block: danm_api::DanmIpBlock = serde_json::from_value(block).unwrap();
+    Api::<danm_api::DanmIpBlock>::all(client.clone())
+        .create(&pp, &block)
+        .await
+        .unwrap();
+    let mut moved = dnets.get("pooled").await.unwrap();
+    moved.spec.options.cidr = "10.31.0.0/24".into();
+    let msg = denial(dnets.replace("pooled", &pp, &moved).await.unwrap_err());
+    assert!(
+        msg.contains("cannot change the address ranges") && msg.contains("10.30.0.5"),
+        "{msg}"
+    );
 
     let _ = stop_tx.send(true);
 }

@@ -161,7 +161,7 @@ async fn world() -> Option<World> {
     };
     let lab = lab().await;
     let api = Arc::new(Counting {
-        inner: lab.api.clone(),
+        inner: lab.cni.clone(),
         writes: Mutex::default(),
         answer_delay: Mutex::new(Duration::ZERO),
         failing_ep_deletes: Mutex::new(0),

@@ -65,7 +65,7 @@ async fn del_of_a_native_interface_needs_no_translation_and_an_unrecorded_danmep
     fake.add_netns(Netns::path(NETNS));
     let tmp = tempfile::tempdir().unwrap();
     let svc = Services {
-        api: lab.api.clone(),
+        api: lab.cni.clone(),
         netlink: fake.clone(),
         translator: counting.clone(),
         sysfs: Sysfs {

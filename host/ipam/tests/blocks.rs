@@ -13,14 +13,20 @@ use serde_json::{Value, json};
 
 struct Lab {
     _handle: LabHandle,
+    /// The test's own client (set-up and checks).
     client: kube::Client,
+    /// The node's IPAM runs in the CNI: its client names itself `danm/test`, so the lab's audit attributes its calls
+    /// to the CNI (`make rbac`).
+    cni: kube::Client,
 }
 
 async fn lab() -> Lab {
     let (handle, client) = danm_testkit::lab::with_crds().await;
+    let cni = handle.client_as("danm/test").await.expect("lab client");
     Lab {
         _handle: handle,
         client,
+        cni,
     }
 }
 
@@ -74,7 +80,7 @@ async fn a_node_fills_its_own_block_then_claims_the_next_and_the_network_is_neve
         .network("n1", json!({"Options": {"cidr": "10.1.0.0/24"}}))
         .await;
     let rv = net.metadata.resource_version.clone();
-    let ipam = Ipam::new(&lab.client, "node-a", config());
+    let ipam = Ipam::new(&lab.cni, "node-a", config());
     let mut got = Vec::new();
     for i in 0..70 {
         got.push(dynamic(&ipam, &net, &format!("ep-{i}")).await);
@@ -103,9 +109,9 @@ async fn two_nodes_racing_for_the_last_free_block_get_distinct_addresses_and_one
     let net = lab
         .network("race", json!({"Options": {"cidr": "10.2.0.0/25"}}))
         .await;
-    let c = Ipam::new(&lab.client, "node-c", config());
+    let c = Ipam::new(&lab.cni, "node-c", config());
     dynamic(&c, &net, "ep-c").await;
-    let client = lab.client.clone();
+    let client = lab.cni.clone();
     let tasks: Vec<_> = ["node-a", "node-b"]
         .into_iter()
         .map(|node| {
@@ -134,8 +140,8 @@ async fn a_static_address_goes_to_its_block_whoever_holds_it_and_only_its_owner_
     let net = lab
         .network("st", json!({"Options": {"cidr": "10.3.0.0/24"}}))
         .await;
-    let a = Ipam::new(&lab.client, "node-a", config());
-    let b = Ipam::new(&lab.client, "node-b", config());
+    let a = Ipam::new(&lab.cni, "node-a", config());
+    let b = Ipam::new(&lab.cni, "node-b", config());
     dynamic(&a, &net, "ep-a1").await;
     let req = Request {
         ip4: IpRequest::Static("10.3.0.10".parse().unwrap()),
@@ -197,8 +203,8 @@ async fn when_no_block_is_free_a_node_borrows_from_another_and_then_the_pool_is_
     let net = lab
         .network("tiny", json!({"Options": {"cidr": "10.4.0.0/28"}}))
         .await;
-    let a = Ipam::new(&lab.client, "node-a", config());
-    let b = Ipam::new(&lab.client, "node-b", config());
+    let a = Ipam::new(&lab.cni, "node-a", config());
+    let b = Ipam::new(&lab.cni, "node-b", config());
     let mut got = BTreeSet::new();
     for i in 0..7 {
         got.insert(dynamic(&a, &net, &format!("a{i}")).await);
@@ -227,7 +233,7 @@ async fn dual_stack_is_all_or_nothing_and_a_failed_batch_holds_nothing() {
             json!({"Options": {"cidr": "10.5.0.0/24", "net6": "2001:db8:5::/64"}}),
         )
         .await;
-    let a = Ipam::new(&lab.client, "node-a", config());
+    let a = Ipam::new(&lab.cni, "node-a", config());
     let ok = Request {
         ip4: IpRequest::Dynamic,
         ip6: IpRequest::Dynamic,
@@ -259,7 +265,7 @@ async fn an_idle_empty_block_is_handed_back_and_a_bitmap_network_stays_in_its_bi
         idle: Duration::ZERO,
         ..config()
     };
-    let a = Ipam::new(&lab.client, "node-a", cfg);
+    let a = Ipam::new(&lab.cni, "node-a", cfg);
     // 63 addresses fill the first block; the 64th claims the second.
     let mut owners = Vec::new();
     for i in 0..64 {

@@ -111,13 +111,19 @@ async fn held(client: &kube::Client, name: &str) -> usize {
     bits + owners
 }
 
+/// The reconciler runs in svcwatcher: its client names itself `svcwatcher/test`, so the lab's audit attributes its
+/// calls to svcwatcher (`make rbac`).
+async fn svcwatcher(lab: &LabHandle) -> kube::Client {
+    lab.client_as("svcwatcher/test").await.expect("lab client")
+}
+
 fn later(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(SignedDuration::try_from(d).unwrap()).unwrap()
 }
 
 #[tokio::test]
 async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the_grace_period() {
-    let (_h, client) = lab().await;
+    let (h, client) = lab().await;
     for (name, blocks) in [("bm", false), ("bl", true)] {
         let net = network(&client, name, blocks).await;
         let uid = pod(&client, &format!("p-{name}")).await;
@@ -132,7 +138,7 @@ async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the
     // The DanmEps are new: created now, so even a long-known orphan waits for the grace period of its own age.
     let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
     let t0 = later(Timestamp::now(), GRACE);
-    let first = rec.scan(&client, t0).await;
+    let first = rec.scan(&svcwatcher(&h).await, t0).await;
     assert_eq!(
         (first.danmeps_deleted, first.addresses_released),
         (0, 0),
@@ -140,7 +146,7 @@ async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the
     );
     assert_eq!(first.waiting, 2);
     assert_eq!(held(&client, "bm").await + held(&client, "bl").await, 2);
-    let second = rec.scan(&client, later(t0, GRACE)).await;
+    let second = rec.scan(&svcwatcher(&h).await, later(t0, GRACE)).await;
     assert_eq!(second.skipped, None);
     assert_eq!(second.danmeps_deleted, 2, "{second:?}");
     assert_eq!(second.addresses_released, 2, "{second:?}");
@@ -175,7 +181,7 @@ async fn a_pod_deleted_while_its_node_was_down_gets_its_addresses_back_after_the
 
 #[tokio::test]
 async fn an_add_in_flight_is_never_touched() {
-    let (_h, client) = lab().await;
+    let (h, client) = lab().await;
     let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
     let t0 = Timestamp::now();
     for (name, blocks) in [("bm", false), ("bl", true)] {
@@ -183,12 +189,12 @@ async fn an_add_in_flight_is_never_touched() {
         let uid = pod(&client, &format!("p-{name}")).await;
         // ADD has reserved but not yet written its DanmEp when the reconciler looks.
         let addr = reserve(&client, &net, &format!("ep-{name}")).await;
-        let first = rec.scan(&client, t0).await;
+        let first = rec.scan(&svcwatcher(&h).await, t0).await;
         assert_eq!(first.addresses_released, 0);
         // The ADD completes.
         danmep(&client, name, &format!("ep-{name}"), &uid, &addr).await;
     }
-    let later_scan = rec.scan(&client, later(t0, GRACE * 2)).await;
+    let later_scan = rec.scan(&svcwatcher(&h).await, later(t0, GRACE * 2)).await;
     assert_eq!(
         (later_scan.danmeps_deleted, later_scan.addresses_released),
         (0, 0),
@@ -197,7 +203,7 @@ async fn an_add_in_flight_is_never_touched() {
     assert_eq!(held(&client, "bm").await, 1);
     assert_eq!(held(&client, "bl").await, 1);
     // And a DanmEp whose pod exists is never deleted, however old.
-    let much_later = rec.scan(&client, later(t0, GRACE * 100)).await;
+    let much_later = rec.scan(&svcwatcher(&h).await, later(t0, GRACE * 100)).await;
     assert_eq!(much_later.danmeps_deleted, 0);
 }
 
@@ -300,7 +306,7 @@ async fn a_danmep_someone_else_deleted_first_has_its_addresses_released_by_them_
     // Found by `danm-lab chaos` in bitmap mode: the reconciler and a DEL both removed one DanmEp; the one whose
     // deletion found it gone released its address as well, after a new pod had got it (a bitmap has no owners).
     for (name, blocks) in [("bm", false), ("bl", true)] {
-        let (_h, client) = lab().await;
+        let (h, client) = lab().await;
         let net = network(&client, name, blocks).await;
         let uid = pod(&client, &format!("p-{name}")).await;
         let addr = reserve(&client, &net, &format!("ep-{name}")).await;
@@ -312,7 +318,7 @@ async fn a_danmep_someone_else_deleted_first_has_its_addresses_released_by_them_
         let new_uid = pod(&client, &format!("new-{name}")).await;
         let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
         let t0 = later(Timestamp::now(), GRACE);
-        assert_eq!(rec.scan(&client, t0).await.waiting, 1);
+        assert_eq!(rec.scan(&svcwatcher(&h).await, t0).await.waiting, 1);
         let racing = Faulty(
             client.clone(),
             Fault::DelFirst {
@@ -336,7 +342,7 @@ async fn a_danmep_someone_else_deleted_first_has_its_addresses_released_by_them_
 
 #[tokio::test]
 async fn a_failed_list_makes_the_scan_do_nothing() {
-    let (_h, client) = lab().await;
+    let (h, client) = lab().await;
     let net = network(&client, "bl", true).await;
     let uid = pod(&client, "gone").await;
     let addr = reserve(&client, &net, "ep-gone").await;
@@ -345,7 +351,7 @@ async fn a_failed_list_makes_the_scan_do_nothing() {
     pods.delete("gone", &DeleteParams::default()).await.unwrap();
     let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
     let t0 = later(Timestamp::now(), GRACE);
-    assert_eq!(rec.scan(&client, t0).await.waiting, 1);
+    assert_eq!(rec.scan(&svcwatcher(&h).await, t0).await.waiting, 1);
     // Due now, but the pod list fails: without it every DanmEp would look orphaned.
     let down = rec
         .scan(&Faulty(client.clone(), Fault::PodsDown), later(t0, GRACE))
@@ -359,4 +365,51 @@ async fn a_failed_list_makes_the_scan_do_nothing() {
     );
     assert_eq!((down.danmeps_deleted, down.addresses_released), (0, 0));
     assert_eq!(held(&client, "bl").await, 1);
+}
+
+#[tokio::test]
+async fn a_bit_no_danmep_holds_is_released_on_every_network_kind() {
+    // A killed ADD reserved an address and never wrote its DanmEp: its bit is leaked, on any of the three kinds.
+    let (h, client) = lab().await;
+    let mut nets = Vec::new();
+    for (i, kind) in NetworkKind::ALL.into_iter().enumerate() {
+        let name = format!("leak{i}");
+        let mut spec: NetworkSpec = serde_json::from_value(
+            json!({"NetworkID": name, "Options": {"cidr": format!("10.7{i}.0.0/24")}}),
+        )
+        .unwrap();
+        danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
+        let ns = kind.namespaced().then_some("default");
+        let api: kube::Api<Network> = match ns {
+            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &kind),
+            None => kube::Api::all_with(client.clone(), &kind),
+        };
+        let net = api
+            .create(&PostParams::default(), &Network::new(kind, ns, &name, spec))
+            .await
+            .unwrap();
+        let ipam = Ipam::new(&client, "node-a", IpamConfig::default());
+        let req = Request {
+            ip4: IpRequest::Dynamic,
+            ip6: IpRequest::Absent,
+            owner: "killed",
+        };
+        ipam.reserve(&net, &[req]).await.unwrap();
+        nets.push((kind, ns.unwrap_or_default().to_owned(), name));
+    }
+    let used = |net: Network| {
+        danm_core::ipam::usage(&net.spec)
+            .unwrap()
+            .v4
+            .map_or(0, |u| u.allocated_count)
+    };
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = Timestamp::now();
+    assert_eq!(rec.scan(&svcwatcher(&h).await, t0).await.waiting, 3);
+    let report = rec.scan(&svcwatcher(&h).await, later(t0, GRACE)).await;
+    assert_eq!(report.addresses_released, 3, "{report:?}");
+    for (kind, ns, name) in &nets {
+        let net = client.get_network(*kind, ns, name).await.unwrap().unwrap();
+        assert_eq!(used(net), 0, "{kind:?} {name}: the leaked bit is free again");
+    }
 }

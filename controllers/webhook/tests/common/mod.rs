@@ -88,8 +88,8 @@ pub fn rig_with(objects: Vec<Value>, seed: u64, mode: danm_core::ipam::blocks::I
 /// A rig over `cluster` as given (e.g. with API latency).
 pub fn rig_on(cluster: MemoryCluster, seed: u64, mode: danm_core::ipam::blocks::IpamMode) -> Rig {
     let cluster = Arc::new(cluster);
-    let registry = MetricsRegistry::with_prefix("danm_webhook");
-    let metrics = Arc::new(WebhookMetrics::register(&registry));
+    let (registry, metrics) = WebhookMetrics::registry();
+    let metrics = Arc::new(metrics);
     let retry = RetryPolicy {
         attempts: 4,
         ..RetryPolicy::default()

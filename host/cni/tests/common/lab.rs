@@ -30,14 +30,27 @@ pub fn ipam_mode() -> &'static str {
 
 pub struct Lab {
     pub handle: LabHandle,
+    /// The test's own client (set-up and checks).
     pub client: kube::Client,
+    /// [`Lab::client`] as the CNI's API, for the test's own reads and writes.
     pub api: Arc<KubeApi>,
+    /// The CNI's API for the invocations under test: a client of its own that names itself `danm/test`, so the
+    /// lab's audit attributes its calls to the CNI (`make rbac`).
+    pub cni: Arc<KubeApi>,
 }
 
 pub async fn lab() -> Lab {
     let (handle, client) = danm_testkit::lab::with_crds().await;
     let api = Arc::new(KubeApi::new(client.clone()));
-    Lab { handle, client, api }
+    let cni = Arc::new(KubeApi::new(
+        handle.client_as("danm/test").await.expect("lab client"),
+    ));
+    Lab {
+        handle,
+        client,
+        api,
+        cni,
+    }
 }
 
 impl Lab {

@@ -534,3 +534,45 @@ async fn a_rollback_that_cannot_delete_its_danmep_leaves_the_addresses_to_whoeve
     w.run(&w.call("DEL", "p21", "c21")).await.unwrap();
     w.assert_nothing_left(&[&net]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_and_cluster_networks_give_addresses_and_take_them_back() {
+    let Some(w) = world().await else { return };
+    let tn = w
+        .lab
+        .network(
+            NetworkKind::TenantNetwork,
+            NS,
+            "tenant",
+            json!({"NetworkID":"tenant","NetworkType":"macvlan",
+                   "Options":{"host_device":"ens1","cidr":"10.51.0.0/24"}}),
+        )
+        .await;
+    let cn = w
+        .lab
+        .network(
+            NetworkKind::ClusterNetwork,
+            NS,
+            "shared",
+            json!({"NetworkID":"shared","NetworkType":"macvlan",
+                   "Options":{"host_device":"ens1","cidr":"10.52.0.0/24"}}),
+        )
+        .await;
+    w.pod(
+        "p-tc",
+        json!([{"tenantNetwork":"tenant","ip":"dynamic"},{"clusterNetwork":"shared","ip":"dynamic"}]),
+    )
+    .await;
+    let out = w.run(&w.call("ADD", "p-tc", "c-tc")).await.unwrap().unwrap();
+    assert!(out.contains("10.51.0.") && out.contains("10.52.0."), "{out}");
+    for net in [&tn, &cn] {
+        let (alloc, _, owners) = w.lab.holdings(net).await;
+        assert!(
+            alloc != net.spec.options.alloc || owners == 1,
+            "{} holds the pod's address",
+            net.name()
+        );
+    }
+    w.run(&w.call("DEL", "p-tc", "c-tc")).await.unwrap();
+    w.assert_nothing_left(&[&tn, &cn]).await;
+}

@@ -56,7 +56,7 @@ async fn world() -> Option<World> {
     let tmp = tempfile::tempdir().unwrap();
     let delegates = Arc::new(FakePlugins::default());
     let svc = Services {
-        api: lab.api.clone(),
+        api: lab.cni.clone(),
         netlink: fake.clone(),
         translator,
         sysfs: Sysfs {
