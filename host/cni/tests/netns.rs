@@ -600,3 +600,275 @@ async fn netns_danm_asked_for_1_1_0_runs_debians_bridge_at_1_0_0_through_add_che
         (br.spec.options.alloc.clone(), br.spec.options.alloc6.clone(), 0)
     );
 }
+
+/// The NPWG spec's examples on Debian's reference plugins (behaviour §2.1): a macvlan NAD with the static IPAM given
+/// the element's `ips` and `mac`, a bridge NAD with host-local, and a conflist NAD (macvlan + tuning) in another
+/// namespace selected as `<namespace>/<name>@<ifname>`; two pods (the JSON form and the comma form) next to their
+/// danm eth0, links and addresses as asked, network-status listing them, traffic between the pods over the bridge
+/// and the conflist's macvlan, and DEL leaving no link, DanmEp or host-local lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_npwg_nads_on_debians_plugins_macvlan_static_bridge_host_local_and_a_conflist() {
+    if !common::root_and(&[
+        "/usr/lib/cni/macvlan",
+        "/usr/lib/cni/static",
+        "/usr/lib/cni/bridge",
+        "/usr/lib/cni/host-local",
+        "/usr/lib/cni/tuning",
+    ]) || !ready()
+    {
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (_host, parent) = veth_parent(format!("np{tag}"), format!("nq{tag}"));
+    // The peer up too: macvlans pass traffic between each other only on a parent with carrier.
+    cmd_ok(&["ip", "link", "set", &format!("nq{tag}"), "up"]);
+    let bridge = format!("npbr{tag}");
+    let _bridge = HostLinks(vec![bridge.clone()]);
+    let leases = tempfile::tempdir().unwrap();
+    let lab = lab().await;
+    let node = Node::new(&lab);
+    lab.namespace("other").await;
+    let dflt = lab
+        .network(
+            NetworkKind::DanmNet,
+            "default",
+            "default",
+            json!({"NetworkID":"default","NetworkType":"macvlan",
+                   "Options":{"host_device": parent, "cidr":"10.169.0.0/24"}}),
+        )
+        .await;
+    let nads: kube::Api<danm_api::NetworkAttachmentDefinition> =
+        kube::Api::namespaced(lab.client.clone(), "default");
+    let other: kube::Api<danm_api::NetworkAttachmentDefinition> =
+        kube::Api::namespaced(lab.client.clone(), "other");
+    let nad = |name: &str, config: Value| -> danm_api::NetworkAttachmentDefinition {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"config": config.to_string()}}))
+            .unwrap()
+    };
+    let pp = kube::api::PostParams::default();
+    nads.create(
+        &pp,
+        &nad(
+            "macvlan-conf",
+            json!({"cniVersion":"1.0.0","name":"macvlan-conf","type":"macvlan","master": parent,"mode":"bridge",
+                   "capabilities":{"ips":true,"mac":true},"ipam":{"type":"static"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    nads.create(
+        &pp,
+        &nad(
+            "br-hl",
+            json!({"cniVersion":"1.0.0","name":"br-hl","type":"bridge","bridge": bridge,
+                   "ipam":{"type":"host-local","subnet":"10.171.0.0/24","dataDir": leases.path()}}),
+        ),
+    )
+    .await
+    .unwrap();
+    other
+        .create(
+            &pp,
+            &nad(
+                "chain",
+                json!({"cniVersion":"1.0.0","name":"chain","plugins":[
+                    {"type":"macvlan","master": parent,"mode":"bridge",
+                     "ipam":{"type":"host-local","subnet":"10.172.0.0/24","dataDir": leases.path()}},
+                    {"type":"tuning","mtu":1400}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let annotated = |pod: &str, value: &str| {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": pod, "namespace": "default",
+                         "annotations": {"k8s.v1.cni.cncf.io/networks": value}},
+            "spec": {"containers": [{"name": "c", "image": "pause"}]}
+        }))
+        .unwrap();
+        pod
+    };
+    let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(lab.client.clone(), "default");
+    pods_api
+        .create(
+            &pp,
+            &annotated(
+                "npwg0",
+                r#"[{"name":"macvlan-conf","interface":"data0","ips":["10.170.0.5/24"],"mac":"c2:b0:57:49:47:f1"},
+                    {"name":"br-hl"},{"name":"chain","namespace":"other","interface":"ext0"}]"#,
+            ),
+        )
+        .await
+        .unwrap();
+    pods_api
+        .create(&pp, &annotated("npwg1", "br-hl, other/chain@ext0"))
+        .await
+        .unwrap();
+    let pods = [Netns::new(&format!("npa{tag}")), Netns::new(&format!("npb{tag}"))];
+    let mut results = Vec::new();
+    for (i, ns) in pods.iter().enumerate() {
+        let (ok, out) = node
+            .danm("ADD", &format!("npwg{i}"), &format!("ncid{i}"), &ns.path)
+            .await;
+        assert!(ok, "ADD npwg{i}: {out}");
+        results.push(out);
+    }
+    let sandboxed = |r: &Value| -> Vec<String> {
+        r["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i.get("sandbox").is_some())
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        sandboxed(&results[0]),
+        ["eth0", "data0", "net2", "ext0"],
+        "{}",
+        results[0]
+    );
+    assert_eq!(sandboxed(&results[1]), ["eth0", "net1", "ext0"], "{}", results[1]);
+
+    let a = &pods[0].name;
+    let show = |ns: &str, dev: &str| cmd_ok(&["ip", "-n", ns, "-d", "addr", "show", "dev", dev]);
+    let data0 = show(a, "data0");
+    assert!(data0.contains("macvlan mode bridge"), "{data0}");
+    assert!(
+        data0.contains("10.170.0.5/24"),
+        "the element's ips through the static IPAM: {data0}"
+    );
+    assert!(data0.contains("c2:b0:57:49:47:f1"), "the element's mac: {data0}");
+    let net2 = show(a, "net2");
+    assert!(net2.contains("veth") && net2.contains("10.171.0."), "{net2}");
+    let ext0 = show(a, "ext0");
+    assert!(ext0.contains("macvlan") && ext0.contains("10.172.0."), "{ext0}");
+    assert!(
+        ext0.contains("mtu 1400"),
+        "the conflist's tuning ran after macvlan: {ext0}"
+    );
+    let bridged = cmd_ok(&["ip", "-o", "link", "show", "master", &bridge]);
+    assert_eq!(
+        bridged.lines().count(),
+        2,
+        "both pods' veths on {bridge}: {bridged}"
+    );
+
+    // network-status lists the NPWG attachments after eth0 (name, interface, ips, mac).
+    let pod = lab.get_pod("default", "npwg0").await;
+    let status: Vec<Value> =
+        serde_json::from_str(&pod.metadata.annotations.unwrap()[danm_api::NETWORK_STATUS_ANNOTATION])
+            .unwrap();
+    let ip_of = |r: &Value, i: usize| {
+        r["ips"][i]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let summary: Vec<(String, String, Value)> = status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["interface"].as_str().unwrap().to_owned(),
+                s["ips"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "default/default".to_owned(),
+                "eth0".to_owned(),
+                json!(["10.169.0.1"])
+            ),
+            (
+                "default/macvlan-conf".to_owned(),
+                "data0".to_owned(),
+                json!(["10.170.0.5"])
+            ),
+            (
+                "default/br-hl".to_owned(),
+                "net2".to_owned(),
+                json!([ip_of(&results[0], 2)])
+            ),
+            (
+                "other/chain".to_owned(),
+                "ext0".to_owned(),
+                json!([ip_of(&results[0], 3)])
+            ),
+        ],
+        "{status:?}"
+    );
+    assert_eq!(status[0]["default"], true);
+    assert_eq!(status[1]["mac"], "c2:b0:57:49:47:f1");
+    assert!(
+        status[1..].iter().all(|s| s.get("default").is_none()),
+        "{status:?}"
+    );
+
+    // Traffic from pod 0 to pod 1 over the bridge NAD and over the conflist's macvlan.
+    for (i, via) in [(1, "bridge"), (2, "conflist macvlan")] {
+        let target = ip_of(&results[1], i);
+        assert!(
+            cmd(&["ip", "netns", "exec", a, "ping", "-c", "1", "-W", "2", &target]),
+            "ping {target} ({via}) from npwg0"
+        );
+    }
+    assert_eq!(lab.eps("default").await.len(), 7, "one DanmEp per interface");
+    let leased = || -> Vec<String> {
+        walk(leases.path())
+            .into_iter()
+            .filter(|f| f.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    };
+    assert_eq!(
+        leased().len(),
+        4,
+        "host-local leased two addresses per pod: {:?}",
+        leased()
+    );
+
+    for (i, ns) in pods.iter().enumerate() {
+        let (ok, out) = node
+            .danm("DEL", &format!("npwg{i}"), &format!("ncid{i}"), &ns.path)
+            .await;
+        assert!(ok, "DEL npwg{i}: {out}");
+        assert_eq!(
+            links_in(&ns.name),
+            Vec::<String>::new(),
+            "links left in {}",
+            ns.name
+        );
+    }
+    assert!(lab.eps("default").await.is_empty());
+    assert_eq!(
+        lab.holdings(&dflt).await,
+        (
+            dflt.spec.options.alloc.clone(),
+            dflt.spec.options.alloc6.clone(),
+            0
+        ),
+        "eth0's address released"
+    );
+    assert!(leased().is_empty(), "host-local leases left: {:?}", leased());
+}
+
+/// The file names under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
