@@ -1,6 +1,7 @@
 //! CNI CHECK: every interface recorded for the container still exists in the pod netns with its addresses and the
-//! network's routes, the network's IPAM still holds its addresses (for its DanmEp, in blocks mode), and a delegated interface passes its own
-//! plugin's CHECK (given the ADD result danm kept for it). Reports every difference.
+//! network's routes, the network's IPAM still holds its addresses (for its DanmEp, in blocks mode), and a delegated
+//! interface passes its own plugin's CHECK (given the ADD result danm kept for it); an NPWG attachment is checked
+//! against its NAD and the addresses its claim or DanmEp holds ([`crate::npwg::check`]). Reports every difference.
 
 use std::sync::Arc;
 
@@ -33,52 +34,60 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
     for ep in &eps {
         let iface = &ep.spec.interface;
         let name = &iface.name;
-        let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
-        let ns = ep.metadata.namespace.clone().unwrap_or_default();
-        let network = ctx.api.get_network(kind, &ns, &ep.spec.network_name).await?;
-        let Some(network) = network else {
-            problems.push(format!(
-                "{name}: network {kind}:{} no longer exists",
-                ep.spec.network_name
-            ));
-            continue;
-        };
-        // IPAM still holds the addresses: their bits are set, or their blocks record this DanmEp as owner.
-        let owner = ep.metadata.name.as_deref().unwrap_or_default();
-        for addr in [&iface.address, &iface.address_ipv6] {
-            if is_real(addr)
-                && crate::context::in_network(&network.spec, addr)
-                && !ctx.ipam().holds(&network, addr, owner).await?
-            {
+        // A NAD attachment: its IPAM and its NAD's plugins (no network object, no danm routes); then its link and
+        // addresses as danm's own.
+        let network = if crate::npwg::is_npwg(ep) {
+            problems.extend(crate::npwg::check(&ctx, ep, &netns_path).await?);
+            None
+        } else {
+            let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
+            let ns = ep.metadata.namespace.clone().unwrap_or_default();
+            let network = ctx.api.get_network(kind, &ns, &ep.spec.network_name).await?;
+            let Some(network) = network else {
                 problems.push(format!(
-                    "{name}: address {addr} is not allocated in network {}",
-                    network.name()
+                    "{name}: network {kind}:{} no longer exists",
+                    ep.spec.network_name
                 ));
-            }
-        }
-        // A delegated interface: its own plugin checks what it made, given its kept ADD result.
-        let ty = network.spec.backend();
-        match interface_config(&ctx, ep, Some(&network), &ty).await {
-            (_, true) | (None, _) => {}
-            (Some(Err(e)), false) => problems.push(format!("{name}: {e}")),
-            (Some(Ok(chain)), false) => {
-                let cid = ep_container_id(&ctx, ep);
-                match ctx.results().load(cid, name) {
-                    Some(added) => {
-                        let env = ctx.delegate_env(&netns_path);
-                        if let Err(e) = delegate::check(&chain, name, &env, &added).await {
-                            problems.push(format!("{name}: {e}"));
-                        }
-                    }
-                    // Made by a danm that kept no results (or DANM): danm's own checks below still run.
-                    None => tracing::warn!(
-                        ifname = %name,
-                        dir = %ctx.config.result_dir,
-                        "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
-                    ),
+                continue;
+            };
+            // IPAM still holds the addresses: their bits are set, or their blocks record this DanmEp as owner.
+            let owner = ep.metadata.name.as_deref().unwrap_or_default();
+            for addr in [&iface.address, &iface.address_ipv6] {
+                if is_real(addr)
+                    && crate::context::in_network(&network.spec, addr)
+                    && !ctx.ipam().holds(&network, addr, owner).await?
+                {
+                    problems.push(format!(
+                        "{name}: address {addr} is not allocated in network {}",
+                        network.name()
+                    ));
                 }
             }
-        }
+            // A delegated interface: its own plugin checks what it made, given its kept ADD result.
+            let ty = network.spec.backend();
+            match interface_config(&ctx, ep, Some(&network), &ty).await {
+                (_, true) | (None, _) => {}
+                (Some(Err(e)), false) => problems.push(format!("{name}: {e}")),
+                (Some(Ok(chain)), false) => {
+                    let cid = ep_container_id(&ctx, ep);
+                    match ctx.results().load(cid, name) {
+                        Some(added) => {
+                            let env = ctx.delegate_env(&netns_path);
+                            if let Err(e) = delegate::check(&chain, name, &env, &added).await {
+                                problems.push(format!("{name}: {e}"));
+                            }
+                        }
+                        // Made by a danm that kept no results (or DANM): danm's own checks below still run.
+                        None => tracing::warn!(
+                            ifname = %name,
+                            dir = %ctx.config.result_dir,
+                            "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
+                        ),
+                    }
+                }
+            }
+            Some(network)
+        };
         let link = match ctx.netlink.find_link(&pod, name).await {
             Ok(Some(l)) => l,
             Ok(None) => {
@@ -105,6 +114,9 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
                 Err(_) => problems.push(format!("{name}: recorded address {addr} is invalid")),
             }
         }
+        let Some(network) = network else {
+            continue;
+        };
         let routes = ctx
             .netlink
             .routes(&pod, TABLE_MAIN)

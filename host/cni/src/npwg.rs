@@ -37,6 +37,9 @@ pub const NAD_API_TYPE: &str = "NetworkAttachmentDefinition";
 pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
 /// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.
 pub const IPAM_CLAIM_ANNOTATION: &str = "danm.k8s.io/ipam-claim";
+/// On a NAD attachment's DanmEp: what the element added to the NAD's config, `{"runtimeConfig": {...}, "cni":
+/// {...}}` (its capability arguments and `args.cni`), so CHECK and DEL give the plugins the config ADD gave them.
+pub const ELEMENT_ARGS_ANNOTATION: &str = "danm.k8s.io/npwg-args";
 /// The `ipam.type` of a NAD config that asks for danm's IPAM.
 pub const DANM_IPAM_TYPE: &str = "danm";
 
@@ -246,8 +249,13 @@ pub fn nad_chain(
     version: &str,
 ) -> Result<Chain, Error> {
     let mut chain = config_chain(nad, version)?;
-    let runtime = selection.runtime_config();
-    let args = selection.cni_args();
+    apply_element_args(&mut chain, &selection.runtime_config(), &selection.cni_args());
+    Ok(chain)
+}
+
+/// Gives each plugin of `chain` the capability arguments (`runtime`) it declares in `capabilities` as its
+/// `runtimeConfig`, as libcni does, and `args` as its `args.cni`.
+fn apply_element_args(chain: &mut Chain, runtime: &Map<String, Value>, args: &Map<String, Value>) {
     for plugin in chain.plugins.iter_mut().filter_map(Value::as_object_mut) {
         let declared: Vec<String> = plugin
             .get("capabilities")
@@ -280,7 +288,44 @@ pub fn nad_chain(
             }
         }
     }
-    Ok(chain)
+}
+
+/// The value of [`ELEMENT_ARGS_ANNOTATION`] for `selection`; `None` when the element adds nothing.
+fn element_args_text(selection: &NetworkSelection) -> Option<String> {
+    let (runtime, args) = (selection.runtime_config(), selection.cni_args());
+    (!runtime.is_empty() || !args.is_empty())
+        .then(|| json!({"runtimeConfig": runtime, "cni": args}).to_string())
+}
+
+/// The config a NAD attachment's DanmEp was added with: its NAD's config now, the element's additions recorded on
+/// the DanmEp, and its addresses in place of danm's IPAM. `Ok(None)`: the NAD is gone.
+async fn ep_chain(ctx: &Ctx, ep: &DanmEp) -> Result<Option<Chain>, Error> {
+    let ns = ep.metadata.namespace.as_deref().unwrap_or_default();
+    let (nad_ns, nad_name) = ep
+        .spec
+        .network_name
+        .split_once('/')
+        .unwrap_or((ns, &ep.spec.network_name));
+    let Some(nad) = ctx.api.get_nad(nad_ns, nad_name).await? else {
+        return Ok(None);
+    };
+    let mut chain = config_chain(&nad, ctx.version.as_str())?;
+    if let Some(text) = ep_annotation(ep, ELEMENT_ARGS_ANNOTATION) {
+        let recorded: Value = serde_json::from_str(text).unwrap_or_default();
+        let map = |key: &str| {
+            recorded
+                .get(key)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        apply_element_args(&mut chain, &map("runtimeConfig"), &map("cni"));
+    }
+    let reserved = Reserved {
+        ip4: ep.spec.interface.address.clone(),
+        ip6: ep.spec.interface.address_ipv6.clone(),
+    };
+    Ok(Some(with_addresses(chain, &reserved)))
 }
 
 /// The NAD's `spec.config` as a chain, without the element's additions (DEL rebuilds it so).
@@ -670,6 +715,9 @@ pub async fn add_interface(
     if let Some(pool) = &plan.pool {
         annotations.insert(IPAM_NETWORK_ANNOTATION.to_owned(), pool_text(pool));
     }
+    if let Some(args) = element_args_text(&plan.selection) {
+        annotations.insert(ELEMENT_ARGS_ANNOTATION.to_owned(), args);
+    }
     if let Some(claim) = &plan.claim {
         annotations.insert(
             IPAM_CLAIM_ANNOTATION.to_owned(),
@@ -747,37 +795,91 @@ fn ep_annotation<'a>(ep: &'a DanmEp, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Tears down an NPWG attachment's interface: the delegate DEL of its NAD's chain (rebuilt from the NAD; a NAD
-/// that is gone leaves only the link to delete) and the link. Returns the pool network to release from (none for
+/// The network danm's IPAM allocated a NAD attachment's addresses from ([`IPAM_NETWORK_ANNOTATION`]); `None`
+/// when it used none, or the network is gone.
+async fn ep_pool(ctx: &Ctx, ep: &DanmEp) -> Result<Option<Network>, crate::api::ApiError> {
+    let Some(text) = ep_annotation(ep, IPAM_NETWORK_ANNOTATION) else {
+        return Ok(None);
+    };
+    let mut parts = text.splitn(3, '/');
+    let (kind, pool_ns, name) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let kind = NetworkKind::from_api_type(kind).unwrap_or(NetworkKind::DanmNet);
+    ctx.api.get_network(kind, pool_ns, name).await
+}
+
+/// What CHECK finds wrong with a NAD attachment besides its link and addresses (checked as danm's own): danm's IPAM
+/// no longer holding its addresses for their owner (the DanmEp, or the claim), a NAD that is gone, and the NAD's
+/// plugins' own CHECK given the config and the result of ADD.
+pub(crate) async fn check(ctx: &Ctx, ep: &DanmEp, netns_path: &str) -> Result<Vec<String>, Error> {
+    let mut problems = Vec::new();
+    let name = &ep.spec.interface.name;
+    let ns = ep.metadata.namespace.as_deref().unwrap_or_default();
+    if ep_annotation(ep, IPAM_NETWORK_ANNOTATION).is_some() {
+        match ep_pool(ctx, ep).await? {
+            None => problems.push(format!(
+                "{name}: network {} (danm IPAM of NetworkAttachmentDefinition {}) no longer exists",
+                ep_annotation(ep, IPAM_NETWORK_ANNOTATION).unwrap_or_default(),
+                ep.spec.network_name
+            )),
+            Some(pool) => {
+                let owner = match ep_annotation(ep, IPAM_CLAIM_ANNOTATION) {
+                    Some(claim) => danm_api::ipamclaim::claim_owner(ns, claim),
+                    None => ep.metadata.name.clone().unwrap_or_default(),
+                };
+                for addr in [&ep.spec.interface.address, &ep.spec.interface.address_ipv6] {
+                    if is_real(addr) && !ctx.ipam().holds(&pool, addr, &owner).await? {
+                        problems.push(format!(
+                            "{name}: address {addr} is not allocated in network {} for {owner}",
+                            pool.name()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    match ep_chain(ctx, ep).await? {
+        None => problems.push(format!(
+            "{name}: NetworkAttachmentDefinition {} no longer exists",
+            ep.spec.network_name
+        )),
+        Some(chain) => match ctx
+            .results()
+            .load(crate::teardown::ep_container_id(ctx, ep), name)
+        {
+            Some(added) => {
+                let env = ctx.delegate_env(netns_path);
+                if let Err(e) = delegate::check(&chain, name, &env, &added).await {
+                    problems.push(format!("{name}: {e}"));
+                }
+            }
+            None => tracing::warn!(
+                ifname = %name,
+                dir = %ctx.config.result_dir,
+                "no kept ADD result for the NPWG interface; its plugins' CHECK is skipped"
+            ),
+        },
+    }
+    Ok(problems)
+}
+
+/// Tears down an NPWG attachment's interface: the delegate DEL of its NAD's chain (rebuilt from the NAD and the
+/// element's additions recorded on the DanmEp; a NAD that is gone leaves only the link to delete) and the link. Returns the pool network to release from (none for
 /// a claim's addresses, which stay the claim's; the claim's holder is cleared).
 pub(crate) async fn teardown(ctx: &Ctx, ep: &DanmEp) -> (Teardown, Vec<Error>) {
     let mut errors = Vec::new();
     let ns = ep.metadata.namespace.clone().unwrap_or_default();
     let iface = &ep.spec.interface;
-    let (nad_ns, nad_name) = ep
-        .spec
-        .network_name
-        .split_once('/')
-        .unwrap_or((ns.as_str(), ep.spec.network_name.as_str()));
     let claim = ep_annotation(ep, IPAM_CLAIM_ANNOTATION);
     // The pool: read now; an API failure keeps the DanmEp (it records held addresses).
-    let pool = match ep_annotation(ep, IPAM_NETWORK_ANNOTATION) {
-        None => None,
-        Some(text) => {
-            let mut parts = text.splitn(3, '/');
-            let (kind, pool_ns, name) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let kind = NetworkKind::from_api_type(kind).unwrap_or(NetworkKind::DanmNet);
-            match ctx.api.get_network(kind, pool_ns, name).await {
-                Ok(n) => n,
-                Err(e) => {
-                    errors.push(e.into());
-                    return (Teardown::Keep, errors);
-                }
-            }
+    let pool = match ep_pool(ctx, ep).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            errors.push(e.into());
+            return (Teardown::Keep, errors);
         }
     };
     let netns_path = if ep.spec.netns.is_empty() {
@@ -787,29 +889,21 @@ pub(crate) async fn teardown(ctx: &Ctx, ep: &DanmEp) -> (Teardown, Vec<Error>) {
     };
     let pod_ns = danm_netlink::Netns::path(&netns_path);
     let netns_alive = !netns_path.is_empty() && ctx.netlink.netns_exists(&pod_ns).await.unwrap_or(false);
-    match ctx.api.get_nad(nad_ns, nad_name).await {
-        Ok(Some(nad)) => match config_chain(&nad, ctx.version.as_str()) {
-            Ok(chain) => {
-                let reserved = Reserved {
-                    ip4: iface.address.clone(),
-                    ip6: iface.address_ipv6.clone(),
-                };
-                let chain = with_addresses(chain, &reserved);
-                let (results, cid) = (ctx.results(), crate::teardown::ep_container_id(ctx, ep));
-                let added = results.load(cid, &iface.name);
-                let env = ctx.delegate_env(&netns_path);
-                match delegate::del(&chain, &iface.name, &env, added.as_ref()).await {
-                    Ok(()) => results.remove(cid, &iface.name),
-                    Err(e) => errors.push(e),
-                }
+    match ep_chain(ctx, ep).await {
+        Ok(Some(chain)) => {
+            let (results, cid) = (ctx.results(), crate::teardown::ep_container_id(ctx, ep));
+            let added = results.load(cid, &iface.name);
+            let env = ctx.delegate_env(&netns_path);
+            match delegate::del(&chain, &iface.name, &env, added.as_ref()).await {
+                Ok(()) => results.remove(cid, &iface.name),
+                Err(e) => errors.push(e),
             }
-            Err(e) => errors.push(e),
-        },
+        }
         Ok(None) => tracing::warn!(
             nad = %ep.spec.network_name,
             "NetworkAttachmentDefinition is gone; cannot run its delegate's DEL"
         ),
-        Err(e) => errors.push(e.into()),
+        Err(e) => errors.push(e),
     }
     if netns_alive && let Err(e) = ctx.netlink.delete_link_if_exists(&pod_ns, &iface.name).await {
         errors.push(Error::kernel(format!("deleting {}", iface.name), e));

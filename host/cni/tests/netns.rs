@@ -821,6 +821,35 @@ async fn netns_npwg_nads_on_debians_plugins_macvlan_static_bridge_host_local_and
         );
     }
     assert_eq!(lab.eps("default").await.len(), 7, "one DanmEp per interface");
+    // CHECK passes: danm's checks of each NPWG interface and the NAD plugins' own (macvlan, static, host-local,
+    // tuning, bridge), given the config and result of ADD. It runs for pod 1, the bridge's last change (see above).
+    // Then it notices an address gone from a conflist's interface.
+    let (ok, out) = node.danm("CHECK", "npwg1", "ncid1", &pods[1].path).await;
+    assert!(ok, "CHECK npwg1: {out}");
+    let (ok, out) = node.danm("CHECK", "npwg0", "ncid0", &pods[0].path).await;
+    assert!(
+        ok,
+        "CHECK npwg0 (static IPAM given the element's ips again): {out}"
+    );
+    let ext0 = ip_of(&results[1], 2);
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &pods[1].name,
+        "addr",
+        "del",
+        &format!("{ext0}/24"),
+        "dev",
+        "ext0",
+    ]);
+    let (ok, out) = node.danm("CHECK", "npwg1", "ncid1", &pods[1].path).await;
+    assert!(!ok, "CHECK after an address was removed");
+    let msg =
+        out["msg"].as_str().unwrap_or_default().to_owned() + out["details"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&format!("ext0: address {ext0}/24 is missing")),
+        "{out}"
+    );
     let leased = || -> Vec<String> {
         walk(leases.path())
             .into_iter()

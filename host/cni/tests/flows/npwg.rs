@@ -403,6 +403,21 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
         ep.metadata.annotations.unwrap()["danm.k8s.io/ipam-claim"],
         "web-0.br"
     );
+    // CHECK: the claim (not the DanmEp) holds the address, the plugin's CHECK gets the config and result of ADD.
+    // The delegate would have made the interface; the fake kernel gets it here.
+    let link = danm_netlink::NewLink::macvlan("net1", "ens1", MacvlanMode::Bridge)
+        .in_netns(w.pod_ns.clone())
+        .up();
+    w.fake.create_link(&Netns::Host, &link).await.unwrap();
+    let addr = danm_netlink::NewAddress::new(first.as_str().unwrap().parse().unwrap());
+    w.fake.add_address(&w.pod_ns, "net1", &addr).await.unwrap();
+    w.run(&w.call("CHECK", "web-0", "s1")).await.unwrap();
+    let check = w
+        .plugins
+        .stdin("bridgelike", "CHECK", "net1")
+        .expect("the NAD's plugin checked");
+    assert_eq!(check["ipam"]["ips"][0]["ipcidr"], first);
+    assert_eq!(check["prevResult"]["ips"][0]["address"], "10.91.0.1/24");
 
     // A second pod on the same claim while web-0 runs: refused, nothing of it left.
     npwg_pod(&w, "intruder", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
