@@ -88,6 +88,7 @@ mv -f "$danm_dir/kubeconfig.tmp.$$" "$danm_dir/kubeconfig"
 cat >"$cni_conf/.$conf_name.tmp" <<CONF
 {
   "cniVersion": "1.0.0",
+  "cniVersions": ["1.0.0", "1.1.0"],
   "name": "danm",
   "plugins": [{
     "type": "danm",

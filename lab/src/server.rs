@@ -402,7 +402,12 @@ impl LabHandle {
             for doc in serde_yaml::Deserializer::from_str(&text) {
                 let v: serde_json::Value =
                     serde::Deserialize::deserialize(doc).map_err(|e| err(&f, e.to_string()))?;
-                if v.is_null() {
+                // A kustomization in the directory describes the others; it is not an object to store.
+                if v.is_null()
+                    || v["apiVersion"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("kustomize.config.k8s.io/"))
+                {
                     continue;
                 }
                 done.push(self.apply_object(v).map_err(|e| err(&f, e.to_string()))?);

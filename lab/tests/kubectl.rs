@@ -84,7 +84,7 @@ async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
             k.ok(&["create", "namespace", "demo"])
                 .contains("namespace/demo created")
         );
-        let applied = k.ok(&["apply", "-f", crds.to_str().unwrap()]);
+        let applied = k.ok(&["apply", "-k", crds.to_str().unwrap()]);
         assert!(
             applied.contains("customresourcedefinition.apiextensions.k8s.io/danmnets.danm.k8s.io created"),
             "{applied}"
@@ -189,4 +189,123 @@ async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
     .await
     .unwrap();
     lab.shutdown().await;
+}
+
+/// The objects `kubectl kustomize deploy/` renders: (kind, namespace, name) and the document.
+fn rendered(yaml: &str) -> Vec<((String, String, String), serde_json::Value)> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("kustomize printed YAML");
+            let s = |p: &str| {
+                v.pointer(p)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            ((s("/kind"), s("/metadata/namespace"), s("/metadata/name")), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_applies_as_an_operator_would_dry_run_first_then_for_real() {
+    let Some(bin) = kubectl_bin() else {
+        danm_testkit::fixtures::skip(
+            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
+        );
+        return;
+    };
+    let lab = common::lab().await;
+    let k = Kubectl {
+        bin,
+        kubeconfig: lab.kubeconfig_path().to_path_buf(),
+    };
+    let deploy = danm_testkit::fixtures::workspace_dir().join("deploy");
+    tokio::task::spawn_blocking(move || {
+        let deploy = deploy.to_str().unwrap();
+        // Every CRD file is part of the kustomization.
+        let crds = std::fs::read_to_string(format!("{deploy}/crds/kustomization.yaml")).unwrap();
+        for f in std::fs::read_dir(format!("{deploy}/crds")).unwrap() {
+            let name = f.unwrap().file_name().into_string().unwrap();
+            if name != "kustomization.yaml" {
+                assert!(
+                    crds.contains(&format!("- {name}")),
+                    "deploy/crds/kustomization.yaml misses {name}"
+                );
+            }
+        }
+        let objects = rendered(&k.ok(&["kustomize", deploy]));
+        let kinds: std::collections::BTreeSet<&str> =
+            objects.iter().map(|((kind, _, _), _)| kind.as_str()).collect();
+        for want in [
+            "CustomResourceDefinition",
+            "DaemonSet",
+            "Deployment",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ServiceAccount",
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+            "ConfigMap",
+        ] {
+            assert!(
+                kinds.contains(want),
+                "kubectl kustomize deploy/ renders no {want}: {kinds:?}"
+            );
+        }
+
+        // A server-side dry run validates everything and stores nothing.
+        let dry = k.ok(&["apply", "-k", deploy, "--dry-run=server"]);
+        assert!(dry.contains("(server dry run)"), "{dry}");
+        let (found, _, _) = k.run(&["get", "crd", "danmnets.danm.k8s.io"]);
+        assert!(!found, "the dry run stored the DanmNet CRD");
+
+        // For real: each object is stored as written.
+        let out = k.ok(&["apply", "-k", deploy]);
+        assert_eq!(out.lines().count(), objects.len(), "one line per object:\n{out}");
+        for ((kind, ns, name), want) in &objects {
+            let mut args = vec!["get", kind.as_str(), name.as_str(), "-o", "json"];
+            if !ns.is_empty() {
+                args.extend(["-n", ns.as_str()]);
+            }
+            let have = k.json(&args);
+            for field in [
+                "/rules",
+                "/roleRef",
+                "/subjects",
+                "/spec/template/spec",
+                "/spec/names",
+                "/webhooks",
+                "/data",
+            ] {
+                if let Some(w) = want.pointer(field) {
+                    let h = have.pointer(field).unwrap_or(&serde_json::Value::Null);
+                    // The server may add defaults; everything written is there with the value written.
+                    assert!(
+                        contains(h, w),
+                        "{kind} {ns}/{name}: {field} stored as {h}, written as {w}"
+                    );
+                }
+            }
+        }
+        // And a second apply changes nothing.
+        let again = k.ok(&["apply", "-k", deploy]);
+        assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
+    })
+    .await
+    .unwrap();
+}
+
+/// `have` holds everything `want` says (objects: each key, recursively; lists: element by element).
+fn contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => {
+            w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| contains(hv, v)))
+        }
+        (Value::Array(h), Value::Array(w)) => {
+            h.len() == w.len() && h.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        (h, w) => h == w,
+    }
 }

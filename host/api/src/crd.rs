@@ -22,7 +22,32 @@ fn schema_of<T: JsonSchema>() -> Value {
     if let Value::Object(map) = &mut schema {
         map.remove("title");
     }
+    drop_null_defaults(&mut schema);
     schema
+}
+
+/// Removes `default: null` and `null` members of `default` objects (an absent optional field defaults to absent
+/// anyway): the API server prunes them from the stored CRD, so `kubectl apply` would see a change on every run.
+fn drop_null_defaults(schema: &mut Value) {
+    fn without_nulls(v: &mut Value) {
+        if let Value::Object(map) = v {
+            map.retain(|_, m| !m.is_null());
+            map.values_mut().for_each(without_nulls);
+        }
+    }
+    match schema {
+        Value::Object(map) => {
+            if map.get("default").is_some_and(Value::is_null) {
+                map.remove("default");
+            }
+            if let Some(default) = map.get_mut("default") {
+                without_nulls(default);
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
 }
 
 fn column(name: &str, ty: &str, path: &str) -> Value {

@@ -3,7 +3,8 @@
 //! STATUS: the API server answers and the plugin directory loads; otherwise error 50 (the plugin cannot serve ADD).
 //! GC: every DanmEp of this node whose container is not among `cni.dev/valid-attachments` is torn down like DEL
 //! does (addresses released, DanmEp deleted, links removed if the netns still exists), and the delegate results kept
-//! for containers that are not valid are swept.
+//! for containers that are not valid are swept. The runtime's attachments name a container's primary interface
+//! only; a valid container keeps all of its interfaces. With `disableGC` set, GC removes nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub async fn status(
 
 /// GC; returns the number of DanmEps removed, or every error met (it goes on after each).
 pub async fn gc(ctx: Arc<Ctx>) -> Result<usize, Error> {
+    if ctx.config.disable_gc {
+        tracing::info!("GC: disableGC is set for this network; nothing is removed");
+        return Ok(0);
+    }
     // Without the list every attachment of the node would look stale: refuse rather than tear down every pod.
     let Some(attachments) = &ctx.config.valid_attachments else {
         return Err(Error::Cni(CniError::new(

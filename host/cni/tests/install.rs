@@ -110,6 +110,16 @@ async fn the_installer_leaves_a_working_danm_with_precompiled_plugins_a_token_ku
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The config list: CNI 1.0.0 for runtimes with an older libcni, and 1.1.0 (STATUS, GC) for those that have it.
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.path("host/etc/cni/net.d/00-danm.conflist")).unwrap())
+            .unwrap();
+    assert_eq!(list["cniVersion"], "1.0.0", "{list}");
+    assert_eq!(
+        list["cniVersions"],
+        serde_json::json!(["1.0.0", "1.1.0"]),
+        "{list}"
+    );
 
     // Binaries, plugins and one precompiled artefact per plugin.
     for b in ["danm", "fakeipam"] {

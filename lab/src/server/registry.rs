@@ -136,6 +136,45 @@ pub fn builtins() -> Vec<ResourceDef> {
             false,
             &[],
         ),
+        // What `kubectl apply -k deploy/` creates besides CRDs: workloads and RBAC (stored, not run).
+        builtin("apps", "v1", "DaemonSet", "daemonsets", true, true, &["ds"]),
+        builtin("apps", "v1", "Deployment", "deployments", true, true, &["deploy"]),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            false,
+            &[],
+        ),
     ]
 }
 

@@ -40,9 +40,16 @@ async fn gc_releases_the_attachments_that_are_not_valid_any_more() {
     for cid in ["keep", "drop", "ghost"] {
         cache.save(cid, "eth1", &json!({"cniVersion":"1.0.0"})).unwrap();
     }
+    // disableGC: the network opted out, nothing goes.
+    let mut off = w.call("GC", "", "");
+    off.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","disableGC":true,
+                        "cni.dev/valid-attachments":[]});
+    w.run(&off).await.unwrap();
+    assert_eq!(w.lab.eps(NS).await.len(), 2, "disableGC: nothing was torn down");
+    // The runtime names only the primary interface of "keep" (libcni's older key); all of its interfaces stay.
     let mut gc = w.call("GC", "", "");
     gc.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","resultDir": results.path(),
-                       "cni.dev/valid-attachments":[{"containerID":"keep","ifname":"eth0"}]});
+                       "cni.dev/attachments":[{"containerID":"keep","ifname":"eth0"}]});
     w.run(&gc).await.unwrap();
     let eps = w.lab.eps(NS).await;
     assert_eq!(eps.len(), 1);

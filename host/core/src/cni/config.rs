@@ -96,6 +96,10 @@ pub struct CniConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
+    /// GC is disabled for this network (CNI 1.1 `disableGC`, which a runtime honours itself and may pass on): a GC
+    /// call then removes nothing.
+    #[serde(rename = "disableGC", default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_gc: bool,
 }
 
 fn default_cni_dir() -> String {
