@@ -494,3 +494,74 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
     assert_eq!(report.addresses_released, 1, "{report:?}");
     w.assert_nothing_left(&[&dflt, &pool]).await;
 }
+
+/// A NAD whose plugin fails after both NPWG interfaces got their addresses from one blocks pool: the ADD fails naming
+/// it, and the rollback releases both addresses (journaled by the batched reservation), deletes both DanmEps and runs
+/// both delegates' DEL. Then GC tears down a stale sandbox's NPWG attachment as DEL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_npwg_interface_rolls_back_its_pool_addresses_and_gc_tears_npwg_attachments_down() {
+    let Some(w) = world().await else { return };
+    let dflt = w.macvlan("default", json!({})).await;
+    let pool = blocks_net(&w, "pool", "10.92.0.0/24").await;
+    answering(&w, "bridgelike", "10.92.0.1/24");
+    w.plugins.add(
+        "broken",
+        FakePlugin::adding(Answer::Fail(11, "deliberate NAD failure".into())),
+    );
+    for (name, plugin) in [("good", "bridgelike"), ("bad", "broken")] {
+        nad(
+            &w,
+            NS,
+            name,
+            json!({"cniVersion":"1.0.0","name":name,"type":plugin,"ipam":{"type":"danm","network":"pool"}}),
+        )
+        .await;
+    }
+    npwg_pod(&w, "rb", &[("k8s.v1.cni.cncf.io/networks", "good, bad")]).await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "rb", "crb")).await);
+    assert_eq!(code, codes::DELEGATE, "{msg}");
+    assert!(
+        msg.contains("NetworkAttachmentDefinition:default/bad") && msg.contains("deliberate NAD failure"),
+        "{msg}"
+    );
+    let broken = w
+        .plugins
+        .stdin("broken", "ADD", "net2")
+        .expect("the failing NAD ran");
+    assert_eq!(
+        broken["ipam"]["type"], "fakeipam",
+        "it had its pool address: {broken}"
+    );
+    let mut dels: Vec<String> = w
+        .plugins
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("DEL"))
+        .collect();
+    dels.sort();
+    assert_eq!(dels, ["DEL net1", "DEL net2"], "both delegates' DEL ran");
+    w.assert_nothing_left(&[&dflt, &pool]).await;
+
+    // GC of a sandbox the runtime no longer lists.
+    npwg_pod(&w, "stale", &[("k8s.v1.cni.cncf.io/networks", "good")]).await;
+    w.run(&w.call("ADD", "stale", "cstale")).await.unwrap();
+    assert_eq!(w.lab.holdings(&pool).await.2, 1);
+    let deletes = |w: &World| {
+        w.plugins
+            .calls_of("bridgelike")
+            .iter()
+            .filter(|c| c.starts_with("DEL"))
+            .count()
+    };
+    assert_eq!(deletes(&w), 1, "the rollback's");
+    let mut gc = w.call("GC", "", "");
+    gc.config = json!({"cniVersion":"1.1.0","name":"danm","type":"danm","cni.dev/valid-attachments":[]});
+    w.run(&gc).await.unwrap();
+    assert_eq!(
+        deletes(&w),
+        2,
+        "GC ran the NAD's DEL (once more than the rollback did): {:?}",
+        w.plugins.calls()
+    );
+    w.assert_nothing_left(&[&dflt, &pool]).await;
+}
