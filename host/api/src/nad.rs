@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::nullable::or_default;
 
 pub const NAD_GROUP: &str = "k8s.cni.cncf.io";
+/// The kind of NADs; also the `apiType` of the DanmEp of an NPWG attachment (behaviour §2.1).
+pub const NAD_KIND: &str = "NetworkAttachmentDefinition";
 
 /// A Network Plumbing WG NetworkAttachmentDefinition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -24,7 +26,7 @@ fn api_version() -> String {
     "k8s.cni.cncf.io/v1".to_owned()
 }
 fn kind() -> String {
-    "NetworkAttachmentDefinition".to_owned()
+    NAD_KIND.to_owned()
 }
 
 /// `spec` of a NAD: a CNI config as a JSON string.

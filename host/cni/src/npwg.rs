@@ -32,7 +32,7 @@ use crate::journal::{Journal, Undo};
 use crate::teardown::Teardown;
 
 /// The DanmEp `apiType` of an NPWG attachment.
-pub const NAD_API_TYPE: &str = "NetworkAttachmentDefinition";
+pub const NAD_API_TYPE: &str = danm_api::nad::NAD_KIND;
 /// On a NAD attachment's DanmEp: the network danm's IPAM allocated from, `<Kind>/<namespace>/<name>`.
 pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
 /// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.

@@ -93,6 +93,8 @@ pub fn report(namespace: &str, pod: &str, eps: &[DanmEp], status: Option<&str>) 
         .iter()
         .map(|ep| {
             let s = &ep.spec;
+            // An NPWG attachment's DanmEp names its NAD as `<namespace>/<nad>`, which network-status lists as is.
+            let npwg = s.api_type == danm_api::nad::NAD_KIND;
             let kind: NetworkKind = if s.api_type.is_empty() {
                 NetworkKind::DanmNet
             } else {
@@ -110,7 +112,11 @@ pub fn report(namespace: &str, pod: &str, eps: &[DanmEp], status: Option<&str>) 
                     used[i] = true;
                     let e = &entries[i];
                     let mut diffs = Vec::new();
-                    let want = npwg_name(&NetworkRef::new(kind, s.network_name.clone()), namespace);
+                    let want = if npwg {
+                        s.network_name.clone()
+                    } else {
+                        npwg_name(&NetworkRef::new(kind, s.network_name.clone()), namespace)
+                    };
                     if e.name != want {
                         diffs.push(format!("network {:?}, DanmEp {want:?}", e.name));
                     }
@@ -143,7 +149,11 @@ pub fn report(namespace: &str, pod: &str, eps: &[DanmEp], status: Option<&str>) 
             };
             Interface {
                 interface: s.interface.name.clone(),
-                network: format!("{kind} {}", s.network_name),
+                network: if npwg {
+                    format!("{} {}", s.api_type, s.network_name)
+                } else {
+                    format!("{kind} {}", s.network_name)
+                },
                 addresses,
                 mac,
                 backend: backend_of(&s.network_type),
@@ -299,6 +309,32 @@ mod tests {
             "an empty apiType is a DanmNet (B11)"
         );
         assert!(!r.disagrees(), "{r:?}");
+    }
+
+    #[test]
+    fn an_npwg_attachment_is_compared_under_its_nads_namespaced_name() {
+        let eps = [
+            ep("e1", "eth0", "DanmNet", "default", "10.0.0.5/24", ""),
+            ep(
+                "e2",
+                "net1",
+                "NetworkAttachmentDefinition",
+                "other/br",
+                "10.9.0.2/24",
+                "",
+            ),
+        ];
+        let status = r#"[{"name":"demo/default","interface":"eth0","ips":["10.0.0.5"],"dns":{}},
+                         {"name":"other/br","interface":"net1","ips":["10.9.0.2"],"dns":{}}]"#;
+        let r = report("demo", "p", &eps, Some(status));
+        assert!(!r.disagrees(), "{r:?}");
+        assert_eq!(r.interfaces[1].network, "NetworkAttachmentDefinition other/br");
+        let wrong = r#"[{"name":"demo/default","interface":"eth0","ips":["10.0.0.5"],"dns":{}},
+                        {"name":"demo/br","interface":"net1","ips":["10.9.0.2"],"dns":{}}]"#;
+        assert_eq!(
+            report("demo", "p", &eps, Some(wrong)).interfaces[1].status,
+            Agreement::Differs(vec![r#"network "demo/br", DanmEp "other/br""#.into()])
+        );
     }
 
     #[test]
