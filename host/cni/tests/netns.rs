@@ -624,6 +624,10 @@ async fn netns_npwg_nads_on_debians_plugins_macvlan_static_bridge_host_local_and
     cmd_ok(&["ip", "link", "set", &format!("nq{tag}"), "up"]);
     let bridge = format!("npbr{tag}");
     let _bridge = HostLinks(vec![bridge.clone()]);
+    // The bridge made here with a MAC of its own: otherwise Linux gives it the lowest MAC of its ports, which changes
+    // as pods join, and the reference bridge plugin's CHECK of an earlier pod would compare it with a stale one.
+    cmd_ok(&["ip", "link", "add", &bridge, "type", "bridge"]);
+    cmd_ok(&["ip", "link", "set", &bridge, "address", "02:42:0a:ab:00:01"]);
     let leases = tempfile::tempdir().unwrap();
     let lab = lab().await;
     let node = Node::new(&lab);
@@ -822,8 +826,8 @@ async fn netns_npwg_nads_on_debians_plugins_macvlan_static_bridge_host_local_and
     }
     assert_eq!(lab.eps("default").await.len(), 7, "one DanmEp per interface");
     // CHECK passes: danm's checks of each NPWG interface and the NAD plugins' own (macvlan, static, host-local,
-    // tuning, bridge), given the config and result of ADD. It runs for pod 1, the bridge's last change (see above).
-    // Then it notices an address gone from a conflist's interface.
+    // tuning, bridge), given the config and result of ADD, for both pods (the bridge keeps its MAC, see above). Then
+    // it notices an address gone from a conflist's interface.
     let (ok, out) = node.danm("CHECK", "npwg1", "ncid1", &pods[1].path).await;
     assert!(ok, "CHECK npwg1: {out}");
     let (ok, out) = node.danm("CHECK", "npwg0", "ncid0", &pods[0].path).await;
