@@ -5,13 +5,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn kubectl_bin() -> Option<PathBuf> {
-    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 struct Kubectl {
     bin: PathBuf,
     kubeconfig: PathBuf,
@@ -63,10 +56,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_applies_lists_labels_annotates_and_deletes_danmnets() {
-    let Some(bin) = kubectl_bin() else {
-        danm_testkit::fixtures::skip(
-            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
-        );
+    let Some(bin) = danm_testkit::fixtures::kubectl_or_skip() else {
         return;
     };
     let lab = common::lab().await;
@@ -209,10 +199,7 @@ fn rendered(yaml: &str) -> Vec<((String, String, String), serde_json::Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_applies_as_an_operator_would_dry_run_first_then_for_real() {
-    let Some(bin) = kubectl_bin() else {
-        danm_testkit::fixtures::skip(
-            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
-        );
+    let Some(bin) = danm_testkit::fixtures::kubectl_or_skip() else {
         return;
     };
     let lab = common::lab().await;

@@ -16,13 +16,6 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
-fn kubectl_bin() -> Option<PathBuf> {
-    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 /// `kubectl` with only `kubectl-danm` (and the system) on PATH, a HOME of its own and no KUBECONFIG.
 struct Kubectl {
     bin: PathBuf,
@@ -368,10 +361,7 @@ async fn demo(client: &kube::Client) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
-    let Some(bin) = kubectl_bin() else {
-        danm_testkit::fixtures::skip(
-            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
-        );
+    let Some(bin) = danm_testkit::fixtures::kubectl_or_skip() else {
         return;
     };
     let (lab, client) = danm_testkit::lab::with_crds().await;
@@ -544,39 +534,47 @@ fn lab_server(kubeconfig: &str) -> String {
         .to_owned()
 }
 
-/// Renders the SVG with Debian's chromium when it is installed (never required: CI does not install it).
+/// Renders the SVG headless to a PNG with librsvg (`rsvg-convert`, Debian package librsvg2-bin, which
+/// scripts/setup.sh installs), as a browser would draw it: a picture of the expected size comes out.
 fn render_headless(svg: &str) {
-    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .find(|p| Path::new(p).exists())
-    else {
-        eprintln!(
-            "skipping the headless render of the SVG: chromium is not installed (Debian package chromium)"
+    let rsvg = Path::new("/usr/bin/rsvg-convert");
+    if !rsvg.exists() {
+        danm_testkit::fixtures::skip(
+            "the headless render of the SVG needs rsvg-convert (Debian package librsvg2-bin; scripts/setup.sh installs it)",
         );
         return;
-    };
+    }
     let png = Path::new(svg).with_extension("png");
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=980,1400",
-        ])
-        .arg(format!("--screenshot={}", png.display()))
+    let out = Command::new(rsvg)
+        .arg("--format=png")
+        .arg("--output")
+        .arg(&png)
         .arg(svg)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "chromium: {}",
+        "rsvg-convert: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let bytes = std::fs::read(&png).unwrap();
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 2000,
-        "chromium rendered no picture"
+        "rsvg-convert rendered no picture ({} bytes)",
+        bytes.len()
     );
+    // The PNG's size (IHDR) is the SVG's: nothing was cut off.
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    let text = std::fs::read_to_string(svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let attr = |n: &str| -> u32 {
+        doc.root_element()
+            .attribute(n)
+            .and_then(|v| v.trim_end_matches("px").parse::<f64>().ok())
+            .map_or(0, |v| v.ceil() as u32)
+    };
+    assert_eq!((width, height), (attr("width"), attr("height")), "rendered size");
 }
 
 /// A directory holding one file that is not a WebAssembly component.
@@ -588,10 +586,7 @@ fn junk_dir() -> tempfile::TempDir {
 
 #[test]
 fn kubectl_danm_plugins_reports_backends_versions_and_the_cache() {
-    let Some(bin) = kubectl_bin() else {
-        danm_testkit::fixtures::skip(
-            "kubectl is not installed (Debian package kubernetes-client or kubectl)",
-        );
+    let Some(bin) = danm_testkit::fixtures::kubectl_or_skip() else {
         return;
     };
     // No cluster is needed: a kubeconfig that points nowhere.

@@ -50,6 +50,18 @@ pub fn root_or_skip(needed_for: &str) -> bool {
     false
 }
 
+/// The real `kubectl` (Debian's package, or one in /usr/local/bin); otherwise [`skip`]s and returns `None`.
+pub fn kubectl_or_skip() -> Option<PathBuf> {
+    let found = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        skip("kubectl is not installed (Debian package kubernetes-client or kubectl)");
+    }
+    found
+}
+
 /// The checkout this test runs from, found at run time (cargo sets `CARGO_MANIFEST_DIR` for every test and bench it
 /// runs; the first ancestor holding `Cargo.lock` is the workspace). Compile-time paths would point at whichever
 /// clone first built a shared target directory.
