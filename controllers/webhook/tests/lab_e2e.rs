@@ -194,5 +194,65 @@ async fn the_lab_api_server_admits_networks_and_tenantconfigs_through_the_webhoo
         "{msg}"
     );
 
+    // NPWG: a NAD an attachment's DanmEp names, and an IPAMClaim whose address a DanmEp holds, cannot be deleted.
+    let nads: Api<danm_api::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), "default");
+    let nad: danm_api::NetworkAttachmentDefinition = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "macvlan-conf", "namespace": "default"},
+        "spec": {"config": "{\"cniVersion\":\"1.0.0\",\"type\":\"macvlan\",\"master\":\"ens4\"}"}}))
+    .unwrap();
+    nads.create(&pp, &nad).await.unwrap();
+    let claims: Api<danm_api::IpamClaim> = Api::namespaced(client.clone(), "default");
+    let claim: danm_api::IpamClaim = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": "IPAMClaim",
+        "metadata": {"name": "db-0", "namespace": "default"},
+        "spec": {"network": "macvlan-conf", "interface": "net1"}}))
+    .unwrap();
+    claims.create(&pp, &claim).await.unwrap();
+    // A pod in another namespace uses the NAD by `default/macvlan-conf`; the claim is in the NAD's namespace.
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+    Api::all(client.clone()).create(&pp, &ns).await.unwrap();
+    let other: Api<DanmEp> = Api::namespaced(client.clone(), "other");
+    let attached: DanmEp = serde_json::from_value(json!({"apiVersion": "danm.k8s.io/v1", "kind": "DanmEp",
+        "metadata": {"name": "ep-npwg", "namespace": "other"},
+        "spec": {"NetworkName": "default/macvlan-conf", "Pod": "db-x", "apiType": "NetworkAttachmentDefinition",
+                 "Interface": {"Name": "net1"}}}))
+    .unwrap();
+    other.create(&pp, &attached).await.unwrap();
+    let claimed: DanmEp = serde_json::from_value(json!({"apiVersion": "danm.k8s.io/v1", "kind": "DanmEp",
+        "metadata": {"name": "ep-claim", "namespace": "default", "annotations": {"danm.k8s.io/ipam-claim": "db-0"}},
+        "spec": {"NetworkName": "default/macvlan-conf", "Pod": "db-0", "apiType": "NetworkAttachmentDefinition",
+                 "Interface": {"Name": "net1", "Address": "10.9.0.5/24"}}}))
+    .unwrap();
+    eps.create(&pp, &claimed).await.unwrap();
+    let msg = denial(
+        nads.delete("macvlan-conf", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        msg.contains("NetworkAttachmentDefinition default/macvlan-conf cannot be deleted")
+            && msg.contains("Pod:db-"),
+        "{msg}"
+    );
+    let msg = denial(claims.delete("db-0", &DeleteParams::default()).await.unwrap_err());
+    assert!(
+        msg.contains("IPAMClaim default/db-0 cannot be deleted") && msg.contains("Pod:db-0"),
+        "{msg}"
+    );
+    eps.delete("ep-claim", &DeleteParams::default()).await.unwrap();
+    claims.delete("db-0", &DeleteParams::default()).await.unwrap();
+    let msg = denial(
+        nads.delete("macvlan-conf", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("Pod:db-x in namespace:other"), "{msg}");
+    other.delete("ep-npwg", &DeleteParams::default()).await.unwrap();
+    nads.delete("macvlan-conf", &DeleteParams::default())
+        .await
+        .unwrap();
+
     let _ = stop_tx.send(true);
 }

@@ -91,4 +91,6 @@ pub mod annotations {
     pub const BLOCK_PREFIX_V4: &str = "danm.k8s.io/ipam-block-prefix";
     /// The prefix length of the network's IPv6 blocks (`blocks` mode), e.g. `122`.
     pub const BLOCK_PREFIX_V6: &str = "danm.k8s.io/ipam-block-prefix6";
+    /// On the DanmEp of an NPWG attachment: the IPAMClaim (of the DanmEp's namespace) that holds its addresses.
+    pub const IPAM_CLAIM: &str = "danm.k8s.io/ipam-claim";
 }

@@ -36,7 +36,7 @@ pub const NAD_API_TYPE: &str = danm_api::nad::NAD_KIND;
 /// On a NAD attachment's DanmEp: the network danm's IPAM allocated from, `<Kind>/<namespace>/<name>`.
 pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
 /// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.
-pub const IPAM_CLAIM_ANNOTATION: &str = "danm.k8s.io/ipam-claim";
+pub const IPAM_CLAIM_ANNOTATION: &str = danm_api::annotations::IPAM_CLAIM;
 /// On a NAD attachment's DanmEp: what the element added to the NAD's config, `{"runtimeConfig": {...}, "cni":
 /// {...}}` (its capability arguments and `args.cni`), so CHECK and DEL give the plugins the config ADD gave them.
 pub const ELEMENT_ARGS_ANNOTATION: &str = "danm.k8s.io/npwg-args";

@@ -1,8 +1,10 @@
 //! `/netdeletion` (behaviour §8.5): a network still used by a DanmEp cannot be deleted (an empty `apiType`
 //! counts as DanmNet, §10 B11); an allowed delete of a TenantNetwork of a dynamic type frees its VNI in the
-//! TenantConfig.
+//! TenantConfig. The same guard covers what Multus users' pods use (behaviour §2.1): a NetworkAttachmentDefinition an
+//! NPWG attachment's DanmEp names, and an IPAMClaim whose addresses a DanmEp holds.
 
-use danm_api::{Network, NetworkKind};
+use danm_api::nad::NAD_KIND;
+use danm_api::{DanmEp, Network, NetworkKind};
 
 use super::inuse::{connected_endpoints, describe_pods};
 use super::vni::Released;
@@ -21,6 +23,9 @@ impl Webhook {
                 .with_warning("danm: the DELETE request carried no oldObject; nothing was checked");
         };
         let kind = req.object_kind();
+        if kind == NAD_KIND || kind == IPAMCLAIM_KIND {
+            return self.npwg_deletion(req, raw, &kind).await;
+        }
         // Strict decoding of the old object (unknown fields, malformed JSON) is the rules plugin's.
         let review = RulesReview {
             kind: kind.clone(),
@@ -99,5 +104,61 @@ impl Webhook {
             Ok(_) => Verdict::allow(),
             Err(e) => Verdict::deny_internal(format!("The network's VNI could not be freed, because:{e}")),
         }
+    }
+}
+
+/// The kind of an NPWG IPAMClaim (`k8s.cni.cncf.io/v1alpha1`).
+const IPAMCLAIM_KIND: &str = "IPAMClaim";
+
+impl Webhook {
+    /// DELETE of a NAD or an IPAMClaim: refused while a DanmEp uses it. A NAD may serve pods of any namespace (an
+    /// NPWG element names `<namespace>/<nad>`); a claim serves pods of its own namespace.
+    async fn npwg_deletion(&self, req: &AdmissionRequest, raw: &serde_json::Value, kind: &str) -> Verdict {
+        let meta = |k: &str| {
+            raw.pointer(&format!("/metadata/{k}"))
+                .and_then(serde_json::Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let namespace = meta("namespace").unwrap_or_else(|| req.namespace.clone());
+        let name = meta("name").unwrap_or_else(|| req.name.clone());
+        let nad = kind == NAD_KIND;
+        let eps = match self
+            .cluster
+            .list_danmeps((!nad).then_some(namespace.as_str()))
+            .await
+        {
+            Ok(eps) => eps,
+            Err(e) => {
+                return Verdict::deny_internal(format!(
+                    "{kind} {namespace}/{name} cannot be deleted because there is no way to tell if Pods are still using it due to:{e}"
+                ));
+            }
+        };
+        let using: Vec<&DanmEp> = if nad {
+            let qualified = format!("{namespace}/{name}");
+            eps.iter()
+                .filter(|ep| ep.spec.api_type == NAD_KIND && ep.spec.network_name == qualified)
+                .collect()
+        } else {
+            eps.iter()
+                .filter(|ep| {
+                    ep.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && ep
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(danm_api::annotations::IPAM_CLAIM))
+                            .is_some_and(|c| *c == name)
+                })
+                .collect()
+        };
+        if using.is_empty() {
+            return Verdict::allow();
+        }
+        Verdict::deny(format!(
+            "{kind} {namespace}/{name} cannot be deleted because there are Pods still using it e.g. {}",
+            describe_pods(&using)
+        ))
     }
 }
