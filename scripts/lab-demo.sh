@@ -214,6 +214,23 @@ for i in 1 2 3 4 5 6; do
 done
 for p in "${pods[@]}"; do lab_pod ready "${p#*/}" -n "${p%%/*}" >/dev/null; done
 
+say "a Multus user's pod: the NPWG annotation k8s.v1.cni.cncf.io/networks selects a NetworkAttachmentDefinition"
+kubectl apply -f - <<EOF
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: macvlan-conf, namespace: example-vnf}
+spec:
+  config: '{"cniVersion": "1.0.0", "name": "macvlan-conf", "type": "macvlan", "master": "dl-ext", "mode": "bridge",
+    "ipam": {"type": "host-local", "subnet": "10.100.40.0/24", "dataDir": "$work/host-local"}}'
+EOF
+lab_pod add multus-pod -n example-vnf -a 'danm.k8s.io/interfaces=[{"network":"management","ip":"dynamic"}]' \
+    -a 'k8s.v1.cni.cncf.io/networks=[{"name":"macvlan-conf","interface":"net1","ips":["10.100.40.7/24"]}]' \
+    >"$work/pods-example-vnf-multus-pod.json"
+pods+=("example-vnf/multus-pod")
+printf '%-34s' "example-vnf/multus-pod"
+ip -n example-vnf.multus-pod -br -4 addr show | awk '$1 != "lo" {printf " %s %s", $1, $3}'; echo
+kubectl get pod multus-pod -n example-vnf -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}{"\n"}'
+
 say "the address blocks the pods' addresses came from (blocks IPAM: one object per /26 a node holds, an owner per address)"
 kubectl get danmipblocks
 kubectl get danmipblocks -o jsonpath='{range .items[*]}{.spec.cidr}{" on "}{.spec.node}{": "}{.spec.owners}{"\n"}{end}' | head -3
