@@ -32,6 +32,26 @@ struct Node {
 }
 
 impl Node {
+    /// A node whose installer image holds this build's `danm`, `fakeipam` and `danmctl` (symlinked), with a
+    /// ServiceAccount directory trusting the lab's CA and holding a token.
+    fn with_image(danmctl: &Path, ca_pem: &str) -> Node {
+        let node = Node {
+            root: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(node.path("image/bin")).unwrap();
+        for (name, bin) in [
+            ("danm", Path::new(DANM)),
+            ("fakeipam", Path::new(FAKEIPAM)),
+            ("danmctl", danmctl),
+        ] {
+            std::os::unix::fs::symlink(bin, node.path("image/bin").join(name)).unwrap();
+        }
+        std::fs::create_dir_all(node.path("sa")).unwrap();
+        std::fs::write(node.path("sa/ca.crt"), ca_pem).unwrap();
+        std::fs::write(node.path("sa/token"), "node-token").unwrap();
+        node
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
@@ -119,20 +139,7 @@ async fn the_installer_leaves_a_working_danm_with_precompiled_plugins_a_token_ku
     })
     .await
     .expect("lab server");
-    let node = Node {
-        root: tempfile::tempdir().unwrap(),
-    };
-    std::fs::create_dir_all(node.path("image/bin")).unwrap();
-    for (name, bin) in [
-        ("danm", Path::new(DANM)),
-        ("fakeipam", Path::new(FAKEIPAM)),
-        ("danmctl", &danmctl),
-    ] {
-        std::os::unix::fs::symlink(bin, node.path("image/bin").join(name)).unwrap();
-    }
-    std::fs::create_dir_all(node.path("sa")).unwrap();
-    std::fs::write(node.path("sa/ca.crt"), lab.ca_pem().unwrap()).unwrap();
-    std::fs::write(node.path("sa/token"), "node-token").unwrap();
+    let node = Node::with_image(&danmctl, lab.ca_pem().unwrap());
 
     let out = node.install(lab.url(), &plugins);
     assert!(
@@ -300,20 +307,7 @@ async fn upgrade_in_place_replaces_binaries_and_plugins_under_a_running_danm_and
     let server = lab.handle.url().to_owned();
 
     // v1: the built binaries and plugins.
-    let node = Node {
-        root: tempfile::tempdir().unwrap(),
-    };
-    std::fs::create_dir_all(node.path("image/bin")).unwrap();
-    for (name, bin) in [
-        ("danm", Path::new(DANM)),
-        ("fakeipam", Path::new(FAKEIPAM)),
-        ("danmctl", &danmctl),
-    ] {
-        std::os::unix::fs::symlink(bin, node.path("image/bin").join(name)).unwrap();
-    }
-    std::fs::create_dir_all(node.path("sa")).unwrap();
-    std::fs::write(node.path("sa/ca.crt"), lab.handle.ca_pem().unwrap()).unwrap();
-    std::fs::write(node.path("sa/token"), "node-token").unwrap();
+    let node = Node::with_image(&danmctl, lab.handle.ca_pem().unwrap());
     let out = node.install(&server, &plugins);
     assert!(out.status.success(), "install.sh v1: {}", out_text(&out));
 

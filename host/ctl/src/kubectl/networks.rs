@@ -330,7 +330,7 @@ pub fn bitmap_map(network: &str, f: &FamilyUsage) -> Option<PoolMap> {
 /// `vlan`, and the `ipam` section's `subnet`/`range` when it names one; danm's IPAM does not serve it.
 pub fn nad_row(nad: &NetworkAttachmentDefinition) -> NetworkRow {
     let mut row = NetworkRow {
-        kind: "NetworkAttachmentDefinition".into(),
+        kind: danm_api::nad::NAD_KIND.into(),
         namespace: nad.metadata.namespace.clone().unwrap_or_default(),
         name: nad.metadata.name.clone().unwrap_or_default(),
         network_type: String::new(),
