@@ -15,7 +15,7 @@ RBAC_AUDIT ?= $(HOME)/.cache/danm-rbac-audit.jsonl
 
 CARGO ?= cargo
 
-.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane fuzz rbac
+.PHONY: all setup build guests crds unit netns e2e bench lint test lab clean-plugins kernel-lane fuzz rbac runtime-e2e images
 
 all: build guests
 
@@ -83,8 +83,20 @@ bench: guests
 kernel-lane: setup guests
 	@bash lane/run.sh
 
+## images: the images deploy/ names (danm/cni, danm/netwatcher, danm/svcwatcher, danm/webhook) and the sandbox image
+## danm/pause, built with buildah from this build's binaries and plugins into OCI archives in build/images.
+images: guests
+	$(CARGO) build --workspace --bins
+	bash deploy/images/build.sh build/images
+
+## runtime-e2e: containerd's CRI plugin drives danm (root): the installer's CNI config, the images built with buildah,
+## a CRI client playing kubelet against the lab API server; prints its figures (host/cni/tests/runtime).
+runtime-e2e: guests
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p danm-cni --test runtime -- --ignored --nocapture
+
 ## test: every tier CI runs (the README's test command).
-test: lint unit rbac fuzz kernel-lane
+test: lint unit rbac runtime-e2e fuzz kernel-lane
 
 ## lab: the main job, the local lab demo.
 lab: guests

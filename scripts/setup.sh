@@ -4,7 +4,8 @@ set -euo pipefail
 
 need_apt=()
 for pkg in containernetworking-plugins iproute2 iputils-ping python3 python3-yaml make gcc curl openssl \
-           golang-go golang-github-appc-cni-dev librsvg2-bin; do
+           golang-go golang-github-appc-cni-dev librsvg2-bin \
+           containerd runc buildah busybox-static protobuf-compiler binutils; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -2,6 +2,7 @@
 //! use; the lab harness in [`lab`], the `danm` binary on a test node in [`node`].
 #![allow(dead_code)]
 
+pub mod installer;
 pub mod lab;
 pub mod node;
 
