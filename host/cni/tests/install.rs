@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::installer::{DANM, FAKEIPAM, Node, danmctl};
-use common::lab::{Lab, plugin_dir};
+use common::installer::{DANM, FAKEIPAM, Node, danmctl, node_lab};
+use common::lab::plugin_dir;
 use danm_lab::{LabOptions, LabServer};
 use serde_json::Value;
 
@@ -182,22 +182,7 @@ async fn upgrade_in_place_replaces_binaries_and_plugins_under_a_running_danm_and
     if !common::root_and(&[]) {
         return;
     }
-    let handle = LabServer::start(LabOptions {
-        tls: true,
-        token: Some("node-token".into()),
-        ..LabOptions::default()
-    })
-    .await
-    .expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    danm_testkit::lab::install_crds(&client).await;
-    let api = std::sync::Arc::new(danm_cni::api::KubeApi::new(client.clone()));
-    let lab = Lab {
-        handle,
-        client,
-        api: api.clone(),
-        cni: api,
-    };
+    let lab = node_lab().await;
     let server = lab.handle.url().to_owned();
 
     // v1: the built binaries and plugins.

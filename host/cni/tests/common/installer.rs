@@ -8,7 +8,29 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use super::lab::Lab;
 use super::run_plugin;
+
+/// The API server a node's installed `danm` talks to: a lab server with TLS and danm's CRDs that takes the
+/// ServiceAccount token [`Node::with_image`] gives the node.
+pub async fn node_lab() -> Lab {
+    let handle = danm_lab::LabServer::start(danm_lab::LabOptions {
+        tls: true,
+        token: Some("node-token".into()),
+        ..danm_lab::LabOptions::default()
+    })
+    .await
+    .expect("lab server");
+    let client = handle.client().await.expect("lab client");
+    danm_testkit::lab::install_crds(&client).await;
+    let api = std::sync::Arc::new(danm_cni::api::KubeApi::new(client.clone()));
+    Lab {
+        handle,
+        client,
+        api: api.clone(),
+        cni: api,
+    }
+}
 
 pub const DANM: &str = env!("CARGO_BIN_EXE_danm");
 pub const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");

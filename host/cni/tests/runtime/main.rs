@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::installer::{DANM, Node, danmctl};
+use common::installer::{DANM, Node, danmctl, node_lab};
 use common::lab::{Lab, plugin_dir};
 use common::{cmd, cmd_ok};
 use cri::{Containerd, Cri, sandbox_config};
 use danm_api::NetworkKind;
-use danm_lab::{LabOptions, LabServer};
+
 use futures::StreamExt;
 use k8s_cri::v1 as api;
 use serde_json::{Value, json};
@@ -205,22 +205,7 @@ async fn containerd_cri_drives_danm_from_sandbox_to_teardown_and_at_scale() {
 
     // The lab API server (TLS, a ServiceAccount token) and a node as the installer leaves it, plus Debian's plugins
     // in the CNI bin directory (containerd runs `loopback` itself; danm delegates `bridge`).
-    let handle = LabServer::start(LabOptions {
-        tls: true,
-        token: Some("node-token".into()),
-        ..LabOptions::default()
-    })
-    .await
-    .expect("lab server");
-    let client = handle.client().await.expect("lab client");
-    danm_testkit::lab::install_crds(&client).await;
-    let api = std::sync::Arc::new(danm_cni::api::KubeApi::new(client.clone()));
-    let lab = Lab {
-        handle,
-        client,
-        api: api.clone(),
-        cni: api,
-    };
+    let lab = node_lab().await;
     let node = Node::with_image(&danmctl, lab.handle.ca_pem().unwrap());
     let out = node.install(lab.handle.url(), &plugins);
     assert!(out.status.success(), "install.sh: {out:?}");
