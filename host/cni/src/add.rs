@@ -190,7 +190,7 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         .zip(&requests)
         .map(|(n, r)| (n.clone(), r.network.to_string()))
         .collect();
-    let npwg_plans = crate::npwg::plan(&ctx, &pod, &annotations, &taken).await?;
+    let mut npwg_plans = crate::npwg::plan(&ctx, &pod, &annotations, &taken).await?;
 
     let mut plans = Vec::new();
     let mut pools: Option<DevicePools> = None;
@@ -222,6 +222,15 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
             danm_ipam,
             ep_name: uuid::Uuid::new_v4().to_string(),
         });
+    }
+    // NADs naming a device-plugin resource take their devices after danm's own interfaces took theirs.
+    if npwg_plans.iter().any(|p| p.resource.is_some()) {
+        if pools.is_none() {
+            pools = Some(DevicePools::for_pod(&ctx.kubelet_root, &pod.uid, &pod.namespace, &pod.name).await?);
+        }
+        if let Some(pools) = pools.as_mut() {
+            crate::npwg::assign_devices(&pod, &mut npwg_plans, pools)?;
+        }
     }
 
     // The backends to translate with are known now: get them ready (deserialise, pre-link) on a spare thread

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use danm_api::nad::RESOURCE_NAME_ANNOTATION;
 use danm_api::{
     DanmEp, DanmEpInterface, DanmEpSpec, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind,
     OwnerPod, labels,
@@ -26,6 +27,7 @@ use serde_json::{Map, Value, json};
 use crate::add::PodInfo;
 use crate::context::Ctx;
 use crate::delegate::{self, Chain};
+use crate::devices::DevicePools;
 use crate::error::{Error, InterfaceFailure};
 use crate::ipam::{self, Reserved, is_real};
 use crate::journal::{Journal, Undo};
@@ -60,6 +62,10 @@ pub struct NpwgPlan {
     pub claim: Option<IpamClaim>,
     /// The DanmEp's name (the addresses' owner, unless a claim holds them).
     pub ep_name: String,
+    /// The device-plugin resource the NAD names (`k8s.v1.cni.cncf.io/resourceName`).
+    pub resource: Option<String>,
+    /// The device taken from the pod's allocation of `resource` ([`assign_devices`]).
+    pub device_id: Option<String>,
 }
 
 impl NpwgPlan {
@@ -227,7 +233,58 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
         ip6,
         claim,
         ep_name: uuid::Uuid::new_v4().to_string(),
+        resource: nad.resource_name().map(str::to_owned),
+        device_id: None,
     })
+}
+
+/// The key a device ID is passed to a NAD's plugin under, as Multus passes it.
+pub const DEVICE_ID_KEY: &str = "deviceID";
+
+/// Gives each plan whose NAD names a resource (`k8s.v1.cni.cncf.io/resourceName`) a device of the pod's allocation
+/// of that resource, as danm's own device pools do: the last one left, after danm's own interfaces took theirs, so
+/// no two interfaces of the pod share a device. The device goes to the NAD's (first) plugin as `deviceID`, as Multus
+/// passes it. A pod without a free device of the resource is refused (107), naming the NAD, the pod and the resource;
+/// every such interface is reported.
+pub fn assign_devices(pod: &PodInfo, plans: &mut [NpwgPlan], pools: &mut DevicePools) -> Result<(), Error> {
+    let mut failures = Vec::new();
+    for plan in plans.iter_mut() {
+        let Some(resource) = plan.resource.clone() else {
+            continue;
+        };
+        match pools.take(&resource) {
+            Ok(device) => {
+                set_device_id(&mut plan.chain, &device);
+                plan.device_id = Some(device);
+            }
+            Err(e) => failures.push(InterfaceFailure {
+                network: plan.label(),
+                interface: plan.ifname.clone(),
+                error: Error::Cni(CniError::new(
+                    codes::INVALID_POD_REQUEST,
+                    format!(
+                        "NetworkAttachmentDefinition {} (interface {}) needs a device of resource {resource} \
+                         (its {RESOURCE_NAME_ANNOTATION}), but pod {}/{} has no free device of it: {e}; the pod's \
+                         containers must request one {resource} per such attachment",
+                        plan.qualified, plan.ifname, pod.namespace, pod.name
+                    ),
+                )),
+            }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Interfaces(failures))
+    }
+}
+
+/// Puts `device` in the chain's first plugin as `deviceID` (a single plugin's config, or a conflist's first plugin,
+/// as Multus does).
+fn set_device_id(chain: &mut Chain, device: &str) {
+    if let Some(first) = chain.plugins.first_mut().and_then(Value::as_object_mut) {
+        first.insert(DEVICE_ID_KEY.to_owned(), Value::String(device.to_owned()));
+    }
 }
 
 fn bad_config(nad: &NetworkAttachmentDefinition, reason: impl std::fmt::Display) -> Error {
@@ -320,6 +377,9 @@ async fn ep_chain(ctx: &Ctx, ep: &DanmEp) -> Result<Option<Chain>, Error> {
                 .unwrap_or_default()
         };
         apply_element_args(&mut chain, &map("runtimeConfig"), &map("cni"));
+    }
+    if !ep.spec.interface.device_id.is_empty() {
+        set_device_id(&mut chain, &ep.spec.interface.device_id);
     }
     let reserved = Reserved {
         ip4: ep.spec.interface.address.clone(),
@@ -700,7 +760,7 @@ pub async fn add_interface(
                 mac_address: plan.selection.mac.clone().unwrap_or_default(),
                 proutes: None,
                 proutes6: None,
-                device_id: String::new(),
+                device_id: plan.device_id.clone().unwrap_or_default(),
             },
             host: ctx.hostname.clone(),
             pod: pod.name.clone(),

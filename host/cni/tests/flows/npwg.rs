@@ -565,3 +565,166 @@ async fn a_failed_npwg_interface_rolls_back_its_pool_addresses_and_gc_tears_npwg
     );
     w.assert_nothing_left(&[&dflt, &pool]).await;
 }
+
+/// A NAD in `NS` naming the device-plugin resource `resource`.
+async fn nad_with_resource(w: &World, name: &str, resource: &str, config: Value) {
+    let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": NS,
+                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": resource}},
+        "spec": {"config": config.to_string()}
+    }))
+    .unwrap();
+    let api: kube::Api<NetworkAttachmentDefinition> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    api.create(&PostParams::default(), &nad).await.unwrap();
+}
+
+/// NADs naming a resource take devices of the pod's allocation after danm's own SR-IOV interface took its own: each
+/// a different one, passed to the NAD's plugin (a conflist's first plugin) as `deviceID`, recorded in the DanmEp and
+/// given again to DEL. A pod with no free device of the resource is refused naming the NAD, the pod and the
+/// resource, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nads_with_a_resource_name_take_distinct_devices_of_the_pod_and_pass_them_as_device_id() {
+    let Some(w) = world().await else { return };
+    fake_sriov(&w).await;
+    sriov_network(&w).await;
+    let pool = "nokia.k8s.io/sriov_ens2f0";
+    answering(&w, "sriovlike", "10.79.0.5/24");
+    answering(&w, "sriovchain", "10.79.1.5/24");
+    w.plugins.add("tuning", FakePlugin::adding(Answer::Nothing));
+    nad_with_resource(
+        &w,
+        "vf-a",
+        pool,
+        json!({"cniVersion":"1.0.0","name":"vf-a","type":"sriovlike","vlan":100}),
+    )
+    .await;
+    nad_with_resource(
+        &w,
+        "vf-b",
+        pool,
+        json!({"cniVersion":"1.0.0","name":"vf-b","plugins":[{"type":"sriovchain"},{"type":"tuning"}]}),
+    )
+    .await;
+    let interfaces = r#"[{"network":"sriov","ip":"dynamic"}]"#;
+    npwg_pod(
+        &w,
+        "vfpod",
+        &[
+            ("danm.k8s.io/interfaces", interfaces),
+            ("k8s.v1.cni.cncf.io/networks", "vf-a, vf-b"),
+        ],
+    )
+    .await;
+    // Kubelet allocated three devices of the pool to the pod (and one to a pod elsewhere); danm's own SR-IOV eth0
+    // takes the last one, as DANM's device pools do.
+    let answer = pod_resources(&[
+        (
+            NS,
+            "vfpod",
+            &[
+                (pool, &["0000:03:00.5", "0000:03:00.4"][..]),
+                (pool, &["0000:03:00.1"][..]),
+            ],
+        ),
+        ("elsewhere", "vfpod", &[(pool, &["0000:03:00.9"])]),
+    ]);
+    let socket = danm_cni::podresources::socket_path(&w.svc.kubelet_root);
+    let server = kubelet::serve(&socket, move || Ok(answer.clone()));
+    w.run(&w.call("ADD", "vfpod", "cvf")).await.unwrap();
+
+    let a = w
+        .plugins
+        .stdin("sriovlike", "ADD", "net1")
+        .expect("vf-a ran as net1");
+    assert_eq!(a["deviceID"], "0000:03:00.4", "{a}");
+    assert_eq!(a["vlan"], 100, "the NAD's own keys are kept: {a}");
+    let b = w
+        .plugins
+        .stdin("sriovchain", "ADD", "net2")
+        .expect("vf-b ran as net2");
+    assert_eq!(
+        b["deviceID"], "0000:03:00.5",
+        "a conflist's first plugin gets it: {b}"
+    );
+    let tuning = w.plugins.stdin("tuning", "ADD", "net2").unwrap();
+    assert!(
+        tuning.get("deviceID").is_none(),
+        "only the first plugin: {tuning}"
+    );
+    let mut devices: Vec<(String, String)> = w
+        .lab
+        .eps(NS)
+        .await
+        .iter()
+        .map(|e| (e.spec.interface.name.clone(), e.spec.interface.device_id.clone()))
+        .collect();
+    devices.sort();
+    assert_eq!(
+        devices,
+        [
+            ("eth0".to_owned(), "0000:03:00.1".to_owned()),
+            ("net1".to_owned(), "0000:03:00.4".to_owned()),
+            ("net2".to_owned(), "0000:03:00.5".to_owned()),
+        ],
+        "each interface its own device"
+    );
+
+    w.run(&w.call("DEL", "vfpod", "cvf")).await.unwrap();
+    let del_a = w.plugins.stdin("sriovlike", "DEL", "net1").unwrap();
+    assert_eq!(del_a["deviceID"], "0000:03:00.4", "DEL gets the device ADD got");
+    let del_b = w.plugins.stdin("sriovchain", "DEL", "net2").unwrap();
+    assert_eq!(del_b["deviceID"], "0000:03:00.5");
+    assert!(w.lab.eps(NS).await.is_empty());
+    server.abort();
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+
+    // Two attachments of one resource and a single device allocated: refused, nothing delegated, nothing left.
+    let dflt = w.macvlan("default", json!({})).await;
+    let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
+    std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
+    let short = npwg_pod(
+        &w,
+        "short",
+        &[("k8s.v1.cni.cncf.io/networks", "vf-a, vf-a@data1")],
+    )
+    .await;
+    std::fs::write(
+        &cp,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":short.metadata.uid.unwrap(),"ResourceName":pool,
+            "DeviceIDs":["0000:03:00.4"]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let adds_before = w.plugins.calls().iter().filter(|c| c.starts_with("ADD")).count();
+    let (code, msg) = code_of(w.run(&w.call("ADD", "short", "cshort")).await);
+    assert_eq!(code, codes::INVALID_POD_REQUEST, "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "NetworkAttachmentDefinition default/vf-a (interface data1) needs a device of resource {pool}"
+        )) && msg.contains("pod default/short has no free device of it"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("interface net1)"),
+        "the first got the device: {msg}"
+    );
+    // A pod with no device of the resource at all.
+    npwg_pod(&w, "none", &[("k8s.v1.cni.cncf.io/networks", "vf-b")]).await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "none", "cnone")).await);
+    assert_eq!(code, codes::INVALID_POD_REQUEST, "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "NetworkAttachmentDefinition default/vf-b (interface net1) needs a device of resource {pool}"
+        )) && msg.contains("pod default/none has no free device of it")
+            && msg.contains("there were no Devices allocated for the Pod"),
+        "{msg}"
+    );
+    assert_eq!(
+        w.plugins.calls().iter().filter(|c| c.starts_with("ADD")).count(),
+        adds_before,
+        "nothing was delegated"
+    );
+    w.assert_nothing_left(&[&dflt]).await;
+}
