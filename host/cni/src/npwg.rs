@@ -8,6 +8,7 @@
 //! [`IPAM_NETWORK_ANNOTATION`] names the pool network, and [`IPAM_CLAIM_ANNOTATION`] the claim holding the addresses.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use danm_api::nad::RESOURCE_NAME_ANNOTATION;
 use danm_api::{
@@ -42,6 +43,9 @@ pub const IPAM_CLAIM_ANNOTATION: &str = danm_api::annotations::IPAM_CLAIM;
 /// On a NAD attachment's DanmEp: what the element added to the NAD's config, `{"runtimeConfig": {...}, "cni":
 /// {...}}` (its capability arguments and `args.cni`), so CHECK and DEL give the plugins the config ADD gave them.
 pub const ELEMENT_ARGS_ANNOTATION: &str = "danm.k8s.io/npwg-args";
+/// On a NAD attachment's DanmEp: the gateways of the element's `default-route` (comma-separated), whose default
+/// routes the pod got through this interface instead of danm's (so CHECK looks for them here).
+pub const DEFAULT_ROUTE_ANNOTATION: &str = "danm.k8s.io/default-route";
 /// The `ipam.type` of a NAD config that asks for danm's IPAM.
 pub const DANM_IPAM_TYPE: &str = "danm";
 
@@ -133,6 +137,25 @@ pub async fn plan(
         }
         used.push((ifname.clone(), label));
         names.push(ifname);
+    }
+    // One default route per family: two elements asking for one are the pod's mistake.
+    for v6 in [false, true] {
+        let asking: Vec<&NetworkSelection> = selections
+            .iter()
+            .filter(|s| s.default_route.iter().any(|g| g.is_ipv6() == v6))
+            .collect();
+        if let [first, second, ..] = asking.as_slice() {
+            return Err(invalid(
+                pod,
+                format!(
+                    "annotation {NETWORKS_ANNOTATION}: elements {} and {} both ask for the default {} route \
+                     (field default-route); only one element may",
+                    first.index,
+                    second.index,
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+            ));
+        }
     }
 
     let fetched = futures::future::join_all(selections.iter().map(|s| resolve(ctx, pod, s.clone()))).await;
@@ -778,6 +801,12 @@ pub async fn add_interface(
     if let Some(args) = element_args_text(&plan.selection) {
         annotations.insert(ELEMENT_ARGS_ANNOTATION.to_owned(), args);
     }
+    if !plan.selection.default_route.is_empty() {
+        annotations.insert(
+            DEFAULT_ROUTE_ANNOTATION.to_owned(),
+            gateways_text(&plan.selection.default_route),
+        );
+    }
     if let Some(claim) = &plan.claim {
         annotations.insert(
             IPAM_CLAIM_ANNOTATION.to_owned(),
@@ -830,6 +859,160 @@ pub async fn add_interface(
         sandbox: pod.netns_path.clone(),
         result,
     })
+}
+
+/// An element's `default-route`: the pod's default route of each gateway's family goes through that gateway on
+/// the element's interface.
+#[derive(Clone, Debug)]
+pub struct DefaultRoute {
+    /// The element's index in the annotation.
+    pub element: usize,
+    /// `NetworkAttachmentDefinition:<ns>/<nad>`.
+    pub label: String,
+    pub ifname: String,
+    pub gateways: Vec<IpAddr>,
+}
+
+/// The elements that ask for the pod's default route.
+pub fn default_routes(plans: &[NpwgPlan]) -> Vec<DefaultRoute> {
+    plans
+        .iter()
+        .filter(|p| !p.selection.default_route.is_empty())
+        .map(|p| DefaultRoute {
+            element: p.selection.index,
+            label: p.label(),
+            ifname: p.ifname.clone(),
+            gateways: p.selection.default_route.clone(),
+        })
+        .collect()
+}
+
+fn gateways_text(gateways: &[IpAddr]) -> String {
+    gateways
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The gateways recorded on a NAD attachment's DanmEp ([`DEFAULT_ROUTE_ANNOTATION`]).
+pub fn ep_default_route(ep: &DanmEp) -> Vec<IpAddr> {
+    ep_annotation(ep, DEFAULT_ROUTE_ANNOTATION)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|g| g.trim().parse().ok())
+        .collect()
+}
+
+/// Acts on the elements' `default-route` once every interface is up (as Multus does): each gateway must be on the
+/// subnet of an address the element's interface got, else the ADD fails (107) naming the element; then every default
+/// route of the gateway's family in the pod's main table (the ones danm's or other interfaces installed) is deleted
+/// and the default route through the gateway on that interface added. A family without a gateway in the list keeps
+/// its routes.
+pub async fn set_default_routes(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    routes: &[DefaultRoute],
+    attachments: &[AttachmentResult],
+) -> Result<(), Error> {
+    if routes.is_empty() {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for route in routes {
+        let subnets: Vec<ipnetwork::IpNetwork> = attachments
+            .iter()
+            .filter(|a| a.ifname == route.ifname)
+            .flat_map(|a| {
+                a.result
+                    .ips
+                    .iter()
+                    .filter(|ip| {
+                        ip.interface
+                            .and_then(|i| a.result.interfaces.get(i))
+                            .is_none_or(|iface| iface.name == route.ifname)
+                    })
+                    .map(|ip| ip.address)
+            })
+            .collect();
+        for gw in &route.gateways {
+            if !subnets.iter().any(|net| net.contains(*gw)) {
+                let have = subnets
+                    .iter()
+                    .filter(|n| n.is_ipv6() == gw.is_ipv6())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>();
+                let have = if have.is_empty() {
+                    format!("it has no {} address", if gw.is_ipv6() { "IPv6" } else { "IPv4" })
+                } else {
+                    format!("its addresses: {}", have.join(", "))
+                };
+                failures.push(InterfaceFailure {
+                    network: route.label.clone(),
+                    interface: route.ifname.clone(),
+                    error: invalid(
+                        pod,
+                        format!(
+                            "annotation {NETWORKS_ANNOTATION}: element {} field default-route: gateway {gw} is not \
+                             on the subnet of interface {} ({}; {have})",
+                            route.element, route.ifname, route.label
+                        ),
+                    ),
+                });
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Interfaces(failures));
+    }
+    let pod_ns = danm_netlink::Netns::path(&pod.netns_path);
+    for route in routes {
+        for gw in &route.gateways {
+            let kernel = |what: String| {
+                let (label, ifname) = (route.label.clone(), route.ifname.clone());
+                move |e| InterfaceFailure {
+                    network: label,
+                    interface: ifname,
+                    error: Error::kernel(what, e),
+                }
+            };
+            let present = ctx
+                .netlink
+                .routes(&pod_ns, danm_netlink::TABLE_MAIN)
+                .await
+                .map_err(kernel("reading the pod's routes".into()))
+                .map_err(|f| Error::Interfaces(vec![f]))?;
+            for old in present
+                .iter()
+                .filter(|r| r.dst.prefix() == 0 && r.dst.is_ipv6() == gw.is_ipv6())
+            {
+                match ctx.netlink.delete_route(&pod_ns, old).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(Error::Interfaces(vec![kernel(format!(
+                            "deleting the default route via {:?} dev {:?} for default-route",
+                            old.gateway, old.dev
+                        ))(e)]));
+                    }
+                }
+            }
+            let dst = if gw.is_ipv6() {
+                ipnetwork::IpNetwork::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+            } else {
+                ipnetwork::IpNetwork::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+            }
+            .expect("prefix 0 is valid");
+            let new = danm_netlink::Route::new(dst).via(*gw).dev(&route.ifname);
+            ctx.netlink.add_route(&pod_ns, &new).await.map_err(|e| {
+                Error::Interfaces(vec![kernel(format!(
+                    "adding the default route via {gw} dev {} (default-route)",
+                    route.ifname
+                ))(e)])
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `<Kind>/<namespace>/<name>` of a pool network (the namespace empty for ClusterNetworks).

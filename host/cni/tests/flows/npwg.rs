@@ -302,7 +302,7 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
     .await;
     /// The pod, its annotations, the CNI error code and a text the message must contain.
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         (
             "collide",
             &[("k8s.v1.cni.cncf.io/networks", "net-a@eth0")],
@@ -333,6 +333,17 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
             &[("k8s.v1.cni.cncf.io/networks", r#"[{"name":"net-a","mac":"zz"}]"#)],
             codes::INVALID_POD_REQUEST,
             "pod default/badjson: annotation k8s.v1.cni.cncf.io/networks: element 0 field mac",
+        ),
+        (
+            "twodefaults",
+            &[(
+                "k8s.v1.cni.cncf.io/networks",
+                r#"[{"name":"net-a","default-route":["10.77.0.1"]},
+                    {"name":"net-a","interface":"x1","default-route":["fd00::1","10.77.0.2"]}]"#,
+            )],
+            codes::INVALID_POD_REQUEST,
+            "pod default/twodefaults: annotation k8s.v1.cni.cncf.io/networks: elements 0 and 1 both ask for the \
+             default IPv4 route (field default-route); only one element may",
         ),
     ];
     for (pod, annotations, want, text) in cases {
