@@ -37,7 +37,7 @@ use crate::teardown::Teardown;
 /// The DanmEp `apiType` of an NPWG attachment.
 pub const NAD_API_TYPE: &str = danm_api::nad::NAD_KIND;
 /// On a NAD attachment's DanmEp: the network danm's IPAM allocated from, `<Kind>/<namespace>/<name>`.
-pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
+pub const IPAM_NETWORK_ANNOTATION: &str = danm_api::annotations::IPAM_NETWORK;
 /// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.
 pub const IPAM_CLAIM_ANNOTATION: &str = danm_api::annotations::IPAM_CLAIM;
 /// On a NAD attachment's DanmEp: what the element added to the NAD's config, `{"runtimeConfig": {...}, "cni":
@@ -211,17 +211,8 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
                 })?;
             check_allowed_tenants(reference, &network.spec, &pod.name, &pod.namespace)
                 .map_err(|e| Error::Cni(e.into()))?;
-            // Only the blocks mode records an owner per address, which the reconciler and claims rely on: a
-            // NAD attachment's DanmEp does not name the pool network as its network.
-            if ctx.ipam().mode(&network).ok() != Some(IpamMode::Blocks) {
-                return Err(Error::Cni(CniError::new(
-                    codes::IPAM,
-                    format!(
-                        "network {reference} (danm IPAM of NetworkAttachmentDefinition {qualified}) is not in the \
-                         blocks IPAM mode, the only mode NetworkAttachmentDefinitions can allocate from"
-                    ),
-                )));
-            }
+            // Either mode: the blocks record the owner (the DanmEp, or the claim); in bitmap mode the reconciler
+            // counts the addresses of DanmEps naming the pool (IPAM_NETWORK_ANNOTATION) and of claims as held.
             Some(network)
         }
     };
@@ -555,34 +546,38 @@ pub async fn reserve(
         return Err(Error::Interfaces(failures));
     }
 
-    // What each plan asks for: a claim's addresses again, else the element's request.
-    let asks: Vec<(IpRequest, IpRequest, String)> = plans
-        .iter()
-        .zip(&claims)
-        .map(|(plan, claim)| {
-            let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
-            if let Some(c) = claim {
-                let held = |v6: bool| {
-                    c.status
-                        .ips
-                        .iter()
-                        .filter_map(|ip| {
-                            ip.split('/')
-                                .next()
-                                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                        })
-                        .find(|a| a.is_ipv6() == v6)
+    // What each plan asks for: a claim's addresses again, else the element's request. In bitmap mode a claim's
+    // addresses stay set in the pool's bitmap between its pods ("the claim holds it"): a set bit is taken as it is
+    // (`kept`; the bitmap records no owner to ask), a clear one is reserved again.
+    let mut kept: Vec<Reserved> = plans.iter().map(|_| Reserved::default()).collect();
+    let mut asks: Vec<(IpRequest, IpRequest, String)> = Vec::new();
+    for ((plan, claim), kept) in plans.iter().zip(&claims).zip(kept.iter_mut()) {
+        let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
+        if let (Some(c), Some(pool)) = (claim, &plan.pool) {
+            let bitmap = ctx.ipam().mode(pool).ok() == Some(IpamMode::Bitmap);
+            let held = |v6: bool| {
+                c.status.ips.iter().find_map(|text| {
+                    text.split('/')
+                        .next()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .filter(|a| a.is_ipv6() == v6)
+                        .map(|a| (a, text.clone()))
+                })
+            };
+            for (v6, request, kept) in [(false, &mut ip4, &mut kept.ip4), (true, &mut ip6, &mut kept.ip6)] {
+                let Some((addr, text)) = held(v6) else {
+                    continue;
                 };
-                if let Some(a) = held(false) {
-                    ip4 = IpRequest::Static(a);
-                }
-                if let Some(a) = held(true) {
-                    ip6 = IpRequest::Static(a);
+                if bitmap && danm_core::ipam::release(&pool.spec, &text, "").1 {
+                    *request = IpRequest::Absent;
+                    *kept = text;
+                } else {
+                    *request = IpRequest::Static(addr);
                 }
             }
-            (ip4, ip6, plan.owner())
-        })
-        .collect();
+        }
+        asks.push((ip4, ip6, plan.owner()));
+    }
 
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, plan) in plans.iter().enumerate() {
@@ -618,7 +613,13 @@ pub async fn reserve(
                 continue;
             }
         };
-        for (&i, r) in members.iter().zip(reserved) {
+        for (&i, mut r) in members.iter().zip(reserved) {
+            if is_real(&kept[i].ip4) {
+                r.ip4 = kept[i].ip4.clone();
+            }
+            if is_real(&kept[i].ip6) {
+                r.ip6 = kept[i].ip6.clone();
+            }
             match &claims[i] {
                 None => {
                     if r.holds_addresses() {

@@ -260,7 +260,7 @@ impl Inventory for Faulty {
     async fn networks(&self) -> Result<Vec<Network>, ApiError> {
         self.0.networks().await
     }
-    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+    async fn ipam_claims(&self) -> Result<Option<danm_ipam::reconcile::Claims>, ApiError> {
         self.0.ipam_claims().await
     }
     async fn delete_danmep(&self, ns: &str, n: &str) -> Result<bool, ApiError> {
