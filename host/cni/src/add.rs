@@ -275,8 +275,8 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     // two reservations on one blocks-mode network at once would each claim a block for this node.
     let npwg_journals: Vec<Journal> = npwg_plans.iter().map(|_| progress.journal()).collect();
     let npwg_reserved = reserve_npwg(&ctx, &pod, &npwg_plans, &npwg_journals, &progress).await?;
-    // A JoinSet, so a cancelled ADD (the deadline) aborts it before the rollback runs.
     let default_routes = crate::npwg::default_routes(&npwg_plans);
+    // A JoinSet, so a cancelled ADD (the deadline) aborts it before the rollback runs.
     let mut npwg_task = spawn_npwg(&ctx, &pod, npwg_plans, npwg_journals, npwg_reserved);
 
     let pod = Arc::new(pod);
