@@ -93,4 +93,7 @@ pub mod annotations {
     pub const BLOCK_PREFIX_V6: &str = "danm.k8s.io/ipam-block-prefix6";
     /// On the DanmEp of an NPWG attachment: the IPAMClaim (of the DanmEp's namespace) that holds its addresses.
     pub const IPAM_CLAIM: &str = "danm.k8s.io/ipam-claim";
+    /// On the DanmEp of an NPWG attachment whose addresses danm's IPAM allocated: the pool network,
+    /// `<Kind>/<namespace>/<name>` (the namespace empty for a ClusterNetwork).
+    pub const IPAM_NETWORK: &str = "danm.k8s.io/ipam-network";
 }

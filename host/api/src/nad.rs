@@ -8,6 +8,9 @@ use crate::nullable::or_default;
 pub const NAD_GROUP: &str = "k8s.cni.cncf.io";
 /// The kind of NADs; also the `apiType` of the DanmEp of an NPWG attachment (behaviour §2.1).
 pub const NAD_KIND: &str = "NetworkAttachmentDefinition";
+/// The NAD annotation naming the device-plugin resource (an SR-IOV device pool) its attachments take a device of
+/// (behaviour §2.1), as Multus reads it.
+pub const RESOURCE_NAME_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
 
 /// A Network Plumbing WG NetworkAttachmentDefinition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -20,6 +23,18 @@ pub struct NetworkAttachmentDefinition {
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "or_default")]
     pub spec: NadSpec,
+}
+
+impl NetworkAttachmentDefinition {
+    /// The resource its attachments take a device of ([`RESOURCE_NAME_ANNOTATION`]), when it names one.
+    pub fn resource_name(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RESOURCE_NAME_ANNOTATION))
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+    }
 }
 
 fn api_version() -> String {

@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 
 use danm_api::{DanmEp, DanmEpInterface, DanmEpSpec, Network, NetworkKind, labels};
 use danm_core::annotation::{InterfaceRequest, NetworkRef, parse_pod_annotations};
-use danm_core::cni::{AttachmentResult, CniResult, merge_results, network_status_json, npwg_name};
+use danm_core::cni::{AttachmentResult, CniResult, merge_results, network_status, npwg_name};
 use danm_core::ipam::IpRequest;
 use danm_core::naming::{NamingInput, assign_names};
 use danm_core::resolve::{ResolveError, check_allowed_tenants, resolve_default};
@@ -190,7 +190,7 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
         .zip(&requests)
         .map(|(n, r)| (n.clone(), r.network.to_string()))
         .collect();
-    let npwg_plans = crate::npwg::plan(&ctx, &pod, &annotations, &taken).await?;
+    let mut npwg_plans = crate::npwg::plan(&ctx, &pod, &annotations, &taken).await?;
 
     let mut plans = Vec::new();
     let mut pools: Option<DevicePools> = None;
@@ -222,6 +222,15 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
             danm_ipam,
             ep_name: uuid::Uuid::new_v4().to_string(),
         });
+    }
+    // NADs naming a device-plugin resource take their devices after danm's own interfaces took theirs.
+    if npwg_plans.iter().any(|p| p.resource.is_some()) {
+        if pools.is_none() {
+            pools = Some(DevicePools::for_pod(&ctx.kubelet_root, &pod.uid, &pod.namespace, &pod.name).await?);
+        }
+        if let Some(pools) = pools.as_mut() {
+            crate::npwg::assign_devices(&pod, &mut npwg_plans, pools)?;
+        }
     }
 
     // The backends to translate with are known now: get them ready (deserialise, pre-link) on a spare thread
@@ -266,6 +275,7 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     // two reservations on one blocks-mode network at once would each claim a block for this node.
     let npwg_journals: Vec<Journal> = npwg_plans.iter().map(|_| progress.journal()).collect();
     let npwg_reserved = reserve_npwg(&ctx, &pod, &npwg_plans, &npwg_journals, &progress).await?;
+    let default_routes = crate::npwg::default_routes(&npwg_plans);
     // A JoinSet, so a cancelled ADD (the deadline) aborts it before the rollback runs.
     let mut npwg_task = spawn_npwg(&ctx, &pod, npwg_plans, npwg_journals, npwg_reserved);
 
@@ -313,9 +323,18 @@ async fn add_inner(ctx: Arc<Ctx>, progress: Arc<Progress>) -> Result<CniResult, 
     if !failures.is_empty() {
         return Err(Error::Interfaces(failures));
     }
+    // An NPWG element's default-route replaces the default routes the interfaces installed.
+    crate::npwg::set_default_routes(&ctx, &pod, &default_routes, &attachments).await?;
     let merged = merge_results(&attachments);
     tracing::debug!("step: interfaces done");
-    let status = network_status_json(&attachments);
+    let mut status = network_status(&attachments);
+    if !default_routes.is_empty() {
+        // The attachment with the default route is the pod's default network (as Multus marks it); no other is.
+        for s in &mut status {
+            s.default = default_routes.iter().any(|d| d.ifname == s.interface);
+        }
+    }
+    let status = serde_json::to_string(&status).expect("network status always serialises");
     if let Err(e) = ctx
         .api
         .annotate_pod(

@@ -31,6 +31,33 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
     }
     let netns_path = ctx.env.netns.clone().unwrap_or_default();
     let pod = Netns::path(&netns_path);
+    // The families whose default route an NPWG element's default-route moved to its interface: danm's networks'
+    // default routes of those families are not expected any more; the element's are.
+    let moved: Vec<(String, std::net::IpAddr)> = eps
+        .iter()
+        .filter(|ep| crate::npwg::is_npwg(ep))
+        .flat_map(|ep| {
+            crate::npwg::ep_default_route(ep)
+                .into_iter()
+                .map(|gw| (ep.spec.interface.name.clone(), gw))
+        })
+        .collect();
+    if !moved.is_empty() {
+        let routes = ctx
+            .netlink
+            .routes(&pod, TABLE_MAIN)
+            .await
+            .map_err(|e| Error::kernel("reading routes", e))?;
+        for (name, gw) in &moved {
+            if !routes.iter().any(|r| {
+                r.dst.prefix() == 0 && r.gateway == Some(*gw) && r.dev.as_deref() == Some(name.as_str())
+            }) {
+                problems.push(format!(
+                    "{name}: default route via {gw} (default-route) is missing"
+                ));
+            }
+        }
+    }
     for ep in &eps {
         let iface = &ep.spec.interface;
         let name = &iface.name;
@@ -132,6 +159,9 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
             delegated: false,
         };
         for want in network_routes(&input) {
+            if want.dst.prefix() == 0 && moved.iter().any(|(_, gw)| gw.is_ipv6() == want.dst.is_ipv6()) {
+                continue;
+            }
             let dst = IpNetwork::new(want.dst.network(), want.dst.prefix()).unwrap_or(want.dst);
             if !routes
                 .iter()

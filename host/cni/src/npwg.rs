@@ -8,7 +8,9 @@
 //! [`IPAM_NETWORK_ANNOTATION`] names the pool network, and [`IPAM_CLAIM_ANNOTATION`] the claim holding the addresses.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
+use danm_api::nad::RESOURCE_NAME_ANNOTATION;
 use danm_api::{
     DanmEp, DanmEpInterface, DanmEpSpec, IpamClaim, Network, NetworkAttachmentDefinition, NetworkKind,
     OwnerPod, labels,
@@ -26,6 +28,7 @@ use serde_json::{Map, Value, json};
 use crate::add::PodInfo;
 use crate::context::Ctx;
 use crate::delegate::{self, Chain};
+use crate::devices::DevicePools;
 use crate::error::{Error, InterfaceFailure};
 use crate::ipam::{self, Reserved, is_real};
 use crate::journal::{Journal, Undo};
@@ -34,12 +37,15 @@ use crate::teardown::Teardown;
 /// The DanmEp `apiType` of an NPWG attachment.
 pub const NAD_API_TYPE: &str = danm_api::nad::NAD_KIND;
 /// On a NAD attachment's DanmEp: the network danm's IPAM allocated from, `<Kind>/<namespace>/<name>`.
-pub const IPAM_NETWORK_ANNOTATION: &str = "danm.k8s.io/ipam-network";
+pub const IPAM_NETWORK_ANNOTATION: &str = danm_api::annotations::IPAM_NETWORK;
 /// On a NAD attachment's DanmEp: the IPAMClaim (in the pod's namespace) that holds the addresses.
 pub const IPAM_CLAIM_ANNOTATION: &str = danm_api::annotations::IPAM_CLAIM;
 /// On a NAD attachment's DanmEp: what the element added to the NAD's config, `{"runtimeConfig": {...}, "cni":
 /// {...}}` (its capability arguments and `args.cni`), so CHECK and DEL give the plugins the config ADD gave them.
 pub const ELEMENT_ARGS_ANNOTATION: &str = "danm.k8s.io/npwg-args";
+/// On a NAD attachment's DanmEp: the gateways of the element's `default-route` (comma-separated), whose default
+/// routes the pod got through this interface instead of danm's (so CHECK looks for them here).
+pub const DEFAULT_ROUTE_ANNOTATION: &str = "danm.k8s.io/default-route";
 /// The `ipam.type` of a NAD config that asks for danm's IPAM.
 pub const DANM_IPAM_TYPE: &str = "danm";
 
@@ -60,6 +66,10 @@ pub struct NpwgPlan {
     pub claim: Option<IpamClaim>,
     /// The DanmEp's name (the addresses' owner, unless a claim holds them).
     pub ep_name: String,
+    /// The device-plugin resource the NAD names (`k8s.v1.cni.cncf.io/resourceName`).
+    pub resource: Option<String>,
+    /// The device taken from the pod's allocation of `resource` ([`assign_devices`]).
+    pub device_id: Option<String>,
 }
 
 impl NpwgPlan {
@@ -128,6 +138,25 @@ pub async fn plan(
         used.push((ifname.clone(), label));
         names.push(ifname);
     }
+    // One default route per family: two elements asking for one are the pod's mistake.
+    for v6 in [false, true] {
+        let asking: Vec<&NetworkSelection> = selections
+            .iter()
+            .filter(|s| s.default_route.iter().any(|g| g.is_ipv6() == v6))
+            .collect();
+        if let [first, second, ..] = asking.as_slice() {
+            return Err(invalid(
+                pod,
+                format!(
+                    "annotation {NETWORKS_ANNOTATION}: elements {} and {} both ask for the default {} route \
+                     (field default-route); only one element may",
+                    first.index,
+                    second.index,
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+            ));
+        }
+    }
 
     let fetched = futures::future::join_all(selections.iter().map(|s| resolve(ctx, pod, s.clone()))).await;
     let mut plans = Vec::new();
@@ -182,17 +211,8 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
                 })?;
             check_allowed_tenants(reference, &network.spec, &pod.name, &pod.namespace)
                 .map_err(|e| Error::Cni(e.into()))?;
-            // Only the blocks mode records an owner per address, which the reconciler and claims rely on: a
-            // NAD attachment's DanmEp does not name the pool network as its network.
-            if ctx.ipam().mode(&network).ok() != Some(IpamMode::Blocks) {
-                return Err(Error::Cni(CniError::new(
-                    codes::IPAM,
-                    format!(
-                        "network {reference} (danm IPAM of NetworkAttachmentDefinition {qualified}) is not in the \
-                         blocks IPAM mode, the only mode NetworkAttachmentDefinitions can allocate from"
-                    ),
-                )));
-            }
+            // Either mode: the blocks record the owner (the DanmEp, or the claim); in bitmap mode the reconciler
+            // counts the addresses of DanmEps naming the pool (IPAM_NETWORK_ANNOTATION) and of claims as held.
             Some(network)
         }
     };
@@ -227,7 +247,58 @@ async fn resolve(ctx: &Ctx, pod: &PodInfo, selection: NetworkSelection) -> Resul
         ip6,
         claim,
         ep_name: uuid::Uuid::new_v4().to_string(),
+        resource: nad.resource_name().map(str::to_owned),
+        device_id: None,
     })
+}
+
+/// The key a device ID is passed to a NAD's plugin under, as Multus passes it.
+pub const DEVICE_ID_KEY: &str = "deviceID";
+
+/// Gives each plan whose NAD names a resource (`k8s.v1.cni.cncf.io/resourceName`) a device of the pod's allocation
+/// of that resource, as danm's own device pools do: the last one left, after danm's own interfaces took theirs, so
+/// no two interfaces of the pod share a device. The device goes to the NAD's (first) plugin as `deviceID`, as Multus
+/// passes it. A pod without a free device of the resource is refused (107), naming the NAD, the pod and the resource;
+/// every such interface is reported.
+pub fn assign_devices(pod: &PodInfo, plans: &mut [NpwgPlan], pools: &mut DevicePools) -> Result<(), Error> {
+    let mut failures = Vec::new();
+    for plan in plans.iter_mut() {
+        let Some(resource) = plan.resource.clone() else {
+            continue;
+        };
+        match pools.take(&resource) {
+            Ok(device) => {
+                set_device_id(&mut plan.chain, &device);
+                plan.device_id = Some(device);
+            }
+            Err(e) => failures.push(InterfaceFailure {
+                network: plan.label(),
+                interface: plan.ifname.clone(),
+                error: Error::Cni(CniError::new(
+                    codes::INVALID_POD_REQUEST,
+                    format!(
+                        "NetworkAttachmentDefinition {} (interface {}) needs a device of resource {resource} \
+                         (its {RESOURCE_NAME_ANNOTATION}), but pod {}/{} has no free device of it: {e}; the pod's \
+                         containers must request one {resource} per such attachment",
+                        plan.qualified, plan.ifname, pod.namespace, pod.name
+                    ),
+                )),
+            }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Interfaces(failures))
+    }
+}
+
+/// Puts `device` in the chain's first plugin as `deviceID` (a single plugin's config, or a conflist's first plugin,
+/// as Multus does).
+fn set_device_id(chain: &mut Chain, device: &str) {
+    if let Some(first) = chain.plugins.first_mut().and_then(Value::as_object_mut) {
+        first.insert(DEVICE_ID_KEY.to_owned(), Value::String(device.to_owned()));
+    }
 }
 
 fn bad_config(nad: &NetworkAttachmentDefinition, reason: impl std::fmt::Display) -> Error {
@@ -320,6 +391,9 @@ async fn ep_chain(ctx: &Ctx, ep: &DanmEp) -> Result<Option<Chain>, Error> {
                 .unwrap_or_default()
         };
         apply_element_args(&mut chain, &map("runtimeConfig"), &map("cni"));
+    }
+    if !ep.spec.interface.device_id.is_empty() {
+        set_device_id(&mut chain, &ep.spec.interface.device_id);
     }
     let reserved = Reserved {
         ip4: ep.spec.interface.address.clone(),
@@ -472,34 +546,38 @@ pub async fn reserve(
         return Err(Error::Interfaces(failures));
     }
 
-    // What each plan asks for: a claim's addresses again, else the element's request.
-    let asks: Vec<(IpRequest, IpRequest, String)> = plans
-        .iter()
-        .zip(&claims)
-        .map(|(plan, claim)| {
-            let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
-            if let Some(c) = claim {
-                let held = |v6: bool| {
-                    c.status
-                        .ips
-                        .iter()
-                        .filter_map(|ip| {
-                            ip.split('/')
-                                .next()
-                                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                        })
-                        .find(|a| a.is_ipv6() == v6)
+    // What each plan asks for: a claim's addresses again, else the element's request. In bitmap mode a claim's
+    // addresses stay set in the pool's bitmap between its pods ("the claim holds it"): a set bit is taken as it is
+    // (`kept`; the bitmap records no owner to ask), a clear one is reserved again.
+    let mut kept: Vec<Reserved> = plans.iter().map(|_| Reserved::default()).collect();
+    let mut asks: Vec<(IpRequest, IpRequest, String)> = Vec::new();
+    for ((plan, claim), kept) in plans.iter().zip(&claims).zip(kept.iter_mut()) {
+        let (mut ip4, mut ip6) = (plan.ip4, plan.ip6);
+        if let (Some(c), Some(pool)) = (claim, &plan.pool) {
+            let bitmap = ctx.ipam().mode(pool).ok() == Some(IpamMode::Bitmap);
+            let held = |v6: bool| {
+                c.status.ips.iter().find_map(|text| {
+                    text.split('/')
+                        .next()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .filter(|a| a.is_ipv6() == v6)
+                        .map(|a| (a, text.clone()))
+                })
+            };
+            for (v6, request, kept) in [(false, &mut ip4, &mut kept.ip4), (true, &mut ip6, &mut kept.ip6)] {
+                let Some((addr, text)) = held(v6) else {
+                    continue;
                 };
-                if let Some(a) = held(false) {
-                    ip4 = IpRequest::Static(a);
-                }
-                if let Some(a) = held(true) {
-                    ip6 = IpRequest::Static(a);
+                if bitmap && danm_core::ipam::release(&pool.spec, &text, "").1 {
+                    *request = IpRequest::Absent;
+                    *kept = text;
+                } else {
+                    *request = IpRequest::Static(addr);
                 }
             }
-            (ip4, ip6, plan.owner())
-        })
-        .collect();
+        }
+        asks.push((ip4, ip6, plan.owner()));
+    }
 
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, plan) in plans.iter().enumerate() {
@@ -535,7 +613,13 @@ pub async fn reserve(
                 continue;
             }
         };
-        for (&i, r) in members.iter().zip(reserved) {
+        for (&i, mut r) in members.iter().zip(reserved) {
+            if is_real(&kept[i].ip4) {
+                r.ip4 = kept[i].ip4.clone();
+            }
+            if is_real(&kept[i].ip6) {
+                r.ip6 = kept[i].ip6.clone();
+            }
             match &claims[i] {
                 None => {
                     if r.holds_addresses() {
@@ -700,7 +784,7 @@ pub async fn add_interface(
                 mac_address: plan.selection.mac.clone().unwrap_or_default(),
                 proutes: None,
                 proutes6: None,
-                device_id: String::new(),
+                device_id: plan.device_id.clone().unwrap_or_default(),
             },
             host: ctx.hostname.clone(),
             pod: pod.name.clone(),
@@ -717,6 +801,12 @@ pub async fn add_interface(
     }
     if let Some(args) = element_args_text(&plan.selection) {
         annotations.insert(ELEMENT_ARGS_ANNOTATION.to_owned(), args);
+    }
+    if !plan.selection.default_route.is_empty() {
+        annotations.insert(
+            DEFAULT_ROUTE_ANNOTATION.to_owned(),
+            gateways_text(&plan.selection.default_route),
+        );
     }
     if let Some(claim) = &plan.claim {
         annotations.insert(
@@ -770,6 +860,160 @@ pub async fn add_interface(
         sandbox: pod.netns_path.clone(),
         result,
     })
+}
+
+/// An element's `default-route`: the pod's default route of each gateway's family goes through that gateway on
+/// the element's interface.
+#[derive(Clone, Debug)]
+pub struct DefaultRoute {
+    /// The element's index in the annotation.
+    pub element: usize,
+    /// `NetworkAttachmentDefinition:<ns>/<nad>`.
+    pub label: String,
+    pub ifname: String,
+    pub gateways: Vec<IpAddr>,
+}
+
+/// The elements that ask for the pod's default route.
+pub fn default_routes(plans: &[NpwgPlan]) -> Vec<DefaultRoute> {
+    plans
+        .iter()
+        .filter(|p| !p.selection.default_route.is_empty())
+        .map(|p| DefaultRoute {
+            element: p.selection.index,
+            label: p.label(),
+            ifname: p.ifname.clone(),
+            gateways: p.selection.default_route.clone(),
+        })
+        .collect()
+}
+
+fn gateways_text(gateways: &[IpAddr]) -> String {
+    gateways
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The gateways recorded on a NAD attachment's DanmEp ([`DEFAULT_ROUTE_ANNOTATION`]).
+pub fn ep_default_route(ep: &DanmEp) -> Vec<IpAddr> {
+    ep_annotation(ep, DEFAULT_ROUTE_ANNOTATION)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|g| g.trim().parse().ok())
+        .collect()
+}
+
+/// Acts on the elements' `default-route` once every interface is up (as Multus does): each gateway must be on the
+/// subnet of an address the element's interface got, else the ADD fails (107) naming the element; then every default
+/// route of the gateway's family in the pod's main table (the ones danm's or other interfaces installed) is deleted
+/// and the default route through the gateway on that interface added. A family without a gateway in the list keeps
+/// its routes.
+pub async fn set_default_routes(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    routes: &[DefaultRoute],
+    attachments: &[AttachmentResult],
+) -> Result<(), Error> {
+    if routes.is_empty() {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for route in routes {
+        let subnets: Vec<ipnetwork::IpNetwork> = attachments
+            .iter()
+            .filter(|a| a.ifname == route.ifname)
+            .flat_map(|a| {
+                a.result
+                    .ips
+                    .iter()
+                    .filter(|ip| {
+                        ip.interface
+                            .and_then(|i| a.result.interfaces.get(i))
+                            .is_none_or(|iface| iface.name == route.ifname)
+                    })
+                    .map(|ip| ip.address)
+            })
+            .collect();
+        for gw in &route.gateways {
+            if !subnets.iter().any(|net| net.contains(*gw)) {
+                let have = subnets
+                    .iter()
+                    .filter(|n| n.is_ipv6() == gw.is_ipv6())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>();
+                let have = if have.is_empty() {
+                    format!("it has no {} address", if gw.is_ipv6() { "IPv6" } else { "IPv4" })
+                } else {
+                    format!("its addresses: {}", have.join(", "))
+                };
+                failures.push(InterfaceFailure {
+                    network: route.label.clone(),
+                    interface: route.ifname.clone(),
+                    error: invalid(
+                        pod,
+                        format!(
+                            "annotation {NETWORKS_ANNOTATION}: element {} field default-route: gateway {gw} is not \
+                             on the subnet of interface {} ({}; {have})",
+                            route.element, route.ifname, route.label
+                        ),
+                    ),
+                });
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Interfaces(failures));
+    }
+    let pod_ns = danm_netlink::Netns::path(&pod.netns_path);
+    for route in routes {
+        for gw in &route.gateways {
+            let kernel = |what: String| {
+                let (label, ifname) = (route.label.clone(), route.ifname.clone());
+                move |e| InterfaceFailure {
+                    network: label,
+                    interface: ifname,
+                    error: Error::kernel(what, e),
+                }
+            };
+            let present = ctx
+                .netlink
+                .routes(&pod_ns, danm_netlink::TABLE_MAIN)
+                .await
+                .map_err(kernel("reading the pod's routes".into()))
+                .map_err(|f| Error::Interfaces(vec![f]))?;
+            for old in present
+                .iter()
+                .filter(|r| r.dst.prefix() == 0 && r.dst.is_ipv6() == gw.is_ipv6())
+            {
+                match ctx.netlink.delete_route(&pod_ns, old).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(Error::Interfaces(vec![kernel(format!(
+                            "deleting the default route via {:?} dev {:?} for default-route",
+                            old.gateway, old.dev
+                        ))(e)]));
+                    }
+                }
+            }
+            let dst = if gw.is_ipv6() {
+                ipnetwork::IpNetwork::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+            } else {
+                ipnetwork::IpNetwork::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+            }
+            .expect("prefix 0 is valid");
+            let new = danm_netlink::Route::new(dst).via(*gw).dev(&route.ifname);
+            ctx.netlink.add_route(&pod_ns, &new).await.map_err(|e| {
+                Error::Interfaces(vec![kernel(format!(
+                    "adding the default route via {gw} dev {} (default-route)",
+                    route.ifname
+                ))(e)])
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `<Kind>/<namespace>/<name>` of a pool network (the namespace empty for ClusterNetworks).

@@ -892,6 +892,157 @@ async fn netns_npwg_nads_on_debians_plugins_macvlan_static_bridge_host_local_and
     assert!(leased().is_empty(), "host-local leases left: {:?}", leased());
 }
 
+/// An NPWG element's `default-route` (behaviour §2.1) on a real namespace: the pod's IPv4 default route, which danm's
+/// eth0 installed from its network's routes, goes through the element's gateway on the NAD's interface instead; the
+/// IPv6 default route (no IPv6 gateway in the list) stays on eth0; network-status marks the NAD's attachment
+/// `default` and no other; CHECK passes and notices the route gone; DEL leaves nothing. A gateway off the
+/// attachment's subnet fails the ADD naming the element, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_npwg_default_route_moves_the_pods_default_route_to_the_nad_interface() {
+    if !common::root_and(&["/usr/lib/cni/macvlan", "/usr/lib/cni/static"]) || !ready() {
+        return;
+    }
+    let tag = format!("{}", std::process::id() % 10000);
+    let (_host, parent) = veth_parent(format!("rp{tag}"), format!("rq{tag}"));
+    let lab = lab().await;
+    let node = Node::new(&lab);
+    let dflt = lab
+        .network(
+            NetworkKind::DanmNet,
+            "default",
+            "default",
+            json!({"NetworkID":"default","NetworkType":"macvlan",
+                   "Options":{"host_device": parent, "cidr":"10.174.0.0/24","net6":"fd74::/120",
+                              "routes":{"0.0.0.0/0":"10.174.0.254"},"routes6":{"::/0":"fd74::fe"}}}),
+        )
+        .await;
+    let nads: kube::Api<danm_api::NetworkAttachmentDefinition> =
+        kube::Api::namespaced(lab.client.clone(), "default");
+    let pp = kube::api::PostParams::default();
+    let nad: danm_api::NetworkAttachmentDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "uplink"},
+        "spec": {"config": json!({"cniVersion":"1.0.0","name":"uplink","type":"macvlan","master": parent,
+                                  "mode":"bridge","capabilities":{"ips":true},"ipam":{"type":"static"}}).to_string()}
+    }))
+    .unwrap();
+    nads.create(&pp, &nad).await.unwrap();
+    let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(lab.client.clone(), "default");
+    // eth0 asks for both families, so it installs both default routes of its network.
+    let annotated = |pod: &str, value: &str| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": pod, "namespace": "default",
+                         "annotations": {"k8s.v1.cni.cncf.io/networks": value,
+                                         "danm.k8s.io/interfaces":
+                                             r#"[{"network":"default","ip":"dynamic","ip6":"dynamic"}]"#}},
+            "spec": {"containers": [{"name": "c", "image": "pause"}]}
+        }))
+        .unwrap()
+    };
+    pods_api
+        .create(
+            &pp,
+            &annotated(
+                "gw0",
+                r#"[{"name":"uplink","ips":["10.175.0.5/24"],"default-route":["10.175.0.1"]}]"#,
+            ),
+        )
+        .await
+        .unwrap();
+    let ns = Netns::new(&format!("rta{tag}"));
+    let (ok, out) = node.danm("ADD", "gw0", "rcid0", &ns.path).await;
+    assert!(ok, "ADD gw0: {out}");
+    let routes = |family: &str| cmd_ok(&["ip", family, "-n", &ns.name, "route", "show", "default"]);
+    let v4 = routes("-4");
+    assert!(
+        v4.lines().count() == 1 && v4.starts_with("default via 10.175.0.1 dev net1 "),
+        "the IPv4 default route moved to net1, eth0's is gone: {v4}"
+    );
+    let v6 = routes("-6");
+    assert!(
+        v6.contains("default via fd74::fe dev eth0"),
+        "IPv6 had no gateway in the list: eth0 keeps its default route: {v6}"
+    );
+    let pod = lab.get_pod("default", "gw0").await;
+    let status: Vec<Value> =
+        serde_json::from_str(&pod.metadata.annotations.unwrap()[danm_api::NETWORK_STATUS_ANNOTATION])
+            .unwrap();
+    let defaults: Vec<(String, bool)> = status
+        .iter()
+        .map(|s| {
+            (
+                s["interface"].as_str().unwrap().to_owned(),
+                s["default"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        defaults,
+        [("eth0".to_owned(), false), ("net1".to_owned(), true)],
+        "{status:?}"
+    );
+    let (ok, out) = node.danm("CHECK", "gw0", "rcid0", &ns.path).await;
+    assert!(ok, "CHECK with the default route on net1: {out}");
+    cmd_ok(&[
+        "ip",
+        "-n",
+        &ns.name,
+        "route",
+        "del",
+        "default",
+        "via",
+        "10.175.0.1",
+    ]);
+    let (ok, out) = node.danm("CHECK", "gw0", "rcid0", &ns.path).await;
+    assert!(!ok, "CHECK after the default route was removed");
+    let msg =
+        out["msg"].as_str().unwrap_or_default().to_owned() + out["details"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("net1: default route via 10.175.0.1 (default-route) is missing"),
+        "{out}"
+    );
+    let (ok, out) = node.danm("DEL", "gw0", "rcid0", &ns.path).await;
+    assert!(ok, "DEL gw0: {out}");
+    assert_eq!(links_in(&ns.name), Vec::<String>::new());
+
+    // A gateway off the attachment's subnet: the element is named, nothing is left.
+    pods_api
+        .create(
+            &pp,
+            &annotated(
+                "gw1",
+                r#"[{"name":"uplink","interface":"up0","ips":["10.175.0.6/24"],"default-route":["10.99.0.1"]}]"#,
+            ),
+        )
+        .await
+        .unwrap();
+    let ns1 = Netns::new(&format!("rtb{tag}"));
+    let (ok, out) = node.danm("ADD", "gw1", "rcid1", &ns1.path).await;
+    assert!(!ok, "ADD gw1 should fail: {out}");
+    assert_eq!(out["code"], 107, "{out}");
+    let msg =
+        out["msg"].as_str().unwrap_or_default().to_owned() + out["details"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(
+            "pod default/gw1: annotation k8s.v1.cni.cncf.io/networks: element 0 field default-route: gateway \
+             10.99.0.1 is not on the subnet of interface up0 (NetworkAttachmentDefinition:default/uplink; its \
+             addresses: 10.175.0.6/24)"
+        ),
+        "{out}"
+    );
+    assert_eq!(links_in(&ns1.name), Vec::<String>::new(), "rolled back");
+    assert!(lab.eps("default").await.is_empty(), "no DanmEp left");
+    assert_eq!(
+        lab.holdings(&dflt).await,
+        (
+            dflt.spec.options.alloc.clone(),
+            dflt.spec.options.alloc6.clone(),
+            0
+        ),
+        "eth0's addresses released"
+    );
+}
+
 /// The file names under `dir`, recursively.
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

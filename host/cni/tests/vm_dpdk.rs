@@ -91,6 +91,9 @@ impl Netlink for NoSriovHardware {
     async fn routes(&self, ns: &Netns, table: u32) -> Result<Vec<Route>, NetlinkError> {
         self.real.routes(ns, table).await
     }
+    async fn delete_route(&self, ns: &Netns, route: &Route) -> Result<(), NetlinkError> {
+        self.real.delete_route(ns, route).await
+    }
     async fn add_rule(&self, ns: &Netns, rule: &Rule) -> Result<(), NetlinkError> {
         self.real.add_rule(ns, rule).await
     }

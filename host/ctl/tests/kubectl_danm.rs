@@ -267,6 +267,13 @@ async fn demo(client: &kube::Client) -> (String, String) {
         ]),
     )
     .await;
+    // multus: written for Multus, selecting an existing NAD and one that does not exist.
+    create_pod(
+        client,
+        "multus",
+        json!({"k8s.v1.cni.cncf.io/networks": "legacy, ghost@net9"}),
+    )
+    .await;
     // drift: on another node (a second block), its status naming a wrong address.
     let drift = create_pod(
         client,
@@ -492,6 +499,12 @@ async fn kubectl_danm_networks_pod_and_why_describe_a_demo_cluster() {
         assert!(
             out.contains("problem: the CNI's ADD failed 4 times, last at 2026-01-01T10:02:00Z: CNI network could not be set up")
                 && out.contains("no such device lab0"),
+            "{out}"
+        );
+        let out = why("multus", 2);
+        assert!(
+            out.contains("requests: NetworkAttachmentDefinition demo/legacy, NetworkAttachmentDefinition demo/ghost")
+                && out.contains("problem: NetworkAttachmentDefinition demo/ghost does not exist (looked up for namespace demo)"),
             "{out}"
         );
         let out = why("web", 0);

@@ -1,6 +1,7 @@
 //! The IPAM reconciler: owners are the truth. A leader-elected controller scans the cluster and, after a grace
 //! period, deletes DanmEps whose pod no longer exists and releases what no live owner holds: block addresses whose
-//! DanmEp is gone, and (bitmap mode) set bits no DanmEp holds. Something is acted on only when it was seen in that
+//! DanmEp or IPAMClaim is gone, and (bitmap mode) set bits that neither a DanmEp nor an IPAMClaim's `status.ips`
+//! holds. Something is acted on only when it was seen in that
 //! state by two scans at least the grace period apart, so an ADD in flight (which reserves before it writes its
 //! DanmEp) is never touched; and a scan whose view is incomplete (a list failed) does nothing at all.
 
@@ -31,10 +32,10 @@ pub trait Inventory: IpamStore {
     async fn networks(&self) -> Result<Vec<Network>, ApiError>;
     /// Deletes a DanmEp; `Ok(false)` if it was gone.
     async fn delete_danmep(&self, namespace: &str, name: &str) -> Result<bool, ApiError>;
-    /// Every IPAMClaim as `namespace/name`; `None` when the cluster has no IPAMClaim CRD (then no claim's addresses
-    /// are touched). Required, not defaulted: a wrapper that forgot to pass it on would keep deleted claims'
-    /// addresses forever.
-    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError>;
+    /// Every IPAMClaim, `namespace/name` to its `status.ips`; `None` when the cluster has no IPAMClaim CRD (then no
+    /// claim's block addresses are touched). Required, not defaulted: a wrapper that forgot to pass it on would keep
+    /// deleted claims' addresses forever.
+    async fn ipam_claims(&self) -> Result<Option<Claims>, ApiError>;
     /// Creates a core/v1 Event (in its `metadata.namespace`).
     async fn create_event(&self, event: &Event) -> Result<(), ApiError>;
 }
@@ -71,19 +72,20 @@ impl Inventory for kube::Client {
         Ok(all)
     }
 
-    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+    async fn ipam_claims(&self) -> Result<Option<Claims>, ApiError> {
         let api: kube::Api<danm_api::IpamClaim> = kube::Api::all(self.clone());
-        match api.list_metadata(&ListParams::default()).await {
+        match api.list(&ListParams::default()).await {
             Ok(list) => Ok(Some(
                 list.items
                     .into_iter()
                     .map(|c| {
                         let m = c.metadata;
-                        format!(
+                        let name = format!(
                             "{}/{}",
                             m.namespace.unwrap_or_default(),
                             m.name.unwrap_or_default()
-                        )
+                        );
+                        (name, c.status.ips)
                     })
                     .collect(),
             )),
@@ -114,6 +116,9 @@ impl Inventory for kube::Client {
             .map_err(|e| ApiError::from_kube(format!("Event in {namespace}"), e))
     }
 }
+
+/// IPAMClaims by `namespace/name`, each with its `status.ips` (`ip/prefix` as the CNI writes them).
+pub type Claims = HashMap<String, Vec<String>>;
 
 /// Pool size and use of one network and family (for metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,14 +289,17 @@ impl Reconciler {
             .collect();
 
         // 2. Block addresses whose owner is gone: a DanmEp, or an IPAMClaim (when the claims could be listed).
-        let claims = cluster.ipam_claims().await.unwrap_or_else(|e| {
-            report.errors.push(e.to_string());
-            None
-        });
+        let (claims, claims_known) = match cluster.ipam_claims().await {
+            Ok(claims) => (claims, true),
+            Err(e) => {
+                report.errors.push(e.to_string());
+                (None, false)
+            }
+        };
         for block in &blocks {
             for (rel, owner) in &block.spec.owners {
                 let live = match owner.strip_prefix(danm_api::ipamclaim::CLAIM_OWNER_PREFIX) {
-                    Some(claim) => claims.as_ref().is_none_or(|c| c.contains(claim)),
+                    Some(claim) => claims.as_ref().is_none_or(|c| c.contains_key(claim)),
                     None => owners.contains(owner.as_str()),
                 };
                 if live {
@@ -334,7 +342,9 @@ impl Reconciler {
             }
         }
 
-        // 3. Bitmap bits no DanmEp holds.
+        // 3. Bitmap bits no DanmEp and no IPAMClaim holds. A claim does not record its network: its addresses are
+        // held in every bitmap-mode network whose range has them. Without the claims, no bit is freed.
+        let claimed = claimed_addresses(claims.as_ref());
         let mut due_bits = Vec::new();
         for network in &networks {
             let id = crate::network_id(network);
@@ -348,7 +358,7 @@ impl Reconciler {
             let held = held_addresses(live_eps.iter().copied(), &id);
             for family in [&usage.v4, &usage.v6].into_iter().flatten() {
                 for addr in family.allocated_addrs() {
-                    if held.contains(&addr) {
+                    if held.contains(&addr) || claimed.contains(&addr) {
                         continue;
                     }
                     if self.due(&Suspect::Bit(id.clone(), addr), now, None, &mut seen) {
@@ -359,21 +369,29 @@ impl Reconciler {
                 }
             }
         }
-        // The view is as old as the scan: before a bit is freed, the DanmEps are read again, and a bit some DanmEp
-        // holds by now (an ADD that reserved it while the scan ran) is kept.
+        // The view is as old as the scan: before a bit is freed, the DanmEps and the claims are read again, and a bit
+        // some DanmEp or claim holds by now (an ADD that reserved it while the scan ran) is kept.
         let fresh = if due_bits.is_empty() {
-            Ok(Vec::new())
+            Ok((Vec::new(), HashSet::new()))
+        } else if !claims_known {
+            Err(ApiError::Request {
+                object: "IPAMClaims".into(),
+                reason: "not listed in this scan".into(),
+            })
         } else {
-            cluster.danmeps().await
+            match tokio::join!(cluster.danmeps(), cluster.ipam_claims()) {
+                (Ok(eps), Ok(claims)) => Ok((eps, claimed_addresses(claims.as_ref()))),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
         };
         match fresh {
             Err(e) => {
-                tracing::warn!(error = %e, bits = due_bits.len(), "IPAM reconciler: cannot re-read the DanmEps; no bit is freed this scan");
+                tracing::warn!(error = %e, bits = due_bits.len(), "IPAM reconciler: cannot re-read the DanmEps and IPAMClaims; no bit is freed this scan");
                 report.errors.push(e.to_string());
             }
-            Ok(fresh) => {
+            Ok((fresh, claimed)) => {
                 for (id, addr) in due_bits {
-                    if held_addresses(fresh.iter(), &id).contains(&addr) {
+                    if held_addresses(fresh.iter(), &id).contains(&addr) || claimed.contains(&addr) {
                         continue;
                     }
                     let text = addr.to_string();
@@ -395,7 +413,7 @@ impl Reconciler {
                                     network,
                                     ADDRESS_RELEASED,
                                     format!(
-                                        "released {addr}: no DanmEp held it in two scans {}s apart",
+                                        "released {addr}: no DanmEp or IPAMClaim held it in two scans {}s apart",
                                         self.grace.as_secs()
                                     ),
                                 )
@@ -536,9 +554,25 @@ fn pool_use(
     out
 }
 
-/// The addresses DanmEps of network `id` hold.
+/// The addresses DanmEps of network `id` hold: those of its own interfaces, and those of NPWG attachments whose
+/// addresses danm's IPAM allocated from it (`danm.k8s.io/ipam-network: <Kind>/<namespace>/<name>`).
 fn held_addresses<'a>(eps: impl Iterator<Item = &'a DanmEp>, id: &NetworkId) -> HashSet<IpAddr> {
     eps.filter(|ep| {
+        let pool = ep
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(danm_api::annotations::IPAM_NETWORK));
+        if let Some(pool) = pool {
+            let mut parts = pool.splitn(3, '/');
+            let (kind, namespace, name) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            return NetworkKind::from_api_type(kind)
+                .is_ok_and(|kind| NetworkId::new(kind, namespace, name) == *id);
+        }
         let kind = NetworkKind::from_api_type(&ep.spec.api_type).unwrap_or(NetworkKind::DanmNet);
         NetworkId::new(
             kind,
@@ -549,6 +583,16 @@ fn held_addresses<'a>(eps: impl Iterator<Item = &'a DanmEp>, id: &NetworkId) -> 
     .flat_map(|ep| [&ep.spec.interface.address, &ep.spec.interface.address_ipv6])
     .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
     .collect()
+}
+
+/// Every address in the claims' `status.ips`.
+fn claimed_addresses(claims: Option<&Claims>) -> HashSet<IpAddr> {
+    claims
+        .into_iter()
+        .flat_map(|c| c.values())
+        .flatten()
+        .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
+        .collect()
 }
 
 /// The reason of the Event recorded on a network when the reconciler deletes a DanmEp whose pod is gone.

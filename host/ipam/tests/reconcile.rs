@@ -260,7 +260,7 @@ impl Inventory for Faulty {
     async fn networks(&self) -> Result<Vec<Network>, ApiError> {
         self.0.networks().await
     }
-    async fn ipam_claims(&self) -> Result<Option<HashSet<String>>, ApiError> {
+    async fn ipam_claims(&self) -> Result<Option<danm_ipam::reconcile::Claims>, ApiError> {
         self.0.ipam_claims().await
     }
     async fn delete_danmep(&self, ns: &str, n: &str) -> Result<bool, ApiError> {
@@ -412,4 +412,97 @@ async fn a_bit_no_danmep_holds_is_released_on_every_network_kind() {
         let net = client.get_network(*kind, ns, name).await.unwrap().unwrap();
         assert_eq!(used(net), 0, "{kind:?} {name}: the leaked bit is free again");
     }
+}
+
+/// Bitmap mode, where no owner is recorded: a bit is held by the DanmEp of an NPWG attachment naming the network as
+/// its pool (`danm.k8s.io/ipam-network`), and by an IPAMClaim's `status.ips` after its pod is gone ("the claim holds
+/// it"); a bit neither holds is freed. Once the claim is deleted, its bit is freed too.
+#[tokio::test]
+async fn in_bitmap_mode_claims_and_npwg_danmeps_hold_their_bits_until_the_claim_is_deleted() {
+    let (h, client) = lab().await;
+    let net = network(&client, "bmc", false).await;
+    let uid = pod(&client, "p-nad").await;
+    // An NPWG attachment of a running pod, its address from this network.
+    let nad_addr = reserve(&client, &net, "ep-nad").await;
+    let mut ep = DanmEp::new(
+        "default",
+        "ep-nad",
+        DanmEpSpec {
+            network_name: "default/mynad".into(),
+            api_type: "NetworkAttachmentDefinition".into(),
+            pod_uid: uid,
+            interface: DanmEpInterface {
+                address: nad_addr.clone(),
+                ..DanmEpInterface::default()
+            },
+            ..DanmEpSpec::default()
+        },
+    );
+    ep.metadata.annotations = Some(BTreeMap::from([(
+        danm_api::annotations::IPAM_NETWORK.to_owned(),
+        "DanmNet/default/bmc".to_owned(),
+    )]));
+    let eps: kube::Api<DanmEp> = kube::Api::namespaced(client.clone(), "default");
+    eps.create(&PostParams::default(), &ep).await.unwrap();
+    // A claim whose pod is gone: no DanmEp, its address in its status.
+    let claim_addr = reserve(&client, &net, "claim:default/web-0").await;
+    let claims: kube::Api<danm_api::IpamClaim> = kube::Api::namespaced(client.clone(), "default");
+    let claim = danm_api::IpamClaim::new(
+        "default",
+        "web-0",
+        danm_api::IpamClaimSpec {
+            network: "mynad".into(),
+            interface: "net1".into(),
+        },
+    );
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    claims
+        .patch_status(
+            "web-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"ips": [claim_addr]}})),
+        )
+        .await
+        .unwrap();
+    // A leak: reserved, never recorded anywhere.
+    reserve(&client, &net, "killed").await;
+    assert_eq!(held(&client, "bmc").await, 3);
+
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = Timestamp::now();
+    let first = rec.scan(&svcwatcher(&h).await, t0).await;
+    assert_eq!(first.waiting, 1, "only the leak is suspect: {first:?}");
+    let second = rec.scan(&svcwatcher(&h).await, later(t0, GRACE)).await;
+    assert_eq!(second.addresses_released, 1, "{second:?}");
+    assert!(second.errors.is_empty(), "{second:?}");
+    assert_eq!(
+        held(&client, "bmc").await,
+        2,
+        "the NPWG DanmEp's and the claim's bits are kept"
+    );
+    let bit_set = |net: &Network, addr: &str| danm_core::ipam::release(&net.spec, addr, "").1;
+    let now = client
+        .get_network(NetworkKind::DanmNet, "default", "bmc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bit_set(&now, &nad_addr) && bit_set(&now, &claim_addr));
+
+    // The claim is deleted: after the grace period its bit is free, the NPWG DanmEp's is not.
+    claims.delete("web-0", &DeleteParams::default()).await.unwrap();
+    let t1 = later(t0, GRACE * 2);
+    assert_eq!(rec.scan(&svcwatcher(&h).await, t1).await.addresses_released, 0);
+    let fourth = rec.scan(&svcwatcher(&h).await, later(t1, GRACE)).await;
+    assert_eq!(fourth.addresses_released, 1, "{fourth:?}");
+    let now = client
+        .get_network(NetworkKind::DanmNet, "default", "bmc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!bit_set(&now, &claim_addr), "the deleted claim's address is free");
+    assert!(
+        bit_set(&now, &nad_addr),
+        "the running NPWG attachment keeps its address"
+    );
+    assert_eq!(held(&client, "bmc").await, 1);
 }

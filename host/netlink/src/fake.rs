@@ -96,6 +96,10 @@ pub enum Call {
         ns: Netns,
         table: u32,
     },
+    DeleteRoute {
+        ns: Netns,
+        route: Route,
+    },
     AddRule {
         ns: Netns,
         rule: Rule,
@@ -136,6 +140,7 @@ impl Call {
             Call::DeleteAddress { .. } => Op::DeleteAddress,
             Call::AddRoute { .. } => Op::AddRoute,
             Call::ListRoutes { .. } => Op::ListRoutes,
+            Call::DeleteRoute { .. } => Op::DeleteRoute,
             Call::AddRule { .. } => Op::AddRule,
             Call::ListRules { .. } => Op::ListRules,
             Call::DeleteRule { .. } => Op::DeleteRule,
@@ -163,6 +168,7 @@ impl Call {
             | Call::DeleteAddress { ns, .. }
             | Call::AddRoute { ns, .. }
             | Call::ListRoutes { ns, .. }
+            | Call::DeleteRoute { ns, .. }
             | Call::AddRule { ns, .. }
             | Call::ListRules { ns }
             | Call::DeleteRule { ns, .. }
@@ -202,7 +208,9 @@ impl Call {
             Call::AddAddress { link, addr, .. } => format!("address {} on {link}", addr.addr),
             Call::ListAddresses { link, .. } => format!("addresses of {link}"),
             Call::DeleteAddress { link, addr, .. } => format!("address {addr} on {link}"),
-            Call::AddRoute { route, .. } => format!("route {} table {}", route.dst, route.table),
+            Call::AddRoute { route, .. } | Call::DeleteRoute { route, .. } => {
+                format!("route {} table {}", route.dst, route.table)
+            }
             Call::ListRoutes { table, .. } => format!("routes of table {table}"),
             Call::AddRule { rule, .. } | Call::DeleteRule { rule, .. } => {
                 format!("rule from {} lookup {}", rule.from, rule.table)
@@ -1164,6 +1172,31 @@ impl Netlink for FakeNetlink {
             .filter(|r| r.table == table)
             .cloned()
             .collect())
+    }
+
+    async fn delete_route(&self, ns: &Netns, route: &Route) -> Result<(), NetlinkError> {
+        let op = Op::DeleteRoute;
+        let object = format!("route {} table {}", route.dst, route.table);
+        let mut st = self.lock();
+        st.record(Call::DeleteRoute {
+            ns: ns.clone(),
+            route: route.clone(),
+        })?;
+        let dst = IpNetwork::new(route.dst.network(), route.dst.prefix()).expect("prefix already valid");
+        let state = st.ns(op, ns)?;
+        let pos = state.routes.iter().position(|r| {
+            r.dst == dst
+                && r.table == route.table
+                && route.gateway.is_none_or(|gw| r.gateway == Some(gw))
+                && route.dev.as_ref().is_none_or(|dev| r.dev.as_ref() == Some(dev))
+        });
+        match pos {
+            Some(pos) => {
+                state.routes.remove(pos);
+                Ok(())
+            }
+            None => Err(kernel(op, ns, object, libc_errno::ESRCH)),
+        }
     }
 
     async fn add_rule(&self, ns: &Netns, rule: &Rule) -> Result<(), NetlinkError> {

@@ -87,6 +87,10 @@ pub trait Netlink: Send + Sync {
     /// The routes of table `table` (both families), devices by name.
     async fn routes(&self, ns: &Netns, table: u32) -> Result<Vec<Route>, NetlinkError>;
 
+    /// Deletes the route to `route.dst` in `route.table` (the one through `route.gateway` and `route.dev` when they are
+    /// set); NotFound if there is none.
+    async fn delete_route(&self, ns: &Netns, route: &Route) -> Result<(), NetlinkError>;
+
     /// Adds the policy rule `from <rule.from> lookup <rule.table>`.
     async fn add_rule(&self, ns: &Netns, rule: &Rule) -> Result<(), NetlinkError>;
 

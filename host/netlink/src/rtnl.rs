@@ -678,6 +678,31 @@ impl Netlink for RtNetlink {
             .map_err(|err| map_err(err, op, ns, object, None))
     }
 
+    async fn delete_route(&self, ns: &Netns, route: &Route) -> Result<(), NetlinkError> {
+        let op = Op::DeleteRoute;
+        let object = route_object(route);
+        let handle = self.handle(op, ns).await?;
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(route.dst.network(), route.dst.prefix())
+            .map_err(|err| invalid(op, ns, object.clone(), err))?;
+        if let Some(gateway) = route.gateway {
+            builder = builder
+                .gateway(gateway)
+                .map_err(|err| invalid(op, ns, object.clone(), err))?;
+        }
+        if let Some(dev) = &route.dev {
+            let index = Self::index_of(&handle, op, ns, dev, "device").await?;
+            builder = builder.output_interface(index);
+        }
+        let msg = builder.table_id(route.table).build();
+        handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(|err| map_err(err, op, ns, object, None))
+    }
+
     async fn routes(&self, ns: &Netns, table: u32) -> Result<Vec<Route>, NetlinkError> {
         let op = Op::ListRoutes;
         let handle = self.handle(op, ns).await?;

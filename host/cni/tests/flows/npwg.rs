@@ -38,18 +38,26 @@ async fn nad(w: &World, ns: &str, name: &str, config: Value) {
     api.create(&PostParams::default(), &nad).await.unwrap();
 }
 
-/// A DanmNet in the blocks IPAM mode, whatever mode the run creates networks in (NADs allocate only from those).
+/// A DanmNet in the blocks IPAM mode, whatever mode the run creates networks in.
 async fn blocks_net(w: &World, name: &str, cidr: &str) -> danm_api::Network {
+    pool_net(w, name, cidr, "blocks").await
+}
+
+/// A DanmNet in IPAM mode `mode` (`bitmap` or `blocks`, named by its annotation), whatever mode the run creates
+/// networks in.
+async fn pool_net(w: &World, name: &str, cidr: &str, mode: &str) -> danm_api::Network {
     let mut spec: danm_api::NetworkSpec =
         serde_json::from_value(json!({"NetworkID": name, "NetworkType": "macvlan",
                                       "Options": {"host_device": "ens1", "cidr": cidr}}))
         .unwrap();
     danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
-    spec.options.alloc.clear();
+    if mode == "blocks" {
+        spec.options.alloc.clear();
+    }
     let mut net = danm_api::Network::new(NetworkKind::DanmNet, Some(NS), name, spec);
     net.metadata.annotations = Some(BTreeMap::from([(
         danm_api::annotations::IPAM_MODE.to_owned(),
-        "blocks".to_owned(),
+        mode.to_owned(),
     )]));
     let api: kube::Api<danm_api::Network> =
         kube::Api::namespaced_with(w.lab.client.clone(), NS, &NetworkKind::DanmNet);
@@ -302,7 +310,7 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
     .await;
     /// The pod, its annotations, the CNI error code and a text the message must contain.
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         (
             "collide",
             &[("k8s.v1.cni.cncf.io/networks", "net-a@eth0")],
@@ -333,6 +341,17 @@ async fn npwg_mistakes_fail_clearly_and_leave_nothing() {
             &[("k8s.v1.cni.cncf.io/networks", r#"[{"name":"net-a","mac":"zz"}]"#)],
             codes::INVALID_POD_REQUEST,
             "pod default/badjson: annotation k8s.v1.cni.cncf.io/networks: element 0 field mac",
+        ),
+        (
+            "twodefaults",
+            &[(
+                "k8s.v1.cni.cncf.io/networks",
+                r#"[{"name":"net-a","default-route":["10.77.0.1"]},
+                    {"name":"net-a","interface":"x1","default-route":["fd00::1","10.77.0.2"]}]"#,
+            )],
+            codes::INVALID_POD_REQUEST,
+            "pod default/twodefaults: annotation k8s.v1.cni.cncf.io/networks: elements 0 and 1 both ask for the \
+             default IPv4 route (field default-route); only one element may",
         ),
     ];
     for (pod, annotations, want, text) in cases {
@@ -367,11 +386,42 @@ async fn get_claim(w: &World, name: &str) -> Option<IpamClaim> {
     api.get_opt(name).await.unwrap()
 }
 
+/// The addresses a pool network's IPAM holds beyond what it held when created: owners in its blocks, or bits set
+/// in its bitmap.
+async fn held(w: &World, pool: &danm_api::Network) -> usize {
+    let (alloc, _, owners) = w.lab.holdings(pool).await;
+    let bits = |alloc: &str| {
+        let mut spec = pool.spec.clone();
+        spec.options.alloc = alloc.to_owned();
+        danm_core::ipam::usage(&spec)
+            .ok()
+            .and_then(|u| u.v4)
+            .map_or(0, |u| u.allocated_count as usize)
+    };
+    owners + bits(&alloc) - bits(&pool.spec.options.alloc)
+}
+
+/// The StatefulSet sequence on a pool in the blocks mode (the claim owns its addresses in the blocks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released_with_the_claim() {
+async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released_with_the_claim_in_blocks_mode()
+ {
+    claim_sequence("blocks").await;
+}
+
+/// The StatefulSet sequence on a pool in DANM's bitmap mode (the claim's bit stays set between its pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released_with_the_claim_in_bitmap_mode()
+ {
+    claim_sequence("bitmap").await;
+}
+
+/// A pod with a claim ADD → a second pod on the claim refused with nothing leaked → DEL (the address stays the
+/// claim's, the reconciler leaves it alone) → a new pod with the same claim gets the same address → the claim is
+/// deleted and the reconciler releases the address; on a pool in IPAM mode `mode`.
+async fn claim_sequence(mode: &str) {
     let Some(w) = world().await else { return };
     let dflt = w.macvlan("default", json!({})).await;
-    let pool = blocks_net(&w, "pool", "10.91.0.0/24").await;
+    let pool = pool_net(&w, "pool", "10.91.0.0/24", mode).await;
     answering(&w, "bridgelike", "10.91.0.1/24");
     nad(
         &w,
@@ -440,18 +490,14 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
             .all(|l| l.name == "lo"),
         "rolled back"
     );
-    assert_eq!(w.lab.holdings(&pool).await.2, 1, "no address leaked");
+    assert_eq!(held(&w, &pool).await, 1, "no address leaked");
     pods.delete("intruder", &Default::default()).await.unwrap();
 
     // web-0 goes away: its DanmEps go, the address stays the claim's.
     w.run(&w.call("DEL", "web-0", "s1")).await.unwrap();
     pods.delete("web-0", &Default::default()).await.unwrap();
     assert_eq!(w.lab.eps(NS).await.len(), 0);
-    assert_eq!(
-        w.lab.holdings(&pool).await.2,
-        1,
-        "the claim still holds its address"
-    );
+    assert_eq!(held(&w, &pool).await, 1, "the claim still holds its address");
     assert!(
         get_claim(&w, "web-0.br")
             .await
@@ -471,11 +517,7 @@ async fn a_claimed_address_survives_its_pod_goes_to_the_next_one_and_is_released
         assert_eq!(report.addresses_released, 0, "{report:?}");
         assert!(report.errors.is_empty(), "{report:?}");
     }
-    assert_eq!(
-        w.lab.holdings(&pool).await.2,
-        1,
-        "the claim's address survived two scans"
-    );
+    assert_eq!(held(&w, &pool).await, 1, "the claim's address survived two scans");
 
     // web-0 again (a new pod of the same name, a new sandbox): the same address.
     npwg_pod(&w, "web-0", &[("k8s.v1.cni.cncf.io/networks", sel)]).await;
@@ -564,4 +606,167 @@ async fn a_failed_npwg_interface_rolls_back_its_pool_addresses_and_gc_tears_npwg
         w.plugins.calls()
     );
     w.assert_nothing_left(&[&dflt, &pool]).await;
+}
+
+/// A NAD in `NS` naming the device-plugin resource `resource`.
+async fn nad_with_resource(w: &World, name: &str, resource: &str, config: Value) {
+    let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": NS,
+                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": resource}},
+        "spec": {"config": config.to_string()}
+    }))
+    .unwrap();
+    let api: kube::Api<NetworkAttachmentDefinition> = kube::Api::namespaced(w.lab.client.clone(), NS);
+    api.create(&PostParams::default(), &nad).await.unwrap();
+}
+
+/// NADs naming a resource take devices of the pod's allocation after danm's own SR-IOV interface took its own: each
+/// a different one, passed to the NAD's plugin (a conflist's first plugin) as `deviceID`, recorded in the DanmEp and
+/// given again to DEL. A pod with no free device of the resource is refused naming the NAD, the pod and the
+/// resource, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nads_with_a_resource_name_take_distinct_devices_of_the_pod_and_pass_them_as_device_id() {
+    let Some(w) = world().await else { return };
+    fake_sriov(&w).await;
+    sriov_network(&w).await;
+    let pool = "nokia.k8s.io/sriov_ens2f0";
+    answering(&w, "sriovlike", "10.79.0.5/24");
+    answering(&w, "sriovchain", "10.79.1.5/24");
+    w.plugins.add("tuning", FakePlugin::adding(Answer::Nothing));
+    nad_with_resource(
+        &w,
+        "vf-a",
+        pool,
+        json!({"cniVersion":"1.0.0","name":"vf-a","type":"sriovlike","vlan":100}),
+    )
+    .await;
+    nad_with_resource(
+        &w,
+        "vf-b",
+        pool,
+        json!({"cniVersion":"1.0.0","name":"vf-b","plugins":[{"type":"sriovchain"},{"type":"tuning"}]}),
+    )
+    .await;
+    let interfaces = r#"[{"network":"sriov","ip":"dynamic"}]"#;
+    npwg_pod(
+        &w,
+        "vfpod",
+        &[
+            ("danm.k8s.io/interfaces", interfaces),
+            ("k8s.v1.cni.cncf.io/networks", "vf-a, vf-b"),
+        ],
+    )
+    .await;
+    // Kubelet allocated three devices of the pool to the pod (and one to a pod elsewhere); danm's own SR-IOV eth0
+    // takes the last one, as DANM's device pools do.
+    let answer = pod_resources(&[
+        (
+            NS,
+            "vfpod",
+            &[
+                (pool, &["0000:03:00.5", "0000:03:00.4"][..]),
+                (pool, &["0000:03:00.1"][..]),
+            ],
+        ),
+        ("elsewhere", "vfpod", &[(pool, &["0000:03:00.9"])]),
+    ]);
+    let socket = danm_cni::podresources::socket_path(&w.svc.kubelet_root);
+    let server = kubelet::serve(&socket, move || Ok(answer.clone()));
+    w.run(&w.call("ADD", "vfpod", "cvf")).await.unwrap();
+
+    let a = w
+        .plugins
+        .stdin("sriovlike", "ADD", "net1")
+        .expect("vf-a ran as net1");
+    assert_eq!(a["deviceID"], "0000:03:00.4", "{a}");
+    assert_eq!(a["vlan"], 100, "the NAD's own keys are kept: {a}");
+    let b = w
+        .plugins
+        .stdin("sriovchain", "ADD", "net2")
+        .expect("vf-b ran as net2");
+    assert_eq!(
+        b["deviceID"], "0000:03:00.5",
+        "a conflist's first plugin gets it: {b}"
+    );
+    let tuning = w.plugins.stdin("tuning", "ADD", "net2").unwrap();
+    assert!(
+        tuning.get("deviceID").is_none(),
+        "only the first plugin: {tuning}"
+    );
+    let mut devices: Vec<(String, String)> = w
+        .lab
+        .eps(NS)
+        .await
+        .iter()
+        .map(|e| (e.spec.interface.name.clone(), e.spec.interface.device_id.clone()))
+        .collect();
+    devices.sort();
+    assert_eq!(
+        devices,
+        [
+            ("eth0".to_owned(), "0000:03:00.1".to_owned()),
+            ("net1".to_owned(), "0000:03:00.4".to_owned()),
+            ("net2".to_owned(), "0000:03:00.5".to_owned()),
+        ],
+        "each interface its own device"
+    );
+
+    w.run(&w.call("DEL", "vfpod", "cvf")).await.unwrap();
+    let del_a = w.plugins.stdin("sriovlike", "DEL", "net1").unwrap();
+    assert_eq!(del_a["deviceID"], "0000:03:00.4", "DEL gets the device ADD got");
+    let del_b = w.plugins.stdin("sriovchain", "DEL", "net2").unwrap();
+    assert_eq!(del_b["deviceID"], "0000:03:00.5");
+    assert!(w.lab.eps(NS).await.is_empty());
+    server.abort();
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+
+    // Two attachments of one resource and a single device allocated: refused, nothing delegated, nothing left.
+    let dflt = w.macvlan("default", json!({})).await;
+    let cp = danm_cni::devices::checkpoint_path(&w.svc.kubelet_root);
+    std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
+    let short = npwg_pod(
+        &w,
+        "short",
+        &[("k8s.v1.cni.cncf.io/networks", "vf-a, vf-a@data1")],
+    )
+    .await;
+    std::fs::write(
+        &cp,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":short.metadata.uid.unwrap(),"ResourceName":pool,
+            "DeviceIDs":["0000:03:00.4"]}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let adds_before = w.plugins.calls().iter().filter(|c| c.starts_with("ADD")).count();
+    let (code, msg) = code_of(w.run(&w.call("ADD", "short", "cshort")).await);
+    assert_eq!(code, codes::INVALID_POD_REQUEST, "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "NetworkAttachmentDefinition default/vf-a (interface data1) needs a device of resource {pool}"
+        )) && msg.contains("pod default/short has no free device of it"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("interface net1)"),
+        "the first got the device: {msg}"
+    );
+    // A pod with no device of the resource at all.
+    npwg_pod(&w, "none", &[("k8s.v1.cni.cncf.io/networks", "vf-b")]).await;
+    let (code, msg) = code_of(w.run(&w.call("ADD", "none", "cnone")).await);
+    assert_eq!(code, codes::INVALID_POD_REQUEST, "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "NetworkAttachmentDefinition default/vf-b (interface net1) needs a device of resource {pool}"
+        )) && msg.contains("pod default/none has no free device of it")
+            && msg.contains("there were no Devices allocated for the Pod"),
+        "{msg}"
+    );
+    assert_eq!(
+        w.plugins.calls().iter().filter(|c| c.starts_with("ADD")).count(),
+        adds_before,
+        "nothing was delegated"
+    );
+    w.assert_nothing_left(&[&dflt]).await;
 }

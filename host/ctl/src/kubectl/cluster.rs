@@ -2,6 +2,7 @@
 //! DanmEps and the CNI's failure events, and the facts `why` needs. Every error names the objects it was reading.
 
 use danm_api::{DanmEp, Network, NetworkAttachmentDefinition, NetworkKind};
+use danm_core::annotation::npwg::{NETWORKS_ANNOTATION, parse_networks};
 use danm_core::annotation::{NetworkRef, find_annotation, parse_interfaces};
 use danm_core::ipam::blocks::IpamMode;
 use danm_core::resolve::{DEFAULT_NETWORK_NAME, DEFAULT_ORDER, resolve_default};
@@ -11,7 +12,7 @@ use kube::api::{Api, ListParams};
 
 use super::KubectlError;
 use super::networks::{NetworkView, nad_row, network_view};
-use super::why::{FAILURE_REASON, Facts, Failure, NetworkFacts};
+use super::why::{FAILURE_REASON, Facts, Failure, NadFacts, NetworkFacts};
 
 /// Which namespaces a listing covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,9 +216,44 @@ pub async fn facts(client: &kube::Client, pod: &Pod) -> Result<Facts, KubectlErr
             ));
         }
     }
-    let attached = danmeps(client, pod)
-        .await?
+    // The NPWG attachments: the NADs the annotation selects, and whether each exists.
+    let npwg = match annotations.get(NETWORKS_ANNOTATION) {
+        None => Ok(Vec::new()),
+        Some(value) => match parse_networks(value) {
+            Err(e) => Err(e.to_string()),
+            Ok(selections) => {
+                let mut nads = Vec::new();
+                for sel in selections {
+                    let nad_ns = sel.nad_namespace(&ns).to_owned();
+                    let api: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), &nad_ns);
+                    let exists = api
+                        .get_opt(&sel.name)
+                        .await
+                        .map_err(|e| {
+                            KubectlError::from(ApiError::from_kube(
+                                format!("NetworkAttachmentDefinition {nad_ns}/{}", sel.name),
+                                e,
+                            ))
+                        })?
+                        .is_some();
+                    nads.push(NadFacts {
+                        qualified: sel.qualified_name(&ns),
+                        exists,
+                    });
+                }
+                Ok(nads)
+            }
+        },
+    };
+    let eps = danmeps(client, pod).await?;
+    let attached_nads = eps
         .iter()
+        .filter(|ep| ep.spec.api_type == danm_api::nad::NAD_KIND)
+        .map(|ep| ep.spec.network_name.clone())
+        .collect();
+    let attached = eps
+        .iter()
+        .filter(|ep| ep.spec.api_type != danm_api::nad::NAD_KIND)
         .map(|ep| {
             let kind = if ep.spec.api_type.is_empty() {
                 NetworkKind::DanmNet
@@ -235,6 +271,8 @@ pub async fn facts(client: &kube::Client, pod: &Pod) -> Result<Facts, KubectlErr
         defaults,
         networks,
         attached,
+        npwg,
+        attached_nads,
         last_failure: last_failure(client, pod).await?,
     })
 }

@@ -1,8 +1,11 @@
 //! `kubectl danm why`: explains a pod's missing or failed danm interfaces from what the cluster holds — its
-//! annotation, the networks it names (or the default network), AllowedTenants, the pools' use, its DanmEps and the
-//! CNI's last `DanmAddFailed` event — and says what to do. [`diagnose`] is pure: the caller gathers the [`Facts`].
+//! annotations (danm's and the NPWG `k8s.v1.cni.cncf.io/networks`), the networks and NetworkAttachmentDefinitions
+//! they name (or the default network), AllowedTenants, the pools' use, its DanmEps and the CNI's last
+//! `DanmAddFailed` event — and says what to do. [`diagnose`] is pure: the caller gathers the [`Facts`].
 
+use danm_api::nad::NAD_KIND;
 use danm_api::{NetworkKind, NetworkSpec};
+use danm_core::annotation::npwg::NETWORKS_ANNOTATION;
 use danm_core::annotation::{InterfaceRequest, IpRequest, NetworkRef};
 use danm_core::resolve::{ResolveError, check_allowed_tenants, resolve_default};
 use serde::Serialize;
@@ -31,6 +34,14 @@ pub struct Failure {
     pub message: String,
 }
 
+/// A NetworkAttachmentDefinition the pod's NPWG annotation selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NadFacts {
+    /// `<namespace>/<nad>`, as the NPWG attachment's DanmEp names it.
+    pub qualified: String,
+    pub exists: bool,
+}
+
 /// What `why` looks at.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
@@ -46,6 +57,10 @@ pub struct Facts {
     pub networks: Vec<(NetworkRef, NetworkFacts)>,
     /// The networks the pod has DanmEps on.
     pub attached: Vec<NetworkRef>,
+    /// The NADs its NPWG annotation selects (empty: none), or why that annotation does not parse.
+    pub npwg: Result<Vec<NadFacts>, String>,
+    /// The NADs (`<namespace>/<nad>`) the pod has NPWG attachments' DanmEps on.
+    pub attached_nads: Vec<String>,
     pub last_failure: Option<Failure>,
 }
 
@@ -125,6 +140,10 @@ impl Problem {
     /// What an operator does about it.
     pub fn advice(&self, namespace: &str, pod: &str) -> String {
         match self {
+            Problem::BadAnnotation { key, .. } if key == NETWORKS_ANNOTATION => format!(
+                "fix the pod's {key} annotation (a comma list of [<namespace>/]<nad>[@<interface>], or a JSON list of \
+                 network selection elements) and recreate it"
+            ),
             Problem::BadAnnotation { key, .. } => {
                 format!(
                     "fix the pod's {key} annotation (a JSON list of {{\"network\": ...}} elements) and recreate it"
@@ -249,6 +268,28 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
             missing.push(shown);
         }
     }
+    // The NPWG attachments, after danm's own (as the CNI sets them up).
+    let mut requested: Vec<String> = requests.iter().map(|r| name(&r.network, ns)).collect();
+    match &facts.npwg {
+        Err(error) => problems.push(Problem::BadAnnotation {
+            key: NETWORKS_ANNOTATION.to_owned(),
+            error: error.clone(),
+        }),
+        Ok(nads) => {
+            for nad in nads {
+                let shown = format!("{NAD_KIND} {}", nad.qualified);
+                requested.push(shown.clone());
+                if !nad.exists {
+                    problems.push(Problem::UnknownNetwork {
+                        network: shown,
+                        namespace: ns.to_owned(),
+                    });
+                } else if !facts.attached_nads.contains(&nad.qualified) {
+                    missing.push(shown);
+                }
+            }
+        }
+    }
     let mut note = None;
     if let Some(f) = &facts.last_failure {
         if problems.is_empty() && missing.is_empty() {
@@ -274,7 +315,7 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
     Diagnosis {
         namespace: ns.to_owned(),
         pod: facts.pod.clone(),
-        requested: requests.iter().map(|r| name(&r.network, ns)).collect(),
+        requested,
         problems,
         note,
         advice,
@@ -313,8 +354,70 @@ mod tests {
             defaults: Vec::new(),
             networks: Vec::new(),
             attached: Vec::new(),
+            npwg: Ok(Vec::new()),
+            attached_nads: Vec::new(),
             last_failure: None,
         }
+    }
+
+    #[test]
+    fn npwg_attachments_are_named_as_nads_checked_for_existence_and_their_danmeps() {
+        let nad = |qualified: &str, exists: bool| NadFacts {
+            qualified: qualified.into(),
+            exists,
+        };
+        let mut f = facts(Some(r#"[{"network":"n"}]"#));
+        f.networks = vec![network(NetworkKind::DanmNet, "n", None, None)];
+        f.attached = vec![NetworkRef::new(NetworkKind::DanmNet, "n")];
+        f.npwg = Ok(vec![nad("demo/net-a", true), nad("other/net-b", false)]);
+        let d = diagnose(&f);
+        assert_eq!(
+            d.requested,
+            [
+                "DanmNet demo/n",
+                "NetworkAttachmentDefinition demo/net-a",
+                "NetworkAttachmentDefinition other/net-b"
+            ]
+        );
+        assert_eq!(
+            d.problems,
+            [Problem::UnknownNetwork {
+                network: "NetworkAttachmentDefinition other/net-b".into(),
+                namespace: "demo".into()
+            }]
+        );
+        assert!(
+            d.advice
+                .starts_with("create NetworkAttachmentDefinition other/net-b"),
+            "{}",
+            d.advice
+        );
+        // Both NADs exist; one has its DanmEp.
+        f.npwg = Ok(vec![nad("demo/net-a", true), nad("other/net-b", true)]);
+        f.attached_nads = vec!["other/net-b".into()];
+        assert_eq!(
+            diagnose(&f).problems,
+            [Problem::NotAttached {
+                network: "NetworkAttachmentDefinition demo/net-a".into()
+            }]
+        );
+        f.attached_nads.push("demo/net-a".into());
+        let d = diagnose(&f);
+        assert!(!d.found_problem(), "{d:?}");
+        assert!(render(&d).contains(
+            "requests: DanmNet demo/n, NetworkAttachmentDefinition demo/net-a, NetworkAttachmentDefinition other/net-b"
+        ));
+        // An NPWG annotation that does not parse.
+        f.npwg = Err("element 0 field mac: bad".into());
+        let d = diagnose(&f);
+        assert_eq!(
+            d.problems,
+            [Problem::BadAnnotation {
+                key: "k8s.v1.cni.cncf.io/networks".into(),
+                error: "element 0 field mac: bad".into()
+            }]
+        );
+        assert!(d.advice.contains("network selection elements"), "{}", d.advice);
     }
 
     fn network(

@@ -396,6 +396,26 @@ async fn routes_follow_the_kernel_rules_for_devices_and_gateways() {
     assert_eq!(table[0].dst, net("10.9.0.0/16"), "host bits cleared");
     assert!(fake.routes(&pod(), TABLE_MAIN).await.unwrap().is_empty());
     assert!(fake.add_route(&pod(), &via).await.unwrap_err().is_exists());
+    // Deleted by destination and table, and by gateway and device when given.
+    let other_gw = Route::new(net("10.9.0.0/16")).via(ip("10.1.0.2")).table(100);
+    assert!(
+        fake.delete_route(&pod(), &other_gw)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        fake.delete_route(&pod(), &Route::new(net("10.9.0.0/16")))
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "not in the main table"
+    );
+    fake.delete_route(&pod(), &Route::new(net("10.9.0.0/16")).dev("eth1").table(100))
+        .await
+        .unwrap();
+    assert!(fake.routes(&pod(), 100).await.unwrap().is_empty());
+    fake.add_route(&pod(), &via).await.unwrap();
     fake.delete_link(&pod(), "eth1").await.unwrap();
     assert!(
         fake.routes(&pod(), 100).await.unwrap().is_empty(),
