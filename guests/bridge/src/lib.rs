@@ -28,6 +28,78 @@ pub fn bridge_name(network_id: &str, host_device: &str) -> String {
     }
 }
 
+/// In `gateway` and `masquerade` mode the reference bridge plugin gives the bridge the first address of each subnet
+/// (danm's IPAM result names no gateway): no pod may be given that address. It must lie outside the allocation pool,
+/// or be a gateway of `routes`/`routes6`, which danm's IPAM never hands out.
+fn check_gateway_kept_from_pods(spec: &danm_api::NetworkSpec, out: &mut Vec<Violation>) {
+    let o = &spec.options;
+    let routed = |routes: &Option<std::collections::BTreeMap<String, String>>, gw: &str| {
+        routes.iter().flat_map(|r| r.values()).any(|g| g == gw)
+    };
+    if let Some(gw) = first_host_v4(&o.cidr)
+        && pool_holds_v4(&o.allocation_pool.start, &o.allocation_pool.end, gw)
+        && !routed(&o.routes, &gw.to_string())
+    {
+        out.push(Violation::new(
+            "BRIDGE-GATEWAY",
+            "spec.Options.allocation_pool",
+            format!(
+                "bridge network:{} in {} mode: the bridge takes {gw}, the first address of cidr {}, as the pods' \
+                 gateway, and allocation_pool {}-{} would give it to a pod: start the pool after it, or name it as a \
+                 routes gateway",
+                spec.network_id, o.mode, o.cidr, o.allocation_pool.start, o.allocation_pool.end
+            ),
+        ));
+    }
+    if let Some(gw) = first_host_v6(&o.net6)
+        && pool_holds_v6(&o.allocation_pool_v6.start, &o.allocation_pool_v6.end, gw)
+        && !routed(&o.routes6, &gw.to_string())
+    {
+        out.push(Violation::new(
+            "BRIDGE-GATEWAY",
+            "spec.Options.allocation_pool_v6",
+            format!(
+                "bridge network:{} in {} mode: the bridge takes {gw}, the first address of net6 {}, as the pods' \
+                 gateway, and allocation_pool_v6 would give it to a pod: start the pool after it, or name it as a \
+                 routes6 gateway",
+                spec.network_id, o.mode, o.net6
+            ),
+        ));
+    }
+}
+
+fn split_cidr(cidr: &str) -> Option<(&str, u32)> {
+    let (addr, len) = cidr.split_once('/')?;
+    Some((addr, len.parse().ok()?))
+}
+
+fn first_host_v4(cidr: &str) -> Option<std::net::Ipv4Addr> {
+    let (addr, len) = split_cidr(cidr)?;
+    let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+    let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
+    Some((u32::from(addr) & mask).checked_add(1)?.into())
+}
+
+fn first_host_v6(cidr: &str) -> Option<std::net::Ipv6Addr> {
+    let (addr, len) = split_cidr(cidr)?;
+    let addr: std::net::Ipv6Addr = addr.parse().ok()?;
+    let mask = u128::MAX.checked_shl(128u32.checked_sub(len)?).unwrap_or(0);
+    Some((u128::from(addr) & mask).checked_add(1)?.into())
+}
+
+/// Whether a pool (empty bounds: the whole subnet, as the webhook's defaults make it) holds `ip`.
+fn pool_holds_v4(start: &str, end: &str, ip: std::net::Ipv4Addr) -> bool {
+    let start = start.parse::<std::net::Ipv4Addr>().map_or(0, u32::from);
+    let end = end.parse::<std::net::Ipv4Addr>().map_or(u32::MAX, u32::from);
+    (start..=end).contains(&u32::from(ip))
+}
+
+fn pool_holds_v6(start: &str, end: &str, ip: std::net::Ipv6Addr) -> bool {
+    let start = start.parse::<std::net::Ipv6Addr>().map_or(0, u128::from);
+    let end = end.parse::<std::net::Ipv6Addr>().map_or(u128::MAX, u128::from);
+    (start..=end).contains(&u128::from(ip))
+}
+
 impl Backend for Bridge {
     fn network_types() -> Vec<String> {
         vec!["bridge".into()]
@@ -70,6 +142,9 @@ impl Backend for Bridge {
                 ));
             }
             check_mtu(spec, out);
+            if matches!(spec.options.mode.as_str(), "gateway" | "masquerade") {
+                check_gateway_kept_from_pods(spec, out);
+            }
         })
     }
 
@@ -154,6 +229,47 @@ mod tests {
                 cfg["mtu"].as_u64()
             ),
             (Some(true), Some(true), Some(1450))
+        );
+    }
+
+    #[test]
+    fn gateway_mode_keeps_the_bridges_address_from_pods() {
+        let rules = |options: Value| -> Vec<(String, String)> {
+            Bridge::validate(Operation::Create, &network(options), None)
+                .into_iter()
+                .map(|v| (v.rule, v.field))
+                .collect()
+        };
+        let refused = vec![("BRIDGE-GATEWAY".to_owned(), "spec.Options.allocation_pool".to_owned())];
+        // The webhook's default pool starts at the subnet's first address: the bridge's.
+        let pool = json!({"start":"10.0.0.1","end":"10.0.0.254"});
+        assert_eq!(rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool})), refused);
+        assert_eq!(rules(json!({"cidr":"10.0.0.0/24","mode":"masquerade"})), refused);
+        let msg = Bridge::validate(
+            Operation::Create,
+            &network(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool})),
+            None,
+        )[0]
+        .message
+        .clone();
+        assert!(msg.contains("10.0.0.1") && msg.contains("network:lan"), "{msg}");
+        // A pool after it, or the address named as a route's gateway (never handed out), is fine; so is l2 mode.
+        let after = json!({"start":"10.0.0.2","end":"10.0.0.254"});
+        assert!(rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":after})).is_empty());
+        assert!(
+            rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool,
+                         "routes":{"0.0.0.0/0":"10.0.0.1"}}))
+            .is_empty()
+        );
+        assert!(rules(json!({"cidr":"10.0.0.0/24","mode":"l2","allocation_pool":pool})).is_empty());
+        // IPv6: the first address of net6.
+        assert_eq!(
+            rules(json!({"net6":"fd00::/120","mode":"gateway"})),
+            vec![("BRIDGE-GATEWAY".to_owned(), "spec.Options.allocation_pool_v6".to_owned())]
+        );
+        assert!(
+            rules(json!({"net6":"fd00::/120","mode":"gateway","allocation_pool_v6":{"start":"fd00::10","end":"fd00::ff"}}))
+                .is_empty()
         );
     }
 
