@@ -53,9 +53,8 @@ impl Webhook {
         } else {
             net.name().to_owned()
         };
-        let cluster_scoped = kind == NetworkKind::ClusterNetwork.as_str();
-        let list_ns = (!cluster_scoped).then_some(namespace.as_str());
-        let eps = match self.cluster.list_danmeps(list_ns).await {
+        // Every namespace: a pod of any namespace may use the network's pool through a NAD (behaviour §2.1).
+        let eps = match self.cluster.list_danmeps(None).await {
             Ok(eps) => eps,
             Err(e) => {
                 return Verdict::deny_internal(format!(

@@ -1,6 +1,8 @@
 //! "Is this network in use?" (behaviour §8.2 V27, §8.5): DanmEps whose `apiType` is the network's kind (an
 //! empty `apiType` counts as DanmNet, behaviour §10 B11), whose `NetworkName` is its name, and that live in
-//! its namespace (any namespace for a ClusterNetwork).
+//! its namespace (any namespace for a ClusterNetwork); and NPWG attachments' DanmEps, in any namespace, whose
+//! addresses danm's IPAM allocated from the network (`danm.k8s.io/ipam-network: <Kind>/<namespace>/<name>`,
+//! behaviour §2.1).
 
 use danm_api::{DanmEp, NetworkKind};
 
@@ -14,6 +16,20 @@ pub fn connected_endpoints<'a>(
     let cluster_scoped = kind == NetworkKind::ClusterNetwork.as_str();
     eps.iter()
         .filter(|ep| {
+            if let Some(pool) = ep
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(danm_api::annotations::IPAM_NETWORK))
+            {
+                let mut parts = pool.splitn(3, '/');
+                let (pool_kind, pool_ns, pool_name) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                return pool_kind == kind && pool_name == name && (cluster_scoped || pool_ns == namespace);
+            }
             let ep_kind = NetworkKind::from_api_type(&ep.spec.api_type)
                 .map(|k| k.as_str())
                 .unwrap_or("");
@@ -89,6 +105,28 @@ mod tests {
         ];
         assert!(connected_endpoints(&eps, "DanmNet", "b", "n").is_empty());
         assert_eq!(connected_endpoints(&eps, "ClusterNetwork", "", "n").len(), 1);
+    }
+
+    #[test]
+    fn an_npwg_attachment_drawing_on_a_pool_counts_as_its_user_from_any_namespace() {
+        let mut npwg = ep(
+            "other",
+            "multus",
+            "default/macvlan-nad",
+            "NetworkAttachmentDefinition",
+        );
+        npwg.metadata.annotations = Some(
+            [(
+                danm_api::annotations::IPAM_NETWORK.to_owned(),
+                "DanmNet/default/pool".to_owned(),
+            )]
+            .into(),
+        );
+        let eps = vec![npwg];
+        assert_eq!(connected_endpoints(&eps, "DanmNet", "default", "pool").len(), 1);
+        assert!(connected_endpoints(&eps, "DanmNet", "other", "pool").is_empty());
+        assert!(connected_endpoints(&eps, "TenantNetwork", "default", "pool").is_empty());
+        assert!(connected_endpoints(&eps, "DanmNet", "default", "default/macvlan-nad").is_empty());
     }
 
     #[test]
