@@ -196,7 +196,7 @@ async fn netns_a_host_device_backend_dropped_into_the_plugin_dir_is_served_by_th
     warm_plugin_cache(&plugins);
     // A node's plugins are older than 2 s when the webhook starts, so their stamps are trusted (settled) and its
     // reload keeps them compiled.
-    std::thread::sleep(Duration::from_millis(2100).saturating_sub(copied.elapsed()));
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(copied.elapsed())).await;
 
     let lab = lab().await;
     let (webhook, addr) = start_webhook(&webhook_bin, &lab, &plugins, work.path());
@@ -244,7 +244,13 @@ async fn netns_a_host_device_backend_dropped_into_the_plugin_dir_is_served_by_th
         "danm attached a host-device network before any plugin served it: {}",
         early.out
     );
-    eprintln!("before the drop-in, ADD fails: {}", early.out["msg"]);
+    let why = early.out["msg"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("hd.conf"),
+        "the ADD failed for want of a static delegate config: {}",
+        early.out
+    );
+    eprintln!("before the drop-in, ADD fails: {why}");
     assert!(host_has(&dev), "the failed ADD left {dev} in the host");
 
     // The drop-in, and the time until the running webhook judges host-device networks by the new plugin's rules.
