@@ -50,14 +50,15 @@ lint: setup
 	$(CARGO) run -q -p danm-api --bin crdgen -- --check
 
 ## unit: pure crates, fakes, guest logic natively, plugin runtime against the built .wasm files; then the CNI flow,
-## netns and libcni tests once more with their networks in the blocks IPAM mode (the first run uses DANM's bitmaps).
+## netns, libcni and new-backend tests once more with their networks in the blocks IPAM mode (the first run uses
+## DANM's bitmaps).
 ## The lab servers of these runs record each component's API calls (by User-Agent) for `make rbac`.
 unit: guests
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test --workspace
 	cd guests/template && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test
 	rm -f $(RBAC_AUDIT)
 	DANM_LAB_AUDIT=$(RBAC_AUDIT) $(CARGO) test --workspace
-	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
+	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni --test new_backend
 
 ## rbac: least privilege. The verbs each ServiceAccount holds in deploy/ against the API calls its component made in
 ## the last `make unit` (the lab's audit, $(RBAC_AUDIT), by User-Agent: the binaries, and component code that tests
