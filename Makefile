@@ -5,6 +5,8 @@ export DANM_GUESTS_TARGET_DIR ?= $(HOME)/.cache/danm-guests-target
 # Where `make guests` puts the built plugins; tests and the lab load them from here.
 export DANM_PLUGIN_DIR ?= $(CURDIR)/build/plugins
 export DANM_TEST_PLUGIN_DIR ?= $(CURDIR)/build/test-plugins
+# Plugins built but not installed: the backend template's host-device.wasm, which a test drops into a running node.
+export DANM_EXTRA_PLUGIN_DIR ?= $(CURDIR)/build/extra-plugins
 # Tests that need the plugins fail instead of skipping when they are missing.
 export DANM_REQUIRE_FIXTURES ?= 1
 # The fuzz targets' instrumented build (fuzz/, a workspace of its own) and how long `make fuzz` runs each target.
@@ -27,7 +29,8 @@ setup:
 build: setup
 	$(CARGO) build --workspace --all-targets
 
-## guests: build every WASI plugin once (release, wasm32-wasip2) and stage them for the host.
+## guests: build every WASI plugin once (release, wasm32-wasip2) and stage them for the host (the backend template's
+## host-device.wasm apart, in $(DANM_EXTRA_PLUGIN_DIR)).
 guests: setup
 	CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) bash guests/build.sh
 
@@ -35,23 +38,27 @@ guests: setup
 crds:
 	$(CARGO) run -q -p danm-api --bin crdgen
 
-## lint: formatting, clippy (host and guests), CRD drift.
+## lint: formatting, clippy (host, guests and the backend template guests/template), CRD drift.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	cd guests && $(CARGO) fmt -- --check
 	cd fuzz && $(CARGO) fmt -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd guests/template && $(CARGO) fmt -- --check
+	cd guests/template && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) run -q -p danm-api --bin crdgen -- --check
 
 ## unit: pure crates, fakes, guest logic natively, plugin runtime against the built .wasm files; then the CNI flow,
-## netns and libcni tests once more with their networks in the blocks IPAM mode (the first run uses DANM's bitmaps).
+## netns, libcni and new-backend tests once more with their networks in the blocks IPAM mode (the first run uses
+## DANM's bitmaps).
 ## The lab servers of these runs record each component's API calls (by User-Agent) for `make rbac`.
 unit: guests
 	cd guests && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test --workspace
+	cd guests/template && CARGO_TARGET_DIR=$(DANM_GUESTS_TARGET_DIR) $(CARGO) test
 	rm -f $(RBAC_AUDIT)
 	DANM_LAB_AUDIT=$(RBAC_AUDIT) $(CARGO) test --workspace
-	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni
+	DANM_LAB_AUDIT=$(RBAC_AUDIT) DANM_TEST_IPAM_MODE=blocks $(CARGO) test -p danm-cni --test flows --test netns --test native_del --test libcni --test new_backend
 
 ## rbac: least privilege. The verbs each ServiceAccount holds in deploy/ against the API calls its component made in
 ## the last `make unit` (the lab's audit, $(RBAC_AUDIT), by User-Agent: the binaries, and component code that tests

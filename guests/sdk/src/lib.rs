@@ -26,6 +26,10 @@ pub use decode::{
 };
 pub use link::{attachment_parent, parent_link};
 
+/// The network spec a backend's checks receive (`spec` of DanmNet, TenantNetwork, ClusterNetwork, with DANM's keys),
+/// re-exported so a plugin built outside danm's repository names it without depending on danm's API crate.
+pub use danm_api::{NetworkOptions, NetworkSpec};
+
 /// Every guest's allocator (see [`alloc`]); native builds keep the platform's.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]

@@ -92,6 +92,27 @@ pub fn test_plugin_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("build/test-plugins"))
 }
 
+/// Plugins built but not installed with the others: `DANM_EXTRA_PLUGIN_DIR` (the Makefile sets it), else
+/// `<workspace>/build/extra-plugins`, where `make guests` stages the backend template's `host-device.wasm`.
+pub fn extra_plugin_dir() -> PathBuf {
+    std::env::var_os("DANM_EXTRA_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("build/extra-plugins"))
+}
+
+/// `<extra plugin dir>/<name>.wasm` when it is built; otherwise [`skip`]s saying how to build it.
+pub fn extra_plugin_or_skip(name: &str) -> Option<PathBuf> {
+    let file = extra_plugin_dir().join(format!("{name}.wasm"));
+    if file.is_file() {
+        return Some(file);
+    }
+    skip(&format!(
+        "{} is not built: run `make guests` (or set DANM_EXTRA_PLUGIN_DIR)",
+        file.display()
+    ));
+    None
+}
+
 /// Whether `dir` holds every real backend plugin.
 pub fn plugins_built(dir: &Path) -> bool {
     ["ipvlan", "macvlan", "sriov", "bridge", "rules"]

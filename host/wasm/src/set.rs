@@ -1,7 +1,7 @@
 //! The set of plugins loaded from one directory: the NetworkType → backend registry, the rules plugin, the calls
 //! the CNI and the webhook make, and reloading when the directory changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +28,12 @@ pub struct PluginSet {
     rules: Option<usize>,
     errors: LoadReport,
     fingerprint: Vec<(PathBuf, FileStamp)>,
+    /// Files whose stamp was settled when this set opened them: a reload may keep their plugins while the stamp is
+    /// unchanged (a file changed within the clock step of the load could keep its stamp).
+    settled: BTreeSet<PathBuf>,
+    /// The files this set opened itself (identified, compiled or loaded from the cache); the others were kept, already
+    /// compiled, from the set it reloaded.
+    opened: Vec<PathBuf>,
     /// `network_types()`, kept for the reviews that leave `dynamic_types` empty.
     dynamic: std::sync::OnceLock<Vec<String>>,
 }
@@ -67,15 +73,17 @@ impl PluginSet {
         let cache = rt.config.cache_dir.as_deref().map(Cache::open).transpose()?;
         let fingerprint = scan(&rt.config.plugin_dir)?;
         let index = cache.as_ref().map(Cache::load_index).unwrap_or_default();
-        Ok(Self::assemble(rt, cache, fingerprint, index))
+        Ok(Self::assemble(rt, cache, fingerprint, index, BTreeMap::new()))
     }
 
-    /// Opens every scanned file (from the index when its stamp is unchanged) and builds the registry.
+    /// Opens every scanned file (from the index when its stamp is unchanged) and builds the registry. A file found
+    /// in `keep` with the stamp it has now gets that plugin, already compiled, instead of being opened again.
     fn assemble(
         rt: Arc<Runtime>,
         cache: Option<Cache>,
         fingerprint: Vec<(PathBuf, FileStamp)>,
         index: Index,
+        mut keep: BTreeMap<PathBuf, (FileStamp, Plugin)>,
     ) -> PluginSet {
         let mut set = PluginSet {
             rt,
@@ -86,12 +94,24 @@ impl PluginSet {
             rules: None,
             errors: Vec::new(),
             fingerprint: Vec::new(),
+            settled: BTreeSet::new(),
+            opened: Vec::new(),
             dynamic: std::sync::OnceLock::new(),
         };
         let mut new_index = Index::default();
         for (file, stamp) in &fingerprint {
-            let known = index.get(file, stamp);
-            match Plugin::open(&set.rt, set.cache.as_ref(), file, known) {
+            if stamp.settled() {
+                set.settled.insert(file.clone());
+            }
+            let opened = match keep.remove(file) {
+                Some((kept, plugin)) if kept == *stamp => Ok(plugin),
+                _ => {
+                    set.opened.push(file.clone());
+                    let known = index.get(file, stamp);
+                    Plugin::open(&set.rt, set.cache.as_ref(), file, known)
+                }
+            };
+            match opened {
                 Ok(p) => {
                     let meta = p.meta();
                     // Keep what other engine configurations recorded for the same content.
@@ -332,13 +352,36 @@ impl PluginSet {
     }
 
     /// Reloads the directory if its `*.wasm` files changed (names, sizes or mtimes). Returns whether it reloaded.
-    /// Long-lived hosts (the webhook) call this periodically; unchanged plugins come from the cache.
+    /// Long-lived hosts (the webhook) call this periodically. A plugin whose file kept its settled stamp is kept as
+    /// it is, compiled; only new and changed files are opened ([`Self::opened`]), so a plugin dropped into the
+    /// directory costs its own compilation, not everyone's. On an error the set stays as it was.
     pub fn reload_if_changed(&mut self) -> Result<bool, PluginError> {
-        if scan(&self.rt.config.plugin_dir)? == self.fingerprint {
+        let fingerprint = scan(&self.rt.config.plugin_dir)?;
+        if fingerprint == self.fingerprint {
             return Ok(false);
         }
-        *self = Self::load_with(self.rt.clone())?;
+        let rt = self.rt.clone();
+        let cache = rt.config.cache_dir.as_deref().map(Cache::open).transpose()?;
+        let index = cache.as_ref().map(Cache::load_index).unwrap_or_default();
+        let stamps: BTreeMap<PathBuf, FileStamp> =
+            std::mem::take(&mut self.fingerprint).into_iter().collect();
+        let mut keep = BTreeMap::new();
+        for plugin in std::mem::take(&mut self.plugins) {
+            let file = plugin.info.file.clone();
+            if self.settled.contains(&file)
+                && let Some(stamp) = stamps.get(&file)
+            {
+                keep.insert(file, (stamp.clone(), plugin));
+            }
+        }
+        *self = Self::assemble(rt, cache, fingerprint, index, keep);
         Ok(true)
+    }
+
+    /// The files the last load or reload opened (identified, then compiled or loaded from the cache), in path order;
+    /// after a reload, the plugins of the other files are the ones the set already had.
+    pub fn opened(&self) -> &[PathBuf] {
+        &self.opened
     }
 }
 

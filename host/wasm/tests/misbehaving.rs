@@ -370,6 +370,40 @@ fn reload_picks_up_a_new_plugin_and_ignores_an_unchanged_directory() {
 }
 
 #[test]
+fn a_reload_keeps_the_compiled_plugins_of_unchanged_files_and_opens_only_new_and_replaced_ones() {
+    let plugins = dir_with(&[real("macvlan"), real("ipvlan")]);
+    let file_names = |set: &PluginSet| -> Vec<String> {
+        set.opened()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A stamp is trusted once settled, 2 s after the file's last change.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut set = PluginSet::load(config(plugins.path(), None)).unwrap();
+    assert_eq!(file_names(&set), ["ipvlan.wasm", "macvlan.wasm"]);
+    std::fs::copy(real("bridge"), plugins.path().join("bridge.wasm")).unwrap();
+    assert!(set.reload_if_changed().unwrap());
+    assert_eq!(file_names(&set), ["bridge.wasm"], "only the new file is opened");
+    assert!(set.serves("bridge") && set.serves("macvlan") && set.serves("ipvlan"));
+    assert!(
+        set.translate(&request("macvlan")).is_ok(),
+        "a kept plugin still answers"
+    );
+    // A replacement by atomic rename has another inode: opened again.
+    let tmp = plugins.path().join("ipvlan.wasm.tmp");
+    std::fs::copy(real("ipvlan"), &tmp).unwrap();
+    std::fs::rename(&tmp, plugins.path().join("ipvlan.wasm")).unwrap();
+    assert!(set.reload_if_changed().unwrap());
+    let opened = file_names(&set);
+    assert!(
+        opened.contains(&"ipvlan.wasm".to_owned()) && !opened.contains(&"macvlan.wasm".to_owned()),
+        "{opened:?}"
+    );
+    assert!(set.translate(&request("ipvlan")).is_ok());
+}
+
+#[test]
 fn a_plugin_file_rewritten_in_place_is_rehashed_not_served_from_stale_metadata() {
     let plugins = dir_with(&[real("macvlan")]);
     let cache = tempfile::tempdir().unwrap();

@@ -88,7 +88,7 @@ impl WasmValidator {
             for e in set.errors() {
                 tracing::warn!(error = %e, "plugin not loaded");
             }
-            tracing::info!(types = ?set.network_types(), "plugins reloaded");
+            tracing::info!(types = ?set.network_types(), opened = ?set.opened(), "plugins reloaded");
         }
         Ok(reloaded)
     }

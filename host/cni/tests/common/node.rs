@@ -13,6 +13,7 @@ use super::lab::{Lab, plugin_dir};
 use super::run_plugin;
 
 pub const DANM: &str = env!("CARGO_BIN_EXE_danm");
+pub const FAKEIPAM: &str = env!("CARGO_BIN_EXE_fakeipam");
 
 /// The compiled-plugin cache (`cacheDir`) every danm run of this test process uses: `DANM_TEST_PLUGIN_CACHE` when
 /// set (the kernel lane sets it once per VM boot, so each plugin compiles once there), else a directory made once
@@ -82,6 +83,8 @@ pub struct DanmRun {
 pub struct Node {
     pub dir: tempfile::TempDir,
     pub config: Value,
+    /// `CNI_PATH` of every run: Debian's plugins, after [`Node::with_fakeipam`] this build's `fakeipam` first.
+    cni_path: String,
     /// (command, seconds) of every danm run, in order.
     runs: std::sync::Mutex<Vec<(String, f64)>>,
 }
@@ -99,8 +102,20 @@ impl Node {
         Node {
             dir,
             config,
+            cni_path: "/usr/lib/cni".into(),
             runs: Default::default(),
         }
+    }
+
+    /// The node with this build's `fakeipam` (and `danm`) in a bin dir first on `CNI_PATH`, as the installer puts
+    /// them: a delegated backend's plugin gets danm's addresses through it.
+    pub fn with_fakeipam(mut self) -> Self {
+        let bin = self.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(DANM, bin.join("danm")).unwrap();
+        std::os::unix::fs::symlink(FAKEIPAM, bin.join("fakeipam")).unwrap();
+        self.cni_path = format!("{}:/usr/lib/cni", bin.display());
+        self
     }
 
     /// The danm runs so far with their wall time, e.g. `ADD 2.1s, CHECK 1.7s, DEL 2.2s`.
@@ -121,7 +136,7 @@ impl Node {
         let args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
         );
-        let config = self.config.to_string();
+        let (config, cni_path) = (self.config.to_string(), self.cni_path.clone());
         let (cid, netns, command) = (cid.to_owned(), netns.to_owned(), command.to_owned());
         let verb = command.clone();
         let start = Instant::now();
@@ -134,7 +149,7 @@ impl Node {
                     ("CNI_NETNS", &netns),
                     ("CNI_IFNAME", "eth0"),
                     ("CNI_ARGS", &args),
-                    ("CNI_PATH", "/usr/lib/cni"),
+                    ("CNI_PATH", &cni_path),
                 ],
                 &config,
             )
