@@ -240,10 +240,16 @@ mod tests {
                 .map(|v| (v.rule, v.field))
                 .collect()
         };
-        let refused = vec![("BRIDGE-GATEWAY".to_owned(), "spec.Options.allocation_pool".to_owned())];
+        let refused = vec![(
+            "BRIDGE-GATEWAY".to_owned(),
+            "spec.Options.allocation_pool".to_owned(),
+        )];
         // The webhook's default pool starts at the subnet's first address: the bridge's.
         let pool = json!({"start":"10.0.0.1","end":"10.0.0.254"});
-        assert_eq!(rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool})), refused);
+        assert_eq!(
+            rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool})),
+            refused
+        );
         assert_eq!(rules(json!({"cidr":"10.0.0.0/24","mode":"masquerade"})), refused);
         let msg = Bridge::validate(
             Operation::Create,
@@ -257,15 +263,20 @@ mod tests {
         let after = json!({"start":"10.0.0.2","end":"10.0.0.254"});
         assert!(rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":after})).is_empty());
         assert!(
-            rules(json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool,
-                         "routes":{"0.0.0.0/0":"10.0.0.1"}}))
+            rules(
+                json!({"cidr":"10.0.0.0/24","mode":"gateway","allocation_pool":pool,
+                         "routes":{"0.0.0.0/0":"10.0.0.1"}})
+            )
             .is_empty()
         );
         assert!(rules(json!({"cidr":"10.0.0.0/24","mode":"l2","allocation_pool":pool})).is_empty());
         // IPv6: the first address of net6.
         assert_eq!(
             rules(json!({"net6":"fd00::/120","mode":"gateway"})),
-            vec![("BRIDGE-GATEWAY".to_owned(), "spec.Options.allocation_pool_v6".to_owned())]
+            vec![(
+                "BRIDGE-GATEWAY".to_owned(),
+                "spec.Options.allocation_pool_v6".to_owned()
+            )]
         );
         assert!(
             rules(json!({"net6":"fd00::/120","mode":"gateway","allocation_pool_v6":{"start":"fd00::10","end":"fd00::ff"}}))
