@@ -11,6 +11,7 @@ use std::process::Command;
 
 use common::installer::{DANM, FAKEIPAM, Node, danmctl, node_lab};
 use common::lab::plugin_dir;
+use common::links_in;
 use danm_lab::{LabOptions, LabServer};
 use serde_json::Value;
 
@@ -151,19 +152,6 @@ fn sha256(path: &Path) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-/// The links of namespace `ns` other than its loopback.
-fn links_in(ns: &str) -> Vec<String> {
-    common::cmd_ok(&["ip", "-n", ns, "-o", "link", "show"])
-        .lines()
-        .filter_map(|l| {
-            l.split(": ")
-                .nth(1)
-                .map(|n| n.split('@').next().unwrap().to_owned())
-        })
-        .filter(|n| n != "lo")
-        .collect()
 }
 
 /// Upgrade in place (root): a pod is added through the installed `danm`; while a call of that `danm` is still

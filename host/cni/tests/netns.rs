@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::lab::{Lab, lab, plugin_link_dir};
-use common::{Netns, cmd, cmd_ok, run_plugin};
+use common::{HostLinks, Netns, cmd, cmd_ok, links_in, run_plugin, veth_and_vxlan};
 use danm_api::NetworkKind;
 use danm_cni::journal::Journal;
 use danm_cni::native::{self, Sysfs};
@@ -99,34 +99,12 @@ impl Node {
     }
 }
 
-struct HostLinks(Vec<String>);
-
-impl Drop for HostLinks {
-    fn drop(&mut self) {
-        for l in &self.0 {
-            cmd(&["ip", "link", "del", l]);
-        }
-    }
-}
-
 /// A host veth pair whose end `name` (up) parents test macvlans; the pair goes when the guard drops.
 fn veth_parent(name: String, peer: String) -> (HostLinks, String) {
     let guard = HostLinks(vec![name.clone()]);
     cmd_ok(&["ip", "link", "add", &name, "type", "veth", "peer", "name", &peer]);
     cmd_ok(&["ip", "link", "set", &name, "up"]);
     (guard, name)
-}
-
-fn links_in(ns: &str) -> Vec<String> {
-    cmd_ok(&["ip", "-n", ns, "-o", "link", "show"])
-        .lines()
-        .filter_map(|l| {
-            l.split(": ")
-                .nth(1)
-                .map(|n| n.split('@').next().unwrap().to_owned())
-        })
-        .filter(|n| n != "lo")
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,16 +121,7 @@ async fn netns_two_pods_with_macvlan_vxlan_and_bridge_interfaces_ping_each_other
     );
     let vxlink = format!("vx_{vxid}");
     let _host = HostLinks(vec![parent.clone(), vxlink.clone(), format!("br_{brid}")]);
-    cmd_ok(&[
-        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    cmd_ok(&["ip", "link", "set", &parent, "up"]);
-    cmd_ok(&["ip", "link", "set", &peer, "up"]);
-    // netwatcher's job, done by hand here: the VxLAN host link of the vxlan network.
-    cmd_ok(&[
-        "ip", "link", "add", &vxlink, "type", "vxlan", "id", "50", "dstport", "4789", "dev", &parent,
-    ]);
-    cmd_ok(&["ip", "link", "set", &vxlink, "up"]);
+    veth_and_vxlan(&parent, &peer, &vxlink, 50);
 
     let lab = lab().await;
     let node = Node::new(&lab);

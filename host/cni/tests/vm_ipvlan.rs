@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use common::lab::{Lab, lab};
 use common::node::{Node, plugin_subset_dir};
-use common::{cmd, cmd_ok, skip};
+use common::{HostLinks, cmd_ok, skip};
 use danm_api::NetworkKind;
 use danm_core::cni::codes;
 use danm_netlink::netns::{create_named, delete_named};
@@ -140,17 +140,6 @@ impl Drop for Pod {
     fn drop(&mut self) {
         self.nl.forget_netns(&self.ns);
         let _ = delete_named(&self.name);
-    }
-}
-
-/// Host links made by a test (the parents netwatcher or the node would own), deleted on drop in order.
-struct HostLinks(Vec<String>);
-
-impl Drop for HostLinks {
-    fn drop(&mut self) {
-        for l in &self.0 {
-            cmd(&["ip", "link", "del", l]);
-        }
     }
 }
 

@@ -56,3 +56,48 @@ pub fn root_and(paths: &[&str]) -> bool {
     }
     true
 }
+
+/// Host links a test made (the parents netwatcher or the node would own), deleted on drop in order, however the test
+/// ends.
+pub struct HostLinks(pub Vec<String>);
+
+impl Drop for HostLinks {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            cmd(&["ip", "link", "del", l]);
+        }
+    }
+}
+
+/// A host veth pair `parent`/`peer`, both up, and on `parent` the VxLAN link `vxlink` with id `vni` (netwatcher's
+/// job, done by hand): the parents of macvlan and vxlan-parented networks.
+pub fn veth_and_vxlan(parent: &str, peer: &str, vxlink: &str, vni: u32) {
+    cmd_ok(&["ip", "link", "add", parent, "type", "veth", "peer", "name", peer]);
+    cmd_ok(&["ip", "link", "set", parent, "up"]);
+    cmd_ok(&["ip", "link", "set", peer, "up"]);
+    let vni = vni.to_string();
+    cmd_ok(&[
+        "ip", "link", "add", vxlink, "type", "vxlan", "id", &vni, "dstport", "4789", "dev", parent,
+    ]);
+    cmd_ok(&["ip", "link", "set", vxlink, "up"]);
+}
+
+/// The links of namespace `ns` other than its loopback (none when the namespace is gone).
+pub fn links_in(ns: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .expect("run ip");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap().to_owned())
+        })
+        .filter(|n| n != "lo")
+        .collect()
+}

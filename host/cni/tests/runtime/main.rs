@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::installer::{DANM, Node, danmctl, node_lab};
 use common::lab::{Lab, plugin_dir};
-use common::{cmd, cmd_ok};
+use common::{HostLinks, cmd, cmd_ok, links_in, veth_and_vxlan};
 use cri::{Containerd, Cri, sandbox_config};
 use danm_api::NetworkKind;
 
@@ -30,17 +30,6 @@ const NS: &str = "default";
 /// How many pods the scale phase starts, and how many at a time.
 const PODS: usize = 50;
 const AT_ONCE: usize = 10;
-
-/// Host links the test made, deleted when it ends however it ends.
-struct HostLinks(Vec<String>);
-
-impl Drop for HostLinks {
-    fn drop(&mut self) {
-        for link in &self.0 {
-            cmd(&["ip", "link", "del", link]);
-        }
-    }
-}
 
 /// The fixtures the test needs: root, containerd, runc, ctr, buildah, Debian's CNI plugins, the built plugins and
 /// danmctl. A printed skip, or a failure where fixtures are required.
@@ -88,26 +77,6 @@ fn build_images(out: &Path, plugins: &Path) -> Duration {
     );
     print!("{}", String::from_utf8_lossy(&run.stdout));
     start.elapsed()
-}
-
-/// The interface names, addresses and routes of a namespace, as `ip -o` prints them.
-fn links(netns: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-n", netns, "-o", "link", "show"])
-        .output()
-        .expect("run ip");
-    if !out.status.success() {
-        return Vec::new();
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split(": ")
-                .nth(1)
-                .map(|n| n.split('@').next().unwrap().to_owned())
-        })
-        .filter(|n| n != "lo")
-        .collect()
 }
 
 /// Interfaces are set up in parallel: their order in the namespace is not the annotation's.
@@ -259,15 +228,7 @@ async fn containerd_cri_drives_danm_from_sandbox_to_teardown_and_at_scale() {
     );
     let vxlink = format!("vx_{vxid}");
     let _links = HostLinks(vec![parent.clone(), vxlink.clone(), format!("br_{brid}")]);
-    cmd_ok(&[
-        "ip", "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    cmd_ok(&["ip", "link", "set", &parent, "up"]);
-    cmd_ok(&["ip", "link", "set", &peer, "up"]);
-    cmd_ok(&[
-        "ip", "link", "add", &vxlink, "type", "vxlan", "id", "71", "dstport", "4789", "dev", &parent,
-    ]);
-    cmd_ok(&["ip", "link", "set", &vxlink, "up"]);
+    veth_and_vxlan(&parent, &peer, &vxlink, 71);
     let lab = &world.lab;
     let mac = lab
         .network(NetworkKind::DanmNet, NS, "mac", json!({"NetworkID":"mac","NetworkType":"macvlan",
@@ -332,7 +293,7 @@ async fn three_interfaces_then_teardown(
     );
     let netns = netns_name(&w.cri.netns_path(&id).await);
     assert_eq!(
-        sorted(links(&netns)),
+        sorted(links_in(&netns)),
         ["eth0", "eth2", "vx1"],
         "interfaces of the sandbox"
     );
@@ -500,7 +461,7 @@ async fn a_containerd_restart_keeps_pods_that_still_stop_cleanly(w: &mut World) 
             "{name} after the restart"
         );
         assert_eq!(
-            sorted(links(netns)),
+            sorted(links_in(netns)),
             ["eth0", "eth1"],
             "{name}'s interfaces survive the restart"
         );
@@ -508,7 +469,7 @@ async fn a_containerd_restart_keeps_pods_that_still_stop_cleanly(w: &mut World) 
     for (name, id, netns) in &running {
         w.stop_and_remove(id).await;
         assert!(w.eps_of(name).await.is_empty(), "{name}'s DanmEps");
-        assert!(links(netns).is_empty(), "{name}'s links");
+        assert!(links_in(netns).is_empty(), "{name}'s links");
     }
 }
 
