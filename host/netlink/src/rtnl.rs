@@ -231,6 +231,29 @@ impl RtNetlink {
         }
     }
 
+    /// A route's message as far as adding and deleting share it: destination, gateway, output device, table.
+    async fn route_message(
+        handle: &Handle,
+        op: Op,
+        ns: &Netns,
+        route: &Route,
+        object: &str,
+    ) -> Result<RouteMessageBuilder<IpAddr>, NetlinkError> {
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(route.dst.network(), route.dst.prefix())
+            .map_err(|err| invalid(op, ns, object.to_owned(), err))?;
+        if let Some(gateway) = route.gateway {
+            builder = builder
+                .gateway(gateway)
+                .map_err(|err| invalid(op, ns, object.to_owned(), err))?;
+        }
+        if let Some(dev) = &route.dev {
+            let index = Self::index_of(handle, op, ns, dev, "device").await?;
+            builder = builder.output_interface(index);
+        }
+        Ok(builder.table_id(route.table))
+    }
+
     async fn index_of(
         handle: &Handle,
         op: Op,
@@ -654,20 +677,8 @@ impl Netlink for RtNetlink {
         let op = Op::AddRoute;
         let object = route_object(route);
         let handle = self.handle(op, ns).await?;
-        let mut builder = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(route.dst.network(), route.dst.prefix())
-            .map_err(|err| invalid(op, ns, object.clone(), err))?;
-        if let Some(gateway) = route.gateway {
-            builder = builder
-                .gateway(gateway)
-                .map_err(|err| invalid(op, ns, object.clone(), err))?;
-        }
-        if let Some(dev) = &route.dev {
-            let index = Self::index_of(&handle, op, ns, dev, "device").await?;
-            builder = builder.output_interface(index);
-        }
-        let msg = builder
-            .table_id(route.table)
+        let msg = Self::route_message(&handle, op, ns, route, &object)
+            .await?
             .scope(RouteScope::from(route.scope.to_u8()))
             .build();
         handle
@@ -682,19 +693,9 @@ impl Netlink for RtNetlink {
         let op = Op::DeleteRoute;
         let object = route_object(route);
         let handle = self.handle(op, ns).await?;
-        let mut builder = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(route.dst.network(), route.dst.prefix())
-            .map_err(|err| invalid(op, ns, object.clone(), err))?;
-        if let Some(gateway) = route.gateway {
-            builder = builder
-                .gateway(gateway)
-                .map_err(|err| invalid(op, ns, object.clone(), err))?;
-        }
-        if let Some(dev) = &route.dev {
-            let index = Self::index_of(&handle, op, ns, dev, "device").await?;
-            builder = builder.output_interface(index);
-        }
-        let msg = builder.table_id(route.table).build();
+        let msg = Self::route_message(&handle, op, ns, route, &object)
+            .await?
+            .build();
         handle
             .route()
             .del(msg)
