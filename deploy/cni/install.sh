@@ -3,7 +3,8 @@
 # mounted under /host, and by `host/cni/tests/install.rs` against temporary directories.
 #
 #  1. copies the `danm` and `fakeipam` binaries into the CNI bin directory and the plugins (*.wasm) into
-#     <danm dir>/plugins (each file by atomic rename; plugins no longer shipped are removed);
+#     <danm dir>/plugins (each file by atomic rename; plugins an earlier install shipped and this image no longer
+#     does are removed, plugins dropped in by hand are kept);
 #  2. precompiles the plugins into <danm dir>/cache with `danmctl plugins check` — danm's deadline covers plugin
 #     loading, so no pod's ADD should pay the compilation;
 #  3. copies the service account's CA and token to <danm dir> and writes a kubeconfig that names them (danm re-reads
@@ -40,13 +41,25 @@ for b in danm fakeipam; do
 done
 say "binaries in $cni_bin"
 
+# The plugins this image ships are listed in <danm dir>/shipped-plugins; one an earlier install shipped and this image
+# no longer does is removed. Plugins dropped into the directory by hand (a backend added without a new image) are
+# never in that list, so they stay.
+shipped="$danm_dir/shipped-plugins"
 for p in "$src_plugins"/*.wasm; do
     [ -e "$p" ] || { say "no plugins in $src_plugins"; exit 1; }
     put "$p" "$danm_dir/plugins/$(basename "$p")" 644
 done
-for p in "$danm_dir"/plugins/*.wasm; do
-    [ -e "$src_plugins/$(basename "$p")" ] || { rm -f "$p"; say "removed $(basename "$p") (no longer shipped)"; }
-done
+if [ -f "$shipped" ]; then
+    while read -r name; do
+        case "$name" in *.wasm) ;; *) continue ;; esac
+        if [ ! -e "$src_plugins/$name" ] && [ -e "$danm_dir/plugins/$name" ]; then
+            rm -f "$danm_dir/plugins/$name"
+            say "removed $name (shipped before, no longer shipped)"
+        fi
+    done <"$shipped"
+fi
+( cd "$src_plugins" && for p in *.wasm; do echo "$p"; done ) >"$shipped.tmp.$$"
+mv -f "$shipped.tmp.$$" "$shipped"
 "$src_bin/danmctl" plugins check --plugin-dir "$danm_dir/plugins" --cache-dir "$danm_dir/cache"
 say "plugins in $danm_dir/plugins, precompiled into $danm_dir/cache"
 

@@ -102,10 +102,44 @@ async fn the_installer_leaves_a_working_danm_with_precompiled_plugins_a_token_ku
     assert!(out.status.success(), "install.sh again refreshes the token");
     assert!(node.status().status.success(), "STATUS with the refreshed token");
 
-    // A plugin that is no longer shipped is removed on the next install.
-    std::fs::write(node.path("host/etc/danm/plugins/retired.wasm"), b"\0asm").unwrap();
-    assert!(node.install(lab.url(), &plugins).status.success());
-    assert!(!node.path("host/etc/danm/plugins/retired.wasm").exists());
+    // A plugin an earlier install shipped and the image no longer ships is removed on the next install; a plugin
+    // dropped into the directory by hand (a backend added without a new image) stays.
+    let Some(host_device) = danm_testkit::fixtures::extra_plugin_or_skip("host-device") else {
+        return;
+    };
+    let image = |name: &str, shipped_now: &[&String], extra: Option<(&Path, &str)>| {
+        let dir = node.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for p in shipped_now {
+            std::fs::copy(plugins.join(p), dir.join(p)).unwrap();
+        }
+        if let Some((file, as_name)) = extra {
+            std::fs::copy(file, dir.join(as_name)).unwrap();
+        }
+        dir
+    };
+    let installed = |p: &str| node.path("host/etc/danm/plugins").join(p);
+    let all: Vec<&String> = shipped.iter().collect();
+    let v2 = image("image-v2", &all, Some((&host_device, "retired.wasm")));
+    assert!(node.install(lab.url(), &v2).status.success());
+    assert!(installed("retired.wasm").exists());
+    // By hand: bridge's code under a name no image ships (v3 stops shipping bridge.wasm, so it serves the type).
+    std::fs::copy(plugins.join("bridge.wasm"), installed("dropped-in.wasm")).unwrap();
+    let without_bridge: Vec<&String> = shipped.iter().filter(|p| *p != "bridge.wasm").collect();
+    let v3 = image("image-v3", &without_bridge, None);
+    let out = node.install(lab.url(), &v3);
+    assert!(out.status.success(), "install v3: {}", out_text(&out));
+    for gone in ["retired.wasm", "bridge.wasm"] {
+        assert!(
+            !installed(gone).exists(),
+            "{gone} is no longer shipped: {}",
+            out_text(&out)
+        );
+    }
+    assert!(
+        installed("dropped-in.wasm").exists(),
+        "a plugin dropped in by hand stays"
+    );
     assert!(node.status().status.success());
 }
 
