@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for b in danm fakeipam danm-lab danm-webhook netwatcher svcwatcher; do
+for b in danm fakeipam danm-lab danm-webhook netwatcher svcwatcher kubectl-danm; do
     [ -x "$bin/$b" ] || { echo "lab-demo: $bin/$b missing; run 'make lab'" >&2; exit 1; }
 done
 ls "$plugins"/*.wasm >/dev/null 2>&1 || { echo "lab-demo: no plugins in $plugins; run 'make guests'" >&2; exit 1; }
@@ -251,6 +251,10 @@ for s in sorted(json.load(sys.stdin)["items"], key=lambda s: s["metadata"]["name
 }
 say "EndpointSlices: each service lists exactly its pods' addresses on its network"
 slices
+
+say "the operator's view: kubectl danm (the kubectl-danm plugin on PATH)"
+PATH="$bin:$PATH" kubectl danm networks -A
+PATH="$bin:$PATH" kubectl danm pod multus-pod -n example-vnf
 
 say "traffic: the client reaches the loadbalancers' external addresses, not the VNF's internal network"
 lb_ext=$(ip -n example-vnf.loadbalancer-1 -br -4 addr show ext1 | awk '{print $3}' | cut -d/ -f1)
