@@ -58,9 +58,21 @@ impl Lab {
     /// asks for (`DANM_TEST_IPAM_MODE`: `bitmap`, the default, writes the bitmaps; `blocks` marks the network
     /// and writes none).
     pub async fn network(&self, kind: NetworkKind, ns: &str, name: &str, spec: Value) -> Network {
+        self.network_in(ipam_mode(), kind, ns, name, spec).await
+    }
+
+    /// [`Lab::network`] in IPAM mode `mode` (`bitmap` or `blocks`), whatever the test run asks for.
+    pub async fn network_in(
+        &self,
+        mode: &str,
+        kind: NetworkKind,
+        ns: &str,
+        name: &str,
+        spec: Value,
+    ) -> Network {
         let mut spec: NetworkSpec = serde_json::from_value(spec).unwrap();
         danm_core::ipam::apply_network_defaults(&mut spec.options).unwrap();
-        let blocks = ipam_mode() == "blocks";
+        let blocks = mode == "blocks";
         if blocks {
             spec.options.alloc.clear();
             spec.options.alloc6.clear();

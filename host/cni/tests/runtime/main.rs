@@ -264,7 +264,7 @@ async fn containerd_cri_drives_danm_from_sandbox_to_teardown_and_at_scale() {
     failed_adds_leave_nothing(&world, &parent).await;
     a_containerd_restart_keeps_pods_that_still_stop_cleanly(&mut world).await;
     the_webhook_image_runs_as_a_container_that_answers_readyz(&world, &plugins, work.path()).await;
-    fifty_pods_ten_at_a_time_against_bridge_and_host_local(&world, &br, work.path()).await;
+    fifty_pods_ten_at_a_time_against_bridge_and_host_local(&world, work.path()).await;
 }
 
 /// RunPodSandbox for a pod with three interfaces: the links, addresses and routes in its netns, its DanmEps, the
@@ -596,34 +596,54 @@ async fn the_webhook_image_runs_as_a_container_that_answers_readyz(w: &World, pl
     w.stop_and_remove(&pod).await;
 }
 
-/// 50 pods through CRI, 10 at a time, each with one interface on danm's bridge network: all succeed with distinct
-/// addresses; then the same loop with Debian's bridge + host-local as the node's only network. Prints both and the
-/// ratio (the time danm adds to a pod start, the runtime's own work included in both).
-async fn fifty_pods_ten_at_a_time_against_bridge_and_host_local(
-    w: &World,
-    br: &danm_api::Network,
-    work: &Path,
-) {
-    let free = w.lab.holdings(br).await;
-    let mut configs = Vec::new();
-    for i in 0..PODS {
-        configs.push(
-            w.pod(&format!("scale{i}"), json!([{"network":"br","ip":"dynamic"}]))
-                .await,
+/// 50 pods through CRI, 10 at a time, each with one interface on a danm bridge network, once per IPAM mode: all
+/// succeed with distinct addresses, all come back. Then the same loop with Debian's bridge + host-local as the node's
+/// only network. Prints each and the ratios (the time danm adds to a pod start; the runtime's own work is in both).
+async fn fifty_pods_ten_at_a_time_against_bridge_and_host_local(w: &World, work: &Path) {
+    let mut danm = Vec::new();
+    for (i, mode) in ["bitmap", "blocks"].into_iter().enumerate() {
+        let (name, id) = (format!("scale-{mode}"), format!("s{i}{}", w.tag));
+        let _bridge = HostLinks(vec![format!("br_{id}")]);
+        let net = w
+            .lab
+            .network_in(
+                mode,
+                NetworkKind::DanmNet,
+                NS,
+                &name,
+                json!({"NetworkID": id, "NetworkType":"bridge",
+                "Options":{"cidr": format!("10.17{}.0.0/24", 7 + i), "mode":"gateway",
+                           "allocation_pool":{"start": format!("10.17{}.0.10", 7 + i),
+                                              "end": format!("10.17{}.0.250", 7 + i)}}}),
+            )
+            .await;
+        let free = w.lab.holdings(&net).await;
+        let mut configs = Vec::new();
+        for p in 0..PODS {
+            let pod = format!("{mode}{p}");
+            configs.push(w.pod(&pod, json!([{"network": name, "ip":"dynamic"}])).await);
+        }
+        let (up, down, ips) = start_and_stop(&w.cri, &configs).await;
+        let distinct: BTreeSet<&String> = ips.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            PODS,
+            "{mode}: {PODS} pods, no duplicate address: {ips:?}"
         );
+        assert!(
+            ips.iter().all(|ip| ip.starts_with(&format!("10.17{}.0.", 7 + i))),
+            "{ips:?}"
+        );
+        assert_eq!(w.lab.holdings(&net).await, free, "{mode}: every address released");
+        assert!(
+            w.lab
+                .eps(NS)
+                .await
+                .iter()
+                .all(|ep| !ep.spec.pod.starts_with(mode))
+        );
+        danm.push((mode, up, down));
     }
-    let (danm_up, danm_down, ips) = start_and_stop(&w.cri, &configs).await;
-    let distinct: BTreeSet<&String> = ips.iter().collect();
-    assert_eq!(distinct.len(), PODS, "{PODS} pods, no duplicate address: {ips:?}");
-    assert!(ips.iter().all(|ip| ip.starts_with("10.173.0.")), "{ips:?}");
-    assert_eq!(w.lab.holdings(br).await, free, "every address released");
-    assert!(
-        w.lab
-            .eps(NS)
-            .await
-            .iter()
-            .all(|ep| !ep.spec.pod.starts_with("scale"))
-    );
 
     // The baseline: the same loop with Debian's bridge + host-local as the node's network.
     let conf_dir = w.node.path("host/etc/cni/net.d");
@@ -651,18 +671,25 @@ async fn fifty_pods_ten_at_a_time_against_bridge_and_host_local(
 
     let per_pod = |d: Duration| d.as_secs_f64() * 1000.0 / PODS as f64;
     println!(
-        "runtime-e2e: {PODS} pods, {AT_ONCE} at a time, through CRI: danm (bridge network, danm's IPAM) start {:.2} s \
-         ({:.1} ms/pod), stop+remove {:.2} s; Debian bridge + host-local start {:.2} s ({:.1} ms/pod), stop+remove \
-         {:.2} s; ratio danm/baseline start {:.2}, stop {:.2}; 0 duplicate addresses",
-        danm_up.as_secs_f64(),
-        per_pod(danm_up),
-        danm_down.as_secs_f64(),
+        "runtime-e2e: {PODS} pods, {AT_ONCE} at a time, through CRI, one bridge interface each; 0 duplicate addresses"
+    );
+    println!(
+        "runtime-e2e:   Debian bridge + host-local: start {:.2} s ({:.1} ms/pod), stop+remove {:.2} s",
         base_up.as_secs_f64(),
         per_pod(base_up),
-        base_down.as_secs_f64(),
-        danm_up.as_secs_f64() / base_up.as_secs_f64(),
-        danm_down.as_secs_f64() / base_down.as_secs_f64(),
+        base_down.as_secs_f64()
     );
+    for (mode, up, down) in danm {
+        println!(
+            "runtime-e2e:   danm, {mode} IPAM: start {:.2} s ({:.1} ms/pod), stop+remove {:.2} s; ratio to the \
+             baseline: start {:.2}, stop {:.2}",
+            up.as_secs_f64(),
+            per_pod(up),
+            down.as_secs_f64(),
+            up.as_secs_f64() / base_up.as_secs_f64(),
+            down.as_secs_f64() / base_down.as_secs_f64()
+        );
+    }
 }
 
 /// Starts every sandbox, `AT_ONCE` at a time, then stops and removes them the same way: the two wall times and the
