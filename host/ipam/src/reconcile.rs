@@ -170,8 +170,11 @@ enum Suspect {
     Ep(String, String),
     /// A block address (block name, offset) whose owner does not exist, with that owner.
     Owned(String, u32, String),
-    /// A set bit (network, address) that no DanmEp holds.
-    Bit(NetworkId, IpAddr),
+    /// A set bit (network, address) that no DanmEp holds, in the network object of that resourceVersion. A bitmap
+    /// records no owner: a bit released and reserved again by another pod between two scans looks the same, and that
+    /// pod's ADD may not have written its DanmEp yet. Every reservation and release rewrites the network object, so a
+    /// bit counts as the same suspect only while the object is unchanged.
+    Bit(NetworkId, IpAddr, String),
 }
 
 /// The reconciler's memory between scans: when each suspect was first seen.
@@ -361,7 +364,8 @@ impl Reconciler {
                     if held.contains(&addr) || claimed.contains(&addr) {
                         continue;
                     }
-                    if self.due(&Suspect::Bit(id.clone(), addr), now, None, &mut seen) {
+                    let version = network.metadata.resource_version.clone().unwrap_or_default();
+                    if self.due(&Suspect::Bit(id.clone(), addr, version), now, None, &mut seen) {
                         due_bits.push((id.clone(), addr));
                     } else {
                         report.waiting += 1;

@@ -207,6 +207,42 @@ async fn an_add_in_flight_is_never_touched() {
     assert_eq!(much_later.danmeps_deleted, 0);
 }
 
+/// Bitmap mode records no owner. A bit is leaked (its ADD died before writing the DanmEp) when the reconciler first
+/// sees it; before the grace period is over it is released and reserved again by another pod whose ADD is still in
+/// flight (no DanmEp yet) when the reconciler looks again. That bit is the new pod's: it must not be freed.
+#[tokio::test]
+async fn a_bit_that_changed_hands_between_scans_is_not_taken_for_a_leak() {
+    let (h, client) = lab().await;
+    let mut rec = Reconciler::new(IpamConfig::default(), GRACE);
+    let t0 = Timestamp::now();
+    let net = network(&client, "hand", false).await;
+    let addr = reserve(&client, &net, "ep-dead").await;
+    let first = rec.scan(&svcwatcher(&h).await, t0).await;
+    assert_eq!((first.addresses_released, first.waiting), (0, 1), "{first:?}");
+    // The leaked bit is freed (a DEL or rollback of the dead ADD) and the next ADD takes the lowest free address:
+    // the same one.
+    let ipam = Ipam::new(&client, "node-a", IpamConfig::default());
+    let release = Release {
+        ip4: &addr,
+        ip6: "",
+        owner: "",
+    };
+    assert!(
+        ipam.release_on(NetworkKind::DanmNet, "default", "hand", &[release])
+            .await
+            .unwrap()
+    );
+    let uid = pod(&client, "p-new").await;
+    assert_eq!(reserve(&client, &net, "ep-new").await, addr, "the same address");
+    // The reconciler looks after the grace period, while the new ADD has not written its DanmEp yet.
+    let second = rec.scan(&svcwatcher(&h).await, later(t0, GRACE * 2)).await;
+    assert_eq!(second.addresses_released, 0, "{second:?}");
+    danmep(&client, "hand", "ep-new", &uid, &addr).await;
+    let third = rec.scan(&svcwatcher(&h).await, later(t0, GRACE * 4)).await;
+    assert_eq!(third.addresses_released, 0, "{third:?}");
+    assert_eq!(held(&client, "hand").await, 1, "the new pod keeps its address");
+}
+
 /// The lab through an inventory with a fault.
 struct Faulty(kube::Client, Fault);
 
