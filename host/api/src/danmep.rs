@@ -40,6 +40,23 @@ impl DanmEp {
             spec,
         }
     }
+
+    /// The pool network danm's IPAM allocated an NPWG attachment's addresses from, as its
+    /// [`IPAM_NETWORK`](crate::annotations::IPAM_NETWORK) annotation names it: `(kind, namespace, name)`, the parts
+    /// the value lacks empty. `None` when the DanmEp has no such annotation (danm's own interfaces never do).
+    pub fn ipam_pool(&self) -> Option<(&str, &str, &str)> {
+        let value = self
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(crate::annotations::IPAM_NETWORK)?;
+        let mut parts = value.splitn(3, '/');
+        Some((
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        ))
+    }
 }
 
 /// `spec` of a DanmEp.
@@ -117,3 +134,24 @@ crate::static_resource!(
     "danmeps",
     NamespaceResourceScope
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ipam_pool_annotation_splits_into_kind_namespace_and_name() {
+        let mut ep = DanmEp::new("other", "ep", DanmEpSpec::default());
+        assert_eq!(ep.ipam_pool(), None);
+        ep.metadata.annotations = Some(BTreeMap::from([(
+            crate::annotations::IPAM_NETWORK.to_owned(),
+            "ClusterNetwork//wide".to_owned(),
+        )]));
+        assert_eq!(ep.ipam_pool(), Some(("ClusterNetwork", "", "wide")));
+        ep.metadata.annotations = Some(BTreeMap::from([(
+            crate::annotations::IPAM_NETWORK.to_owned(),
+            "DanmNet".to_owned(),
+        )]));
+        assert_eq!(ep.ipam_pool(), Some(("DanmNet", "", "")));
+    }
+}

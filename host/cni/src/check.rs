@@ -12,11 +12,10 @@ use ipnetwork::IpNetwork;
 
 use crate::context::Ctx;
 use crate::del::container_eps;
-use crate::delegate;
 use crate::error::Error;
 use crate::ipam::is_real;
 use crate::post::{PostInput, network_routes};
-use crate::teardown::{ep_container_id, interface_config};
+use crate::teardown::{check_delegated, interface_config};
 
 /// Returns the differences found (empty: the container is as ADD left it).
 pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
@@ -96,21 +95,7 @@ pub async fn check(ctx: Arc<Ctx>) -> Result<Vec<String>, Error> {
                 (_, true) | (None, _) => {}
                 (Some(Err(e)), false) => problems.push(format!("{name}: {e}")),
                 (Some(Ok(chain)), false) => {
-                    let cid = ep_container_id(&ctx, ep);
-                    match ctx.results().load(cid, name) {
-                        Some(added) => {
-                            let env = ctx.delegate_env(&netns_path);
-                            if let Err(e) = delegate::check(&chain, name, &env, &added).await {
-                                problems.push(format!("{name}: {e}"));
-                            }
-                        }
-                        // Made by a danm that kept no results (or DANM): danm's own checks below still run.
-                        None => tracing::warn!(
-                            ifname = %name,
-                            dir = %ctx.config.result_dir,
-                            "no kept ADD result for the delegated interface; its plugin's CHECK is skipped"
-                        ),
-                    }
+                    check_delegated(&ctx, ep, &chain, &netns_path, &mut problems).await;
                 }
             }
             Some(network)

@@ -1042,15 +1042,9 @@ fn ep_annotation<'a>(ep: &'a DanmEp, key: &str) -> Option<&'a str> {
 /// The network danm's IPAM allocated a NAD attachment's addresses from ([`IPAM_NETWORK_ANNOTATION`]); `None`
 /// when it used none, or the network is gone.
 async fn ep_pool(ctx: &Ctx, ep: &DanmEp) -> Result<Option<Network>, crate::api::ApiError> {
-    let Some(text) = ep_annotation(ep, IPAM_NETWORK_ANNOTATION) else {
+    let Some((kind, pool_ns, name)) = ep.ipam_pool() else {
         return Ok(None);
     };
-    let mut parts = text.splitn(3, '/');
-    let (kind, pool_ns, name) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
     let kind = NetworkKind::from_api_type(kind).unwrap_or(NetworkKind::DanmNet);
     ctx.api.get_network(kind, pool_ns, name).await
 }
@@ -1090,22 +1084,7 @@ pub(crate) async fn check(ctx: &Ctx, ep: &DanmEp, netns_path: &str) -> Result<Ve
             "{name}: NetworkAttachmentDefinition {} no longer exists",
             ep.spec.network_name
         )),
-        Some(chain) => match ctx
-            .results()
-            .load(crate::teardown::ep_container_id(ctx, ep), name)
-        {
-            Some(added) => {
-                let env = ctx.delegate_env(netns_path);
-                if let Err(e) = delegate::check(&chain, name, &env, &added).await {
-                    problems.push(format!("{name}: {e}"));
-                }
-            }
-            None => tracing::warn!(
-                ifname = %name,
-                dir = %ctx.config.result_dir,
-                "no kept ADD result for the NPWG interface; its plugins' CHECK is skipped"
-            ),
-        },
+        Some(chain) => crate::teardown::check_delegated(ctx, ep, &chain, netns_path, &mut problems).await,
     }
     Ok(problems)
 }

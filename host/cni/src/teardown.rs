@@ -220,6 +220,32 @@ pub(crate) fn ep_container_id<'a>(ctx: &'a Ctx, ep: &'a DanmEp) -> &'a str {
     }
 }
 
+/// CHECK of a delegated interface (a danm network's, or an NPWG attachment's) by its own plugins, given the config
+/// `chain` and the result its ADD kept; what they find goes to `problems`. An interface made by a danm that kept no
+/// result (or by DANM) has its plugins' CHECK skipped with a warning; danm's own checks of it still run.
+pub(crate) async fn check_delegated(
+    ctx: &Ctx,
+    ep: &DanmEp,
+    chain: &Chain,
+    netns_path: &str,
+    problems: &mut Vec<String>,
+) {
+    let name = &ep.spec.interface.name;
+    match ctx.results().load(ep_container_id(ctx, ep), name) {
+        Some(added) => {
+            let env = ctx.delegate_env(netns_path);
+            if let Err(e) = delegate::check(chain, name, &env, &added).await {
+                problems.push(format!("{name}: {e}"));
+            }
+        }
+        None => tracing::warn!(
+            ifname = %name,
+            dir = %ctx.config.result_dir,
+            "no kept ADD result for the delegated interface; its plugins' CHECK is skipped"
+        ),
+    }
+}
+
 /// The CNI config a DanmEp's interface was made from, rebuilt from its network (`None`: the network is gone, or
 /// the interface was recorded as host-made), and whether the host makes such interfaces itself (no delegate).
 pub(crate) async fn interface_config(

@@ -562,18 +562,7 @@ fn pool_use(
 /// addresses danm's IPAM allocated from it (`danm.k8s.io/ipam-network: <Kind>/<namespace>/<name>`).
 fn held_addresses<'a>(eps: impl Iterator<Item = &'a DanmEp>, id: &NetworkId) -> HashSet<IpAddr> {
     eps.filter(|ep| {
-        let pool = ep
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(danm_api::annotations::IPAM_NETWORK));
-        if let Some(pool) = pool {
-            let mut parts = pool.splitn(3, '/');
-            let (kind, namespace, name) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
+        if let Some((kind, namespace, name)) = ep.ipam_pool() {
             return NetworkKind::from_api_type(kind)
                 .is_ok_and(|kind| NetworkId::new(kind, namespace, name) == *id);
         }

@@ -16,18 +16,7 @@ pub fn connected_endpoints<'a>(
     let cluster_scoped = kind == NetworkKind::ClusterNetwork.as_str();
     eps.iter()
         .filter(|ep| {
-            if let Some(pool) = ep
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(danm_api::annotations::IPAM_NETWORK))
-            {
-                let mut parts = pool.splitn(3, '/');
-                let (pool_kind, pool_ns, pool_name) = (
-                    parts.next().unwrap_or_default(),
-                    parts.next().unwrap_or_default(),
-                    parts.next().unwrap_or_default(),
-                );
+            if let Some((pool_kind, pool_ns, pool_name)) = ep.ipam_pool() {
                 return pool_kind == kind && pool_name == name && (cluster_scoped || pool_ns == namespace);
             }
             let ep_kind = NetworkKind::from_api_type(&ep.spec.api_type)
