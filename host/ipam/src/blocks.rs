@@ -278,14 +278,20 @@ impl<'a> Blocks<'a> {
         if let Some(result) = self.claim(layout, &all, owner).await? {
             return Ok(result);
         }
-        for (b, block) in all.iter().filter(|(_, blk)| blk.spec.node != self.node) {
+        // Every block is held now. Read them again: ADDs running at once on this node may have claimed blocks since
+        // `mine` was listed (the claims this one lost), and those have room. This node's first, then borrow.
+        let mut all = self.list(layout, None).await?;
+        all.sort_by_key(|(i, b)| (b.spec.node != self.node, *i));
+        for (b, block) in &all {
             let take = |spec: &mut DanmIpBlockSpec| Ok(take_next(layout, *b, spec, owner));
             if let Some(result) = self.update(block.name(), Some(block.clone()), take).await? {
-                tracing::debug!(
-                    block = block.name(),
-                    holder = block.spec.node,
-                    "borrowed an address"
-                );
+                if block.spec.node != self.node {
+                    tracing::debug!(
+                        block = block.name(),
+                        holder = block.spec.node,
+                        "borrowed an address"
+                    );
+                }
                 return Ok(result);
             }
         }

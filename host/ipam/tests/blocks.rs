@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use danm_api::{DanmIpBlock, Network, NetworkKind, NetworkSpec};
 use danm_core::ipam::IpRequest;
-use danm_ipam::{Ipam, IpamConfig, IpamStore, Release, Request};
+use danm_ipam::{ApiError, Ipam, IpamConfig, IpamStore, Release, Request};
 use danm_lab::LabHandle;
 use kube::api::PostParams;
 use serde_json::{Value, json};
@@ -313,4 +313,54 @@ async fn an_idle_empty_block_is_handed_back_and_a_bitmap_network_stays_in_its_bi
     assert_eq!(dynamic(&a, &bm, "z").await, "10.7.0.1/24");
     assert_ne!(lab.reread(&bm).await.spec.options.alloc, bm.spec.options.alloc);
     assert_eq!(lab.blocks().await.len(), 1);
+}
+
+/// The lab, except that the first block list answers as it would have a moment earlier: empty.
+struct ListedTooEarly(kube::Client, std::sync::atomic::AtomicBool);
+
+#[async_trait::async_trait]
+impl IpamStore for ListedTooEarly {
+    async fn get_network(&self, k: NetworkKind, ns: &str, n: &str) -> Result<Option<Network>, ApiError> {
+        self.0.get_network(k, ns, n).await
+    }
+    async fn replace_network(&self, n: &Network) -> Result<Network, ApiError> {
+        self.0.replace_network(n).await
+    }
+    async fn list_blocks(&self, s: &str) -> Result<Vec<DanmIpBlock>, ApiError> {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.0.list_blocks(s).await
+    }
+    async fn get_block(&self, n: &str) -> Result<Option<DanmIpBlock>, ApiError> {
+        self.0.get_block(n).await
+    }
+    async fn create_block(&self, b: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.0.create_block(b).await
+    }
+    async fn replace_block(&self, b: &DanmIpBlock) -> Result<DanmIpBlock, ApiError> {
+        self.0.replace_block(b).await
+    }
+    async fn delete_block(&self, n: &str, rv: &str) -> Result<bool, ApiError> {
+        self.0.delete_block(n, rv).await
+    }
+}
+
+/// ADDs running at once on one node: one lists the node's blocks before the others' claims land, and then finds
+/// every block of the pool held, by this very node. It takes an address from them, not "all addresses reserved".
+#[tokio::test]
+async fn an_add_that_listed_before_its_nodes_claims_landed_takes_from_them_instead_of_failing() {
+    let lab = lab().await;
+    // One /26 block, claimed by node-a with room left.
+    let net = lab
+        .network("late", json!({"Options": {"cidr": "10.3.0.0/26"}}))
+        .await;
+    let a = Ipam::new(&lab.cni, "node-a", config());
+    assert_eq!(dynamic(&a, &net, "ep-1").await, "10.3.0.1/26");
+    let stale = ListedTooEarly(lab.cni.clone(), std::sync::atomic::AtomicBool::new(true));
+    let late = Ipam::new(&stale, "node-a", config());
+    assert_eq!(dynamic(&late, &net, "ep-2").await, "10.3.0.2/26");
+    let blocks = lab.blocks().await;
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].spec.owners.len(), 2);
 }
